@@ -1,0 +1,61 @@
+"""``edgefuse info``: parameters, GMAC, IO spec and provenance of a checkpoint (and every size)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from edgefuse.cli._common import cli_command, console
+
+
+@cli_command
+def info(
+    checkpoint: Annotated[str | None, typer.Option(help="Checkpoint file or bundled name.")] = None,
+    size: Annotated[list[str] | None, typer.Option(help="Resolution HxW (repeatable).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
+) -> None:
+    """Describe the student: parameters and GMAC per size and resolution, IO spec, training provenance."""
+    from rich.table import Table
+
+    from edgefuse.checkpoint import load_model
+    from edgefuse.model import CONFIGS, FusionProxy, count_macs, count_params
+    from edgefuse.spec import parse_size
+
+    sizes = [parse_size(s) for s in (size or ["480x640"])]
+    for h, w in sizes:
+        if h % 16 or w % 16:
+            raise typer.BadParameter(f"{h}x{w}: height and width must be multiples of 16", param_hint="--size")
+    model = load_model(checkpoint)
+    ci = model.checkpoint_info
+    rows = []
+    for name, cfg in CONFIGS.items():
+        m = FusionProxy(cfg)
+        for h, w in sizes:
+            rows.append(
+                {
+                    "size": name,
+                    "resolution": f"{h}x{w}",
+                    "params": count_params(m),
+                    "gmac": count_macs(m, h, w) / 1e9,
+                    "this_checkpoint": name == ci.config.name,
+                }
+            )
+    payload = {"checkpoint": ci.to_dict(), "params": count_params(model), "sizes": rows}
+    if as_json:
+        typer.echo(json.dumps(payload, indent=2, default=str))
+        return
+    console.print(f"[bold]{ci.path}[/]  arch {ci.arch}-{ci.config.name}  sha256 {ci.file_sha256[:16]}…")
+    table = Table(title="FusionProxy sizes")
+    for col in ("size", "resolution", "params", "GMAC"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        mark = " *" if r["this_checkpoint"] else ""
+        table.add_row(f"{r['size']}{mark}", r["resolution"], f"{r['params']:,}", f"{r['gmac']:.3f}")
+    console.print(table)
+    console.print("IO: visible N×3×H×W + thermal N×1×H×W -> fused N×3×H×W, float32 in [0,1]; H, W multiples of 16")
+    prov = ci.provenance
+    if prov:
+        keep = {k: v for k, v in prov.items() if k not in ("train_pairs", "val_pairs")}
+        console.print("provenance: " + json.dumps(keep, default=str))

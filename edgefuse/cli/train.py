@@ -1,0 +1,83 @@
+"""``edgefuse train``: the teacher-free baseline student."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgefuse.cli._common import cli_command, console
+
+
+@cli_command
+def train(
+    out: Annotated[Path, typer.Option("-o", "--out", help="Checkpoint to write (.safetensors).")],
+    data: Annotated[
+        str | None, typer.Option(help="Paired folder (vi/ir, …). Default: the synthetic set (labelled so).")
+    ] = None,
+    size: Annotated[str, typer.Option(help="Student size: n, s or m.")] = "s",
+    epochs: Annotated[int, typer.Option(min=1)] = 40,
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    crop: Annotated[int, typer.Option(min=32, help="Random crop size (multiple of 16).")] = 256,
+    repeat: Annotated[int, typer.Option(min=1, help="Random crops per pair per epoch.")] = 8,
+    lr: Annotated[float, typer.Option(min=0.0)] = 2e-3,
+    val_fraction: Annotated[float, typer.Option(min=0.0, max=0.9, help="Held-out pairs (by stem hash).")] = 0.2,
+    w_gradient: Annotated[float, typer.Option(help="Weight of the max-gradient term.")] = 10.0,
+    w_ssim: Annotated[float, typer.Option(help="Weight of the SSIM term.")] = 1.0,
+    seed: Annotated[int, typer.Option()] = 0,
+    device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
+    workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")] = 2,
+    synthetic_pairs: Annotated[int, typer.Option(min=2, help="Pairs generated when --data is absent.")] = 16,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT.state.pt.")] = False,
+) -> None:
+    """Train a student with the unsupervised fusion objective (intensity max, gradient max, SSIM)."""
+    import torch
+
+    from edgefuse.data import FusionDataset, open_pairs, split_pairs
+    from edgefuse.losses import fusion_loss
+    from edgefuse.model import create_model
+    from edgefuse.training import Repeat, Trainer, TrainConfig, seed_everything
+
+    if crop % 16:
+        raise typer.BadParameter("--crop must be a multiple of 16")
+    seed_everything(seed)
+    source = open_pairs(data, n=synthetic_pairs, seed=seed)
+    train_idx, val_idx = split_pairs(source.pairs, val_fraction=val_fraction, seed=seed)
+    index = {p.stem: i for i, p in enumerate(source.pairs)}
+    train_set = FusionDataset(source, [index[p.stem] for p in train_idx], crop=crop, train=True, seed=seed)
+    val_set = FusionDataset(source, [index[p.stem] for p in val_idx], crop=crop, train=False, seed=seed)
+    label = f"{source.name} ({'synthetic' if getattr(source, 'synthetic', False) else 'real'})"
+    console.print(f"data: {label}: {len(train_idx)} train / {len(val_idx)} val pairs")
+
+    def loss_fn(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        fused = model(batch["visible"], batch["thermal"])
+        return fusion_loss(fused, batch["visible"], batch["thermal"], w_gradient=w_gradient, w_ssim=w_ssim)
+
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, workers=workers)
+    provenance = {
+        "method": "train (teacher-free: intensity max + gradient max + SSIM)",
+        "data": label,
+        "train_pairs": [p.stem for p in train_idx],
+        "val_pairs": [p.stem for p in val_idx],
+        "crop": crop,
+        "repeat": repeat,
+        "loss_weights": {"intensity": 1.0, "gradient": w_gradient, "ssim": w_ssim},
+    }
+
+    def report(epoch: int, logs: dict[str, float]) -> None:
+        val = f", val {logs['val_loss']:.4f}" if "val_loss" in logs else ""
+        console.print(f"epoch {epoch}: loss {logs['loss']:.4f}{val} ({logs['seconds']:.0f} s)")
+
+    trainer = Trainer(
+        create_model(size),
+        loss_fn,
+        Repeat(train_set, repeat),
+        out,
+        cfg,
+        val_set=val_set,
+        provenance=provenance,
+        on_epoch=report,
+    )
+    path = trainer.fit(resume=resume)
+    console.print(f"[green]wrote[/] {path}")

@@ -1,0 +1,68 @@
+"""Losses for training the student without a teacher (and pieces the distillation loss reuses).
+
+All images are float tensors in [0, 1]; luminance is BT.601.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from edgefuse.model import BT601
+
+_SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) / 8.0
+
+
+def luminance(rgb: torch.Tensor) -> torch.Tensor:
+    w = torch.tensor(BT601, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
+    return (rgb * w).sum(dim=1, keepdim=True)
+
+
+def sobel_magnitude(x: torch.Tensor) -> torch.Tensor:
+    """|∇x| with Sobel kernels and replicate padding (no false edges at the border)."""
+    kx = _SOBEL_X.to(x)
+    k = torch.stack([kx, kx.t()]).unsqueeze(1)  # 2×1×3×3
+    g = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), k)
+    return torch.sqrt(g.pow(2).sum(dim=1, keepdim=True) + 1e-12)
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """Mean SSIM (Gaussian window, data range 1) per batch element; differentiable."""
+    coords = torch.arange(window, dtype=x.dtype, device=x.device) - (window - 1) / 2
+    g = torch.exp(-(coords**2) / (2 * sigma**2))
+    g = (g / g.sum()).view(1, 1, 1, -1)
+    c = x.shape[1]
+    gh, gv = g.expand(c, 1, 1, window), g.transpose(-1, -2).expand(c, 1, window, 1)
+
+    def blur(t: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(F.conv2d(t, gh, groups=c), gv, groups=c)
+
+    c1, c2 = 0.01**2, 0.03**2
+    mx, my = blur(x), blur(y)
+    sxx = blur(x * x) - mx * mx
+    syy = blur(y * y) - my * my
+    sxy = blur(x * y) - mx * my
+    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    return s.flatten(1).mean(dim=1)
+
+
+def fusion_loss(
+    fused: torch.Tensor,
+    visible: torch.Tensor,
+    thermal: torch.Tensor,
+    w_intensity: float = 1.0,
+    w_gradient: float = 10.0,
+    w_ssim: float = 1.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """The usual unsupervised fusion objective on luminance.
+
+    intensity: L1 towards max(Y_v, T); gradient: L1 of |∇Y_f| towards max(|∇Y_v|, |∇T|);
+    structure: 1 − mean(SSIM(Y_f, Y_v), SSIM(Y_f, T)).
+    """
+    yf, yv = luminance(fused), luminance(visible)
+    l_int = F.l1_loss(yf, torch.maximum(yv, thermal))
+    g_target = torch.maximum(sobel_magnitude(yv), sobel_magnitude(thermal))
+    l_grad = F.l1_loss(sobel_magnitude(yf), g_target)
+    l_ssim = 1.0 - 0.5 * (ssim(yf, yv) + ssim(yf, thermal)).mean()
+    loss = w_intensity * l_int + w_gradient * l_grad + w_ssim * l_ssim
+    return loss, {"int": float(l_int), "grad": float(l_grad), "ssim": float(l_ssim)}
