@@ -22,6 +22,9 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "tensorrt": ("tensorrt", "tensorrt"),
     "cv2": ("opencv-python-headless", "video"),
     "diffusers": ("diffusers", "teacher"),
+    "ai_edge_quantizer": ("ai-edge-quantizer", "tflite"),
+    # not in an extra: timm pulls torchvision, which must match the installed torch exactly
+    "timm": ("timm", ""),
 }
 
 

@@ -165,7 +165,9 @@ def describe_mismatch(expected: dict[str, torch.Tensor], got: dict[str, torch.Te
     return "not a FusionProxy checkpoint: " + ("; ".join(parts) or "unknown layout")
 
 
-def load_checkpoint(name_or_path: str | os.PathLike[str] | None = None) -> tuple[dict[str, torch.Tensor], CheckpointInfo]:
+def load_checkpoint(
+    name_or_path: str | os.PathLike[str] | None = None,
+) -> tuple[dict[str, torch.Tensor], CheckpointInfo]:
     """Read a checkpoint into (state_dict, info) without building a model."""
     path = resolve(name_or_path)
     if _is_safetensors(path):
@@ -176,7 +178,11 @@ def load_checkpoint(name_or_path: str | os.PathLike[str] | None = None) -> tuple
     if meta.get("edgefuse.arch", ARCH) != ARCH:
         raise CheckpointError(f"{path}: foreign architecture {meta['edgefuse.arch']!r} (expected {ARCH!r})")
     try:
-        cfg = FusionProxyConfig.from_dict(json.loads(meta["edgefuse.config"])) if meta.get("edgefuse.config") else None
+        cfg = (
+            FusionProxyConfig.from_dict(json.loads(meta["edgefuse.config"]))
+            if meta.get("edgefuse.config")
+            else None
+        )
         io = json.loads(meta.get("edgefuse.io", "{}"))
         prov = json.loads(meta.get("edgefuse.provenance", "{}"))
     except (ValueError, KeyError, TypeError) as exc:
@@ -246,7 +252,9 @@ def save_checkpoint(
 
     from edgefuse import __version__
 
-    state = flush_denormals({k: v.detach().to("cpu").float().contiguous() for k, v in model.state_dict().items()})
+    state = flush_denormals(
+        {k: v.detach().to("cpu").float().contiguous() for k, v in model.state_dict().items()}
+    )
     prov = {"edgefuse_version": __version__, "git_revision": git_revision(), **(provenance or {})}
     io_dict = (io or IOSpec()).to_dict()
     io_dict.pop("height", None)  # the student is size-agnostic; sizes belong to exports

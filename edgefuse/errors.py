@@ -23,7 +23,8 @@ class MissingExtraError(EdgefuseError):
     """An optional backend is not installed; the message names the extra to install."""
 
     def __init__(self, package: str, extra: str, reason: str = "") -> None:
-        hint = f'pip install "edgefuse[{extra}]"'
+        # no extra: a package we deliberately leave out of every extra (e.g. timm pins torchvision)
+        hint = f'pip install "edgefuse[{extra}]"' if extra else f"pip install {package}"
         msg = f"{package} is not installed; install it with: {hint}"
         if reason:
             msg = f"{msg} ({reason})"

@@ -45,7 +45,9 @@ def _as_float(img: Any, channels: int) -> np.ndarray:
     return np.clip(arr, 0.0, 1.0)
 
 
-def to_tensors(visible: np.ndarray, thermal: np.ndarray, device: str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+def to_tensors(
+    visible: np.ndarray, thermal: np.ndarray, device: str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
     v = torch.from_numpy(np.ascontiguousarray(visible.transpose(2, 0, 1))).unsqueeze(0).to(device)
     t = torch.from_numpy(np.ascontiguousarray(thermal)).unsqueeze(0).unsqueeze(0).to(device)
     return v, t
@@ -73,7 +75,9 @@ def get_model(checkpoint: str | None = None, device: str = "cpu") -> torch.nn.Mo
 def fuse_tensors(model: torch.nn.Module, visible: torch.Tensor, thermal: torch.Tensor) -> torch.Tensor:
     """Any-size N×3×H×W / N×1×H×W tensors: pad to the network's multiple, run, crop back."""
     if visible.shape[-2:] != thermal.shape[-2:]:
-        raise DataError(f"visible {tuple(visible.shape[-2:])} and thermal {tuple(thermal.shape[-2:])} sizes differ")
+        raise DataError(
+            f"visible {tuple(visible.shape[-2:])} and thermal {tuple(thermal.shape[-2:])} sizes differ"
+        )
     v, (h, w) = pad_to_multiple(visible)
     t, _ = pad_to_multiple(thermal)
     out = model(v, t)[..., :h, :w]
@@ -96,7 +100,9 @@ def fuse(
     as_uint8 = not isinstance(visible, np.ndarray) or visible.dtype == np.uint8
     vis, ir = _as_float(visible, 3), _as_float(thermal, 1)
     if vis.shape[:2] != ir.shape[:2]:
-        raise DataError(f"visible {vis.shape[1]}×{vis.shape[0]} and thermal {ir.shape[1]}×{ir.shape[0]} sizes differ")
+        raise DataError(
+            f"visible {vis.shape[1]}×{vis.shape[0]} and thermal {ir.shape[1]}×{ir.shape[0]} sizes differ"
+        )
     net = model if model is not None else get_model(checkpoint, device)
     dev = next(net.parameters()).device
     out = fuse_tensors(net, *to_tensors(vis, ir, str(dev)))[0].permute(1, 2, 0).float().cpu().numpy()
@@ -107,7 +113,9 @@ def resize_gray(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear resize of a float H×W image to ``size`` = (H, W)."""
     from PIL import Image
 
-    return np.asarray(Image.fromarray(img.astype(np.float32), mode="F").resize(size[::-1], Image.BILINEAR))
+    return np.asarray(
+        Image.fromarray(img.astype(np.float32), mode="F").resize(size[::-1], Image.Resampling.BILINEAR)
+    )
 
 
 def to_uint8(img: np.ndarray) -> np.ndarray:

@@ -104,14 +104,14 @@ class FusionProxy(nn.Module):
         # start as the plain average of the sources: Y_f = 0.5·Y_v + 0.5·T (see forward for the -1)
         nn.init.zeros_(self.head.weight)
         with torch.no_grad():
-            self.head.bias.copy_(torch.tensor([-0.5, 0.5, 0.0]))
+            self.head.bias.copy_(torch.tensor([-0.5, 0.5, 0.0]))  # type: ignore[union-attr]
 
     def forward(self, visible: torch.Tensor, thermal: torch.Tensor) -> torch.Tensor:
         # BT.601 luminance; Mul+ReduceSum (a 3->1 1x1 conv is ~100x slower in oneDNN at full res)
-        y = (visible * self.luma).sum(dim=1, keepdim=True)
+        y = (visible * self.luma).sum(dim=1, keepdim=True)  # type: ignore[operator]
         x = self.stem(torch.cat([y, thermal], dim=1))
         skips = []
-        for down, enc in zip(self.downs, self.enc):
+        for down, enc in zip(self.downs, self.enc, strict=False):
             x = enc(down(x))
             skips.append(x)
         for i in (1, 0):
@@ -163,7 +163,10 @@ def count_macs(model: nn.Module, height: int = 480, width: int = 640) -> int:
     handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
     try:
         p = next(model.parameters())
-        model(torch.zeros(1, 3, height, width, device=p.device), torch.zeros(1, 1, height, width, device=p.device))
+        model(
+            torch.zeros(1, 3, height, width, device=p.device),
+            torch.zeros(1, 1, height, width, device=p.device),
+        )
     finally:
         for h in handles:
             h.remove()

@@ -9,7 +9,7 @@ MULTIPLE = 16  # the student downsamples 4 times by 2
 
 @dataclass(frozen=True)
 class IOSpec:
-    """Inputs ``visible`` (N×3×H×W RGB) and ``thermal`` (N×1×H×W), output ``fused`` (N×3×H×W), float32 in [0, 1]."""
+    """Inputs ``visible`` (N×3×H×W RGB), ``thermal`` (N×1×H×W); output ``fused`` (N×3×H×W); in [0, 1]."""
 
     height: int = 480
     width: int = 640
@@ -20,7 +20,9 @@ class IOSpec:
 
     def __post_init__(self) -> None:
         if self.height % MULTIPLE or self.width % MULTIPLE or self.height <= 0 or self.width <= 0:
-            raise ValueError(f"input size {self.height}x{self.width} must be positive multiples of {MULTIPLE}")
+            raise ValueError(
+                f"input size {self.height}x{self.width} must be positive multiples of {MULTIPLE}"
+            )
         if self.batch < 1:
             raise ValueError(f"batch must be >= 1, got {self.batch}")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -34,16 +34,22 @@ def _save_png(img, path: Path) -> None:
 def fuse(
     visible: Annotated[Path | None, typer.Argument(help="Visible image (or use --data / --visible).")] = None,
     thermal: Annotated[Path | None, typer.Argument(help="Thermal image.")] = None,
-    out: Annotated[Path, typer.Option("-o", "--out", help="Output PNG, folder (--data) or MP4 (videos).")] = Path(
-        "fused"
-    ),
+    out: Annotated[
+        Path, typer.Option("-o", "--out", help="Output PNG, folder (--data) or MP4 (videos).")
+    ] = Path("fused"),
     data: Annotated[Path | None, typer.Option(help="Paired folder: fuse every pair, keep stems.")] = None,
-    visible_video: Annotated[Path | None, typer.Option("--visible", help="Visible video (video extra).")] = None,
-    thermal_video: Annotated[Path | None, typer.Option("--thermal", help="Thermal video (video extra).")] = None,
+    visible_video: Annotated[
+        Path | None, typer.Option("--visible", help="Visible video (video extra).")
+    ] = None,
+    thermal_video: Annotated[
+        Path | None, typer.Option("--thermal", help="Thermal video (video extra).")
+    ] = None,
     checkpoint: Annotated[str | None, typer.Option(help="Checkpoint file or bundled name.")] = None,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
     side_by_side: Annotated[bool, typer.Option(help="Write VIS | IR | fused panels.")] = False,
-    resize_ir: Annotated[bool, typer.Option(help="Resize thermal to the visible size if they differ.")] = False,
+    resize_ir: Annotated[
+        bool, typer.Option(help="Resize thermal to the visible size if they differ.")
+    ] = False,
     synthetic_pairs: Annotated[int, typer.Option(min=1, help="Pairs of the synthetic demo set.")] = 4,
 ) -> None:
     """Fuse visible + thermal into RGB with the student (any input size; output keeps the source size)."""
@@ -99,14 +105,16 @@ def _fuse_folder(model, data: Path | None, out: Path, side_by_side: bool, resize
     cols = (TextColumn("fuse"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[fps]}"))
     with Progress(*cols, console=console) as bar:
         task = bar.add_task("fuse", total=len(source), fps="")
-        for i, pair in enumerate(source.pairs):
+        for i, pair in enumerate(list[Any](source.pairs)):
             vis, ir = source[i]
             t0 = time.perf_counter()
             fused = to_uint8(fuse_arrays(vis, ir, model=model))
             infer_s += time.perf_counter() - t0
             _save_png(_panel(vis, ir, fused) if side_by_side else fused, out / f"{pair.stem}.png")
             bar.update(task, advance=1, fps=f"{(i + 1) / infer_s:.1f} FPS (model)")
-    console.print(f"[green]wrote[/] {len(source)} images to {out}/ ({len(source) / max(infer_s, 1e-9):.1f} FPS)")
+    console.print(
+        f"[green]wrote[/] {len(source)} images to {out}/ ({len(source) / max(infer_s, 1e-9):.1f} FPS)"
+    )
 
 
 def _fuse_video(model, vis_path: Path, ir_path: Path, out: Path, side_by_side: bool) -> None:

@@ -19,16 +19,18 @@ def info(
     """Describe the student: parameters and GMAC per size and resolution, IO spec, training provenance."""
     from rich.table import Table
 
-    from edgefuse.checkpoint import load_model
+    from edgefuse.checkpoint import CheckpointInfo, load_model
     from edgefuse.model import CONFIGS, FusionProxy, count_macs, count_params
     from edgefuse.spec import parse_size
 
     sizes = [parse_size(s) for s in (size or ["480x640"])]
     for h, w in sizes:
         if h % 16 or w % 16:
-            raise typer.BadParameter(f"{h}x{w}: height and width must be multiples of 16", param_hint="--size")
+            raise typer.BadParameter(
+                f"{h}x{w}: height and width must be multiples of 16", param_hint="--size"
+            )
     model = load_model(checkpoint)
-    ci = model.checkpoint_info
+    ci: CheckpointInfo = model.checkpoint_info  # type: ignore[assignment]  # set by load_model
     rows = []
     for name, cfg in CONFIGS.items():
         m = FusionProxy(cfg)
@@ -52,9 +54,11 @@ def info(
         table.add_column(col, justify="right")
     for r in rows:
         mark = " *" if r["this_checkpoint"] else ""
-        table.add_row(f"{r['size']}{mark}", r["resolution"], f"{r['params']:,}", f"{r['gmac']:.3f}")
+        table.add_row(f"{r['size']}{mark}", str(r["resolution"]), f"{r['params']:,}", f"{r['gmac']:.3f}")
     console.print(table)
-    console.print("IO: visible N×3×H×W + thermal N×1×H×W -> fused N×3×H×W, float32 in [0,1]; H, W multiples of 16")
+    console.print(
+        "IO: visible N×3×H×W + thermal N×1×H×W -> fused N×3×H×W, float32 in [0,1]; H, W multiples of 16"
+    )
     prov = ci.provenance
     if prov:
         keep = {k: v for k, v in prov.items() if k not in ("train_pairs", "val_pairs")}
