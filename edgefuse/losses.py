@@ -65,4 +65,5 @@ def fusion_loss(
     l_grad = F.l1_loss(sobel_magnitude(yf), g_target)
     l_ssim = 1.0 - 0.5 * (ssim(yf, yv) + ssim(yf, thermal)).mean()
     loss = w_intensity * l_int + w_gradient * l_grad + w_ssim * l_ssim
-    return loss, {"int": float(l_int), "grad": float(l_grad), "ssim": float(l_ssim)}
+    logs = {"int": l_int.item(), "grad": l_grad.item(), "ssim": l_ssim.item()}
+    return loss, logs

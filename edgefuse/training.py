@@ -43,23 +43,6 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)  # recorded in provenance only
 
 
-class Repeat(Dataset):
-    """Show each item ``times`` per epoch (small real sets: more random crops per epoch, fewer epochs)."""
-
-    def __init__(self, base: Dataset, times: int) -> None:
-        self.base, self.times = base, max(1, int(times))
-
-    def __len__(self) -> int:
-        return len(self.base) * self.times  # type: ignore[arg-type]
-
-    def __getitem__(self, i: int) -> Any:
-        return self.base[i % len(self.base)]  # type: ignore[arg-type]
-
-    def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.base, "set_epoch"):
-            self.base.set_epoch(epoch)
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -113,7 +96,9 @@ class Trainer:
         self.state_path = self.out.with_name(self.out.name + ".state.pt")
         self.provenance = dict(provenance or {})
         self.on_epoch = on_epoch
-        self.sampler = DistributedSampler(train_set, seed=cfg.seed) if world_size() > 1 else None
+        self.sampler: DistributedSampler | None = (
+            DistributedSampler(train_set, seed=cfg.seed) if world_size() > 1 else None
+        )
         gen = torch.Generator().manual_seed(cfg.seed)
         self.loader = DataLoader(
             train_set,
@@ -121,7 +106,7 @@ class Trainer:
             shuffle=self.sampler is None,
             sampler=self.sampler,
             num_workers=cfg.workers,
-            drop_last=len(train_set) >= cfg.batch_size * world_size(),
+            drop_last=len(train_set) >= cfg.batch_size * world_size(),  # type: ignore[arg-type]
             generator=gen,
             persistent_workers=cfg.workers > 0,
         )
@@ -147,15 +132,19 @@ class Trainer:
     def _update_ema(self) -> None:
         # short runs: ramp the decay up so early EMA weights are not stuck at initialisation
         d = min(self.cfg.ema_decay, (1 + self.step) / (10 + self.step))
-        for pe, pm in zip(self.ema.parameters(), self.model.parameters()):
+        for pe, pm in zip(self.ema.parameters(), self.model.parameters(), strict=False):
             pe.lerp_(pm.detach(), 1.0 - d)
 
     def _to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
-        return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+        return {
+            k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()
+        }
 
     def resume(self) -> None:
         if not self.state_path.is_file():
-            raise CheckpointError(f"{self.state_path}: nothing to resume (no training state next to {self.out})")
+            raise CheckpointError(
+                f"{self.state_path}: nothing to resume (no training state next to {self.out})"
+            )
         try:
             state = torch.load(self.state_path, map_location=self.device, weights_only=True)
             self.model.load_state_dict(state["model"])
@@ -195,10 +184,10 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> float | None:
-        if self.val_set is None or len(self.val_set) == 0:
+        if self.val_set is None or len(self.val_set) == 0:  # type: ignore[arg-type]
             return None
         total, n = 0.0, 0
-        for i in range(len(self.val_set)):
+        for i in range(len(self.val_set)):  # type: ignore[arg-type]
             batch = self._to_device(
                 {k: (v.unsqueeze(0) if torch.is_tensor(v) else v) for k, v in self.val_set[i].items()}
             )
@@ -215,8 +204,12 @@ class Trainer:
             self.resume()
         t0 = time.perf_counter()
         cols = (TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), TextColumn("{task.fields[msg]}"))
-        with Progress(*cols, TimeRemainingColumn(), disable=not progress or rank() != 0, transient=False) as bar:
-            task = bar.add_task("train", total=self.total_steps, completed=self.step, epoch=self.epoch, msg="")
+        with Progress(
+            *cols, TimeRemainingColumn(), disable=not progress or rank() != 0, transient=False
+        ) as bar:
+            task = bar.add_task(
+                "train", total=self.total_steps, completed=self.step, epoch=self.epoch, msg=""
+            )
             while self.epoch < self.cfg.epochs:
                 if self.sampler is not None:
                     self.sampler.set_epoch(self.epoch)
@@ -235,7 +228,7 @@ class Trainer:
                     self.sched.step()
                     self._update_ema()
                     self.step += 1
-                    running += float(loss)
+                    running += float(loss.detach())
                     count += 1
                     bar.update(task, advance=1, epoch=self.epoch + 1, msg=f"loss {running / count:.4f}")
                 self.epoch += 1

@@ -76,7 +76,9 @@ def main() -> None:
                         fn = variant(model, batch, h, w, dtype, mode)
                         ms = timed(fn, args.iters, warmup=30)
                     except Exception as exc:  # report, keep measuring the others
-                        rows.append({"dtype": str(dtype), "mode": mode, "batch": batch, "error": str(exc)[:200]})
+                        rows.append(
+                            {"dtype": str(dtype), "mode": mode, "batch": batch, "error": str(exc)[:200]}
+                        )
                         continue
                     p50 = statistics.median(ms)
                     rows.append(
@@ -91,9 +93,18 @@ def main() -> None:
                         }
                     )
                     r = rows[-1]
-                    print(f"{r['dtype']:8s} {mode:14s} b{batch:<3d} p50 {p50:8.3f} ms  {r['frames_per_s']:10.0f} frames/s")
-    env = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "cuda": torch.version.cuda,
-           "size": args.size, "checkpoint": args.checkpoint, "time": time.strftime("%Y-%m-%d %H:%M:%S")}
+                    print(
+                        f"{r['dtype']:8s} {mode:14s} b{batch:<3d} p50 {p50:8.3f} ms "
+                        f"{r['frames_per_s']:10.0f} frames/s"
+                    )
+    env = {
+        "gpu": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "size": args.size,
+        "checkpoint": args.checkpoint,
+        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"env": env, "rows": rows}, fh, indent=2)

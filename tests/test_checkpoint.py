@@ -86,8 +86,11 @@ def test_missing_file_and_unknown_name(tmp_path):
 def test_foreign_architecture(tmp_path, model):
     from safetensors.torch import save_file
 
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp_path / "f.safetensors",
-              metadata={"edgefuse.arch": "resnet50"})
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        tmp_path / "f.safetensors",
+        metadata={"edgefuse.arch": "resnet50"},
+    )
     with pytest.raises(CheckpointError, match="foreign architecture 'resnet50'"):
         load_model(tmp_path / "f.safetensors")
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from edgefuse.model import CONFIGS, FusionProxy, create_model, count_macs, count_params
+from edgefuse.model import CONFIGS, FusionProxy, count_macs, count_params, create_model
 from edgefuse.spec import IOSpec
 
 

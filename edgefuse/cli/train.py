@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -22,7 +22,9 @@ def train(
     crop: Annotated[int, typer.Option(min=32, help="Random crop size (multiple of 16).")] = 256,
     repeat: Annotated[int, typer.Option(min=1, help="Random crops per pair per epoch.")] = 8,
     lr: Annotated[float, typer.Option(min=0.0)] = 2e-3,
-    val_fraction: Annotated[float, typer.Option(min=0.0, max=0.9, help="Held-out pairs (by stem hash).")] = 0.2,
+    val_fraction: Annotated[
+        float, typer.Option(min=0.0, max=0.9, help="Held-out pairs (by stem hash).")
+    ] = 0.2,
     w_gradient: Annotated[float, typer.Option(help="Weight of the max-gradient term.")] = 10.0,
     w_ssim: Annotated[float, typer.Option(help="Weight of the SSIM term.")] = 1.0,
     seed: Annotated[int, typer.Option()] = 0,
@@ -35,17 +37,22 @@ def train(
     import torch
 
     from edgefuse.data import FusionDataset, open_pairs, split_pairs
+    from edgefuse.distributed import init_distributed, shutdown_distributed
     from edgefuse.losses import fusion_loss
     from edgefuse.model import create_model
-    from edgefuse.training import Repeat, Trainer, TrainConfig, seed_everything
+    from edgefuse.training import TrainConfig, Trainer, seed_everything
 
     if crop % 16:
         raise typer.BadParameter("--crop must be a multiple of 16")
+    device = init_distributed(device)  # joins the process group under torchrun; a no-op otherwise
     seed_everything(seed)
     source = open_pairs(data, n=synthetic_pairs, seed=seed)
     train_idx, val_idx = split_pairs(source.pairs, val_fraction=val_fraction, seed=seed)
-    index = {p.stem: i for i, p in enumerate(source.pairs)}
-    train_set = FusionDataset(source, [index[p.stem] for p in train_idx], crop=crop, train=True, seed=seed)
+    index = {p.stem: i for i, p in enumerate(list[Any](source.pairs))}
+    # each pair listed `repeat` times: more random crops per epoch from a small real set
+    train_set = FusionDataset(
+        source, [index[p.stem] for p in train_idx] * repeat, crop=crop, train=True, seed=seed, cache=True
+    )
     val_set = FusionDataset(source, [index[p.stem] for p in val_idx], crop=crop, train=False, seed=seed)
     label = f"{source.name} ({'synthetic' if getattr(source, 'synthetic', False) else 'real'})"
     console.print(f"data: {label}: {len(train_idx)} train / {len(val_idx)} val pairs")
@@ -72,12 +79,15 @@ def train(
     trainer = Trainer(
         create_model(size),
         loss_fn,
-        Repeat(train_set, repeat),
+        train_set,
         out,
         cfg,
         val_set=val_set,
         provenance=provenance,
         on_epoch=report,
     )
-    path = trainer.fit(resume=resume)
+    try:
+        path = trainer.fit(resume=resume)
+    finally:
+        shutdown_distributed()
     console.print(f"[green]wrote[/] {path}")
