@@ -1,0 +1,325 @@
+"""The profile schema: frozen dataclasses and their validation from a parsed TOML document.
+
+Every bad key or value is one :class:`ProfileError` naming the file and the dotted key; the schema is
+documented in ``profiles/README.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from edgefuse.errors import ProfileError
+from edgefuse.spec import IOSpec
+
+BACKENDS = ("tensorrt", "openvino", "coreml", "litert", "onnxruntime")
+SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"  # ../shared/data of the repo
+
+
+class Precision(str, Enum):
+    FP32 = "fp32"
+    FP16 = "fp16"
+    INT8 = "int8"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _choices(*values: str) -> dict[str, Any]:
+    return {"choices": values}
+
+
+def _at_least(low: float) -> dict[str, Any]:
+    return {"min": low}
+
+
+@dataclass(frozen=True)
+class Device:
+    name: str
+    arch: str
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class Constraints:
+    onnx_opset: int = field(default=17, metadata={"min": 7, "max": 23})
+    min_backend_version: str = ""  # "" = no bound; compared as dotted integers
+    max_backend_version: str = ""
+    notes: str = ""
+
+
+@dataclass(frozen=True)
+class Calibration:
+    set: str = "roadscene_train"  # a folder name under ../shared/data, or a path
+    count: int = field(default=64, metadata=_at_least(1))
+
+    def path(self, shared_data: Path | None = None) -> Path:
+        """The folder this names: a bare name lives under ``../shared/data``; anything else is a path."""
+        p = Path(self.set).expanduser()
+        if p.is_absolute() or len(p.parts) > 1 or p.exists():
+            return p
+        return (shared_data or SHARED_DATA) / self.set
+
+
+@dataclass(frozen=True)
+class LatencyBudget:
+    p50_ms: float = field(metadata={"gt": 0})
+    p99_ms: float = field(metadata={"gt": 0})
+    min_fps: float = field(metadata={"gt": 0})
+    derivation: str = ""
+
+
+@dataclass(frozen=True)
+class DriftBudget:
+    min_psnr_db: float = field(metadata={"gt": 0})
+    max_metric_change_pct: float = field(metadata={"gt": 0})
+    max_abs_8bit: float = field(metadata={"gt": 0, "max": 255})
+
+
+@dataclass(frozen=True)
+class TensorRTKnobs:
+    workspace_mb: int = field(default=1024, metadata=_at_least(16))
+    dla_core: int = field(default=-1, metadata=_at_least(-1))  # -1: GPU only
+    builder_optimization_level: int = field(default=3, metadata={"min": 0, "max": 5})
+    fp16_fallback: bool = True  # int8 builds: let layers without an int8 kernel run in fp16, not fp32
+
+
+@dataclass(frozen=True)
+class OpenVINOKnobs:
+    performance_hint: str = field(default="LATENCY", metadata=_choices("LATENCY", "THROUGHPUT"))
+    num_streams: int = field(default=1, metadata=_at_least(0))  # 0: let the plugin choose
+    # CPUs with bf16 (AMX, AVX512_BF16) execute in bf16 unless this is pinned: fp32 profiles must say f32
+    inference_precision: str = field(default="f32", metadata=_choices("f32", "f16", "bf16"))
+
+
+@dataclass(frozen=True)
+class CoreMLKnobs:
+    compute_units: str = field(
+        default="ALL", metadata=_choices("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
+    )
+    # a coremltools.target name
+    minimum_deployment_target: str = field(
+        default="macOS13", metadata={"pattern": r"(iOS|macOS|watchOS|tvOS)\d+(_\d+)?"}
+    )
+
+
+@dataclass(frozen=True)
+class LiteRTKnobs:
+    threads: int = field(default=4, metadata=_at_least(1))
+    delegate: str = field(default="xnnpack", metadata=_choices("xnnpack", "gpu", "none"))
+
+
+@dataclass(frozen=True)
+class ONNXRuntimeKnobs:
+    intra_op_threads: int = field(default=0, metadata=_at_least(0))  # 0: onnxruntime's default
+    graph_optimization_level: str = field(
+        default="all", metadata=_choices("disable", "basic", "extended", "all")
+    )
+
+
+KNOBS: dict[str, type] = {
+    "tensorrt": TensorRTKnobs,
+    "openvino": OpenVINOKnobs,
+    "coreml": CoreMLKnobs,
+    "litert": LiteRTKnobs,
+    "onnxruntime": ONNXRuntimeKnobs,
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    backend: str
+    precision: Precision
+    device: Device
+    io: IOSpec
+    constraints: Constraints
+    calibration: Calibration
+    latency: LatencyBudget
+    drift: DriftBudget
+    tensorrt: TensorRTKnobs = TensorRTKnobs()
+    openvino: OpenVINOKnobs = OpenVINOKnobs()
+    coreml: CoreMLKnobs = CoreMLKnobs()
+    litert: LiteRTKnobs = LiteRTKnobs()
+    onnxruntime: ONNXRuntimeKnobs = ONNXRuntimeKnobs()
+    source: str = field(default="", compare=False)  # the file it came from
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "precision", Precision(self.precision))
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend {self.backend!r} is not one of {', '.join(BACKENDS)}")
+
+    @property
+    def knobs(self) -> Any:
+        """The knob dataclass of this profile's own backend."""
+        return getattr(self, self.backend)
+
+    @property
+    def size(self) -> str:
+        return f"{self.io.height}x{self.io.width}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["precision"] = self.precision.value
+        d["io"] = {"height": self.io.height, "width": self.io.width, "batch": self.io.batch}
+        for other in BACKENDS:
+            if other != self.backend:
+                d.pop(other)
+        return d
+
+
+# --- parsing ---------------------------------------------------------------------------------------------
+
+_TOP_SCALARS = ("name", "backend", "precision")
+_SECTIONS: dict[str, type] = {
+    "device": Device,
+    "constraints": Constraints,
+    "calibration": Calibration,
+    "latency": LatencyBudget,
+    "drift": DriftBudget,
+}
+_REQUIRED_SECTIONS = ("device", "input", "latency", "drift")
+_NAME_RE = re.compile(
+    r"^(?P<device>[a-z0-9][a-z0-9.-]*)_(?P<backend>[a-z]+)-(?P<precision>[a-z0-9]+)_(?P<h>\d+)x(?P<w>\d+)$"
+)
+
+
+def _fail(src: str, key: str, problem: str) -> ProfileError:
+    return ProfileError(f"{src}: {key}: {problem}")
+
+
+def _check_value(src: str, key: str, value: Any, typ: Any, meta: Any) -> Any:
+    if typ is bool:
+        ok = isinstance(value, bool)
+    elif typ is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif typ is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise _fail(src, key, f"expected {typ.__name__}, got {type(value).__name__} {value!r}")
+    if "choices" in meta and value not in meta["choices"]:
+        close = difflib.get_close_matches(str(value), meta["choices"], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise _fail(src, key, f"{value!r} is not one of {', '.join(meta['choices'])}{hint}")
+    if "pattern" in meta and not re.fullmatch(meta["pattern"], value):
+        raise _fail(src, key, f"{value!r} does not look like {meta['pattern']}")
+    if "min" in meta and value < meta["min"]:
+        raise _fail(src, key, f"{value} is below the minimum {meta['min']}")
+    if "max" in meta and value > meta["max"]:
+        raise _fail(src, key, f"{value} is above the maximum {meta['max']}")
+    if "gt" in meta and not value > meta["gt"]:
+        raise _fail(src, key, f"must be > {meta['gt']}, got {value}")
+    return value
+
+
+def _build(cls: type, table: Any, src: str, prefix: str) -> Any:
+    if not isinstance(table, dict):
+        raise _fail(src, prefix, f"expected a table ([{prefix}]), got {type(table).__name__}")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in table:
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise _fail(src, f"{prefix}.{key}", f"unknown key{hint}")
+    kwargs = {}
+    for name, f in fields.items():
+        if name not in table:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise _fail(src, f"{prefix}.{name}", "required key is missing")
+            continue
+        kwargs[name] = _check_value(src, f"{prefix}.{name}", table[name], hints[name], f.metadata)
+    return cls(**kwargs)
+
+
+def parse_profile(data: dict[str, Any], src: str, stem: str | None = None) -> Profile:
+    """Validate a parsed TOML document; ``src`` names it in errors, ``stem`` must equal ``name`` if given."""
+    allowed = {*_TOP_SCALARS, *_SECTIONS, "input", *BACKENDS}
+    for key in data:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, sorted(allowed), n=1)
+            raise _fail(src, key, "unknown key" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    for key in (*_TOP_SCALARS, *_REQUIRED_SECTIONS):
+        if key not in data:
+            raise _fail(src, key, "required key is missing")
+    name = _check_value(src, "name", data["name"], str, {})
+    if stem is not None and name != stem:
+        raise _fail(src, "name", f"{name!r} must equal the file name stem {stem!r}")
+    backend = _check_value(src, "backend", data["backend"], str, {"choices": BACKENDS})
+    prec = _check_value(
+        src, "precision", data["precision"], str, {"choices": tuple(x.value for x in Precision)}
+    )
+    sections = {key: _build(cls, data.get(key, {}), src, key) for key, cls in _SECTIONS.items()}
+    io = _parse_io(data["input"], src)
+    knobs = {}
+    for other in BACKENDS:
+        if other in data:
+            if other != backend:
+                raise _fail(src, other, f"knobs for {other} in a profile whose backend is {backend}")
+            knobs[other] = _build(KNOBS[other], data[other], src, other)
+    profile = Profile(
+        name=name, backend=backend, precision=Precision(prec), io=io, source=src, **sections, **knobs
+    )
+    _check_consistency(profile, src)
+    return profile
+
+
+def _parse_io(table: Any, src: str) -> IOSpec:
+    if not isinstance(table, dict):
+        raise _fail(src, "input", "expected a table [input] with height, width, batch")
+    for key in table:
+        if key not in ("height", "width", "batch"):
+            raise _fail(src, f"input.{key}", "unknown key (expected height, width, batch)")
+    values = {}
+    for key in ("height", "width", "batch"):
+        if key not in table and key != "batch":
+            raise _fail(src, f"input.{key}", "required key is missing")
+        values[key] = _check_value(src, f"input.{key}", table.get(key, 1), int, {"min": 1})
+    try:
+        return IOSpec(**values)
+    except ValueError as exc:
+        raise _fail(src, "input", str(exc)) from None
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
+
+
+def _check_consistency(p: Profile, src: str) -> None:
+    if p.latency.p99_ms < p.latency.p50_ms:
+        raise _fail(src, "latency.p99_ms", f"{p.latency.p99_ms} is below latency.p50_ms {p.latency.p50_ms}")
+    lo, hi = p.constraints.min_backend_version, p.constraints.max_backend_version
+    for key, text in (("min_backend_version", lo), ("max_backend_version", hi)):
+        if text and not _version(text):
+            raise _fail(src, f"constraints.{key}", f"{text!r} is not a version like 8.6 or 2024.4")
+    if lo and hi and _version(lo) > _version(hi):
+        raise _fail(src, "constraints.max_backend_version", f"{hi!r} is older than the minimum {lo!r}")
+    if p.backend == "openvino" and p.precision is Precision.FP32 and p.openvino.inference_precision != "f32":
+        why = "an fp32 profile must pin f32 (CPUs with bf16 otherwise run bf16)"
+        raise _fail(src, "openvino.inference_precision", why)
+    m = _NAME_RE.match(p.name)
+    if m:  # names shaped like device_backend-precision_HxW must say what the file says
+        said = (m["backend"], m["precision"], int(m["h"]), int(m["w"]))
+        real = (p.backend, p.precision.value, p.io.height, p.io.width)
+        if said != real:
+            raise _fail(
+                src, "name", f"{p.name!r} says {said}, the file says {real} (backend, precision, H, W)"
+            )
+
+
+def version_in_range(p: Profile, version: str) -> bool:
+    """Whether a backend version satisfies the profile's min/max constraints (missing bounds are open)."""
+    v = _version(version)
+    lo, hi = p.constraints.min_backend_version, p.constraints.max_backend_version
+    if lo and v < _version(lo):
+        return False
+    # a max of "8.6" admits 8.6.x: compare only as many parts as the bound gives
+    return not (hi and v[: len(_version(hi))] > _version(hi))

@@ -1,0 +1,303 @@
+"""What every backend runtime shares: the Protocol, a lazy registry, the artifact manifest, IO checks.
+
+A runtime takes and returns dicts keyed by tensor name (``visible``, ``thermal`` -> ``fused``), so the input
+order can never drift between backends. Backend SDKs are imported only when a runtime is built.
+
+An artifact is a directory holding ``edgefuse.json`` (the manifest) and the file it names under
+``"artifact"`` (model.onnx, model.xml + model.bin, model.tflite, model.mlpackage, model.engine); a runtime
+also accepts the model file itself (its directory's manifest is used when there is one), and the torch
+runtime a checkpoint file. Manifest fields read here::
+
+    {"backend": "openvino", "artifact": "model.xml", "precision": "fp32",
+     "io": IOSpec.to_dict(), "checkpoint": {"file_sha256": "...", "weights_sha256": "..."}}
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+from edgefuse.errors import ArtifactMismatchError, DataError, NonFiniteOutputError, RuntimeUnavailableError
+from edgefuse.spec import IOSpec
+
+if TYPE_CHECKING:
+    from edgefuse.profiles import Profile
+
+MANIFEST = "edgefuse.json"
+
+# name -> "module:Class"; imported on first use so a missing backend never breaks the others
+RUNTIMES: dict[str, str] = {
+    "torch": "edgefuse.runtimes.pytorch:TorchRuntime",
+    "onnxruntime": "edgefuse.runtimes.onnxruntime:OnnxRuntime",
+    "openvino": "edgefuse.runtimes.openvino:OpenVINORuntime",
+    "litert": "edgefuse.runtimes.litert:LiteRTRuntime",
+    "coreml": "edgefuse.runtimes.coreml:CoreMLRuntime",
+    "tensorrt": "edgefuse.runtimes.tensorrt:TensorRTRuntime",
+}
+# other spellings a manifest, a profile or a user may give
+ALIASES = {
+    "pytorch": "torch",
+    "onnx": "onnxruntime",
+    "ort": "onnxruntime",
+    "tflite": "litert",
+    "trt": "tensorrt",
+}
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    name: ClassVar[str]
+    load_seconds: float
+
+    @classmethod
+    def is_available(cls) -> tuple[bool, str]:
+        """(True, version) or (False, why not) without raising."""
+        ...
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Expect:
+    """What the caller expects an artifact to be; ``None`` fields are not checked."""
+
+    checkpoint_sha256: str | None = None  # file or weights sha256 of the source checkpoint
+    io: IOSpec | None = None
+    backend: str | None = None
+
+
+def canonical_name(name: str) -> str:
+    key = name.strip().lower()
+    key = ALIASES.get(key, key)
+    if key not in RUNTIMES:
+        close = difflib.get_close_matches(key, [*RUNTIMES, *ALIASES], n=2)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(RUNTIMES)}"
+        raise RuntimeUnavailableError(f"unknown runtime {name!r}{hint}")
+    return key
+
+
+def get_runtime(name: str) -> type[BaseRuntime]:
+    """The runtime class for a name (or alias). Import errors in the runtime module itself propagate."""
+    module, _, cls = RUNTIMES[canonical_name(name)].partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def artifact_dir(artifact: str | Path) -> Path:
+    path = Path(artifact).expanduser()
+    # a .mlpackage is a directory but a model, not an artifact dir
+    return path if path.is_dir() and path.suffix != ".mlpackage" else path.parent
+
+
+def read_manifest(artifact: str | Path) -> dict[str, Any]:
+    """``edgefuse.json`` of an artifact directory (or of the directory holding a model file)."""
+    path = artifact_dir(artifact) / MANIFEST
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtifactMismatchError(f"{path}: no manifest (not written by edgefuse export?)") from None
+    except (OSError, ValueError) as exc:
+        raise ArtifactMismatchError(f"{path}: unreadable manifest ({exc})") from None
+    if not isinstance(data, dict) or "backend" not in data:
+        raise ArtifactMismatchError(f"{path}: manifest has no 'backend' field")
+    data.setdefault("_path", str(path))
+    return data
+
+
+def manifest_io(manifest: dict[str, Any]) -> IOSpec | None:
+    io = manifest.get("io")
+    if not io:
+        return None
+    try:
+        return IOSpec.from_dict(io)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ArtifactMismatchError(f"{manifest.get('_path', MANIFEST)}: malformed 'io' ({exc})") from None
+
+
+def manifest_checkpoint_hashes(manifest: dict[str, Any]) -> set[str]:
+    """Every checkpoint hash the manifest records (file and weights sha256)."""
+    ck = manifest.get("checkpoint") or {}
+    hashes = {manifest.get("checkpoint_sha256")}
+    if isinstance(ck, dict):
+        hashes |= {ck.get("sha256"), ck.get("file_sha256"), ck.get("weights_sha256")}
+    return {h for h in hashes if isinstance(h, str) and h}
+
+
+def check_manifest(
+    manifest: dict[str, Any],
+    checkpoint_sha256: str | None = None,
+    io: IOSpec | None = None,
+    backend: str | None = None,
+) -> None:
+    """Raise :class:`ArtifactMismatchError` when the artifact was not built from / for what is expected."""
+    where = manifest.get("_path", MANIFEST)
+    if backend is not None and canonical_name(str(manifest["backend"])) != canonical_name(backend):
+        raise ArtifactMismatchError(f"{where}: artifact is for {manifest['backend']!r}, not {backend!r}")
+    if checkpoint_sha256 is not None:
+        recorded = manifest_checkpoint_hashes(manifest)
+        if not recorded:
+            raise ArtifactMismatchError(f"{where}: records no checkpoint sha256 to check against")
+        if checkpoint_sha256 not in recorded:
+            raise ArtifactMismatchError(
+                f"{where}: built from checkpoint {sorted(recorded)[0][:12]}…, not {checkpoint_sha256[:12]}…"
+            )
+    if io is not None:
+        got = manifest_io(manifest)
+        if got is None:
+            raise ArtifactMismatchError(f"{where}: records no IO spec to check against")
+        if (got.batch, got.height, got.width) != (io.batch, io.height, io.width):
+            raise ArtifactMismatchError(
+                f"{where}: built for {got.batch}x{got.height}x{got.width} (NxHxW), "
+                f"not {io.batch}x{io.height}x{io.width}"
+            )
+
+
+def runtime_for(artifact: str | Path) -> type[BaseRuntime]:
+    """The runtime class an artifact needs, from its manifest's ``backend``."""
+    return get_runtime(str(read_manifest(artifact)["backend"]))
+
+
+def open_artifact(artifact: str | Path, **kwargs: Any) -> BaseRuntime:
+    """Build the right runtime for an artifact directory."""
+    return runtime_for(artifact)(artifact, **kwargs)
+
+
+class BaseRuntime:
+    """Shared behaviour; a backend implements ``_load(path)`` (setting ``self.input_shapes``) and ``_run``.
+
+    ``input_shapes`` maps input names to shapes with ``-1`` for dynamic dimensions, NCHW as the caller
+    sees them (a backend that stores NHWC transposes inside ``_run``).
+    """
+
+    name: ClassVar[str] = "base"
+    suffixes: ClassVar[tuple[str, ...]] = ()  # model file names/suffixes this backend reads
+
+    def __init__(
+        self,
+        artifact: str | Path,
+        *,
+        threads: int | None = None,
+        device: str = "cpu",
+        profile: Profile | None = None,
+        expect: Expect | None = None,
+    ) -> None:
+        ok, why = self.is_available()
+        if not ok:
+            raise RuntimeUnavailableError(f"{self.name} runtime unavailable: {why}")
+        if threads is not None and threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        self.threads = threads
+        self.device = device
+        self.profile = profile
+        self.artifact = Path(artifact).expanduser()
+        if not self.artifact.exists():
+            raise ArtifactMismatchError(f"{self.artifact}: no such artifact")
+        self.manifest: dict[str, Any] | None = self._find_manifest()
+        self.model_path = self._model_path()
+        if expect is not None:
+            self._check_expect(expect)
+        self.io: IOSpec | None = manifest_io(self.manifest) if self.manifest else None
+        self.input_shapes: dict[str, tuple[int, ...]] = {}
+        start = time.perf_counter()
+        self._load(self.model_path)
+        self.load_seconds = time.perf_counter() - start
+
+    @classmethod
+    def is_available(cls) -> tuple[bool, str]:
+        raise NotImplementedError
+
+    # --- to implement ------------------------------------------------------------------------------------
+    def _load(self, path: Path) -> None:
+        raise NotImplementedError
+
+    def _run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the backend objects (most backends free them on garbage collection)."""
+
+    # --- shared ------------------------------------------------------------------------------------------
+    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.validate_inputs(inputs)
+        outputs = self._run(inputs)
+        check_finite(outputs, self.name)
+        return outputs
+
+    def __enter__(self) -> BaseRuntime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self.model_path)!r}, device={self.device!r})"
+
+    def validate_inputs(self, inputs: dict[str, np.ndarray]) -> None:
+        """Names, dtype float32 and shapes against what the loaded model declares."""
+        expected = self.input_shapes
+        if set(inputs) != set(expected):
+            missing = sorted(set(expected) - set(inputs))
+            extra = sorted(set(inputs) - set(expected))
+            raise DataError(
+                f"{self.name}: inputs must be named {sorted(expected)}"
+                + (f"; missing {missing}" if missing else "")
+                + (f"; unexpected {extra}" if extra else "")
+            )
+        for key, arr in inputs.items():
+            if not isinstance(arr, np.ndarray):
+                raise DataError(f"{self.name}: input {key!r} must be a numpy array, got {type(arr).__name__}")
+            if arr.dtype != np.float32:
+                raise DataError(f"{self.name}: input {key!r} must be float32, got {arr.dtype}")
+            want = expected[key]
+            if len(want) != arr.ndim or any(w not in (-1, g) for w, g in zip(want, arr.shape, strict=True)):
+                shown = "x".join("?" if w < 0 else str(w) for w in want)
+                raise DataError(f"{self.name}: input {key!r} has shape {tuple(arr.shape)}, expected {shown}")
+
+    def _find_manifest(self) -> dict[str, Any] | None:
+        if (artifact_dir(self.artifact) / MANIFEST).is_file():
+            return read_manifest(self.artifact)
+        return None
+
+    def _model_path(self) -> Path:
+        if not self.artifact.is_dir() or self.artifact.suffix == ".mlpackage":
+            return self.artifact
+        named = str(self.manifest.get("artifact", "")) if self.manifest else ""
+        # the manifest's file, unless it is another backend's (onnxruntime on a TensorRT dir's model.onnx)
+        if named and named.endswith(self.suffixes):
+            path = self.artifact / named
+            if not path.exists():
+                raise ArtifactMismatchError(f"{self.artifact}: manifest names {named}, which is missing")
+            return path
+        for suffix in self.suffixes:
+            found = sorted(self.artifact.glob(f"*{suffix}"))
+            if found:
+                return found[0]
+        wanted = ", ".join(self.suffixes)
+        raise ArtifactMismatchError(f"{self.artifact}: no {self.name} model ({wanted}) in this directory")
+
+    def _check_expect(self, expect: Expect) -> None:
+        if self.manifest is None:
+            where = artifact_dir(self.artifact) / MANIFEST
+            raise ArtifactMismatchError(f"{where}: no manifest to check the artifact against")
+        check_manifest(self.manifest, expect.checkpoint_sha256, expect.io, expect.backend or self.name)
+
+
+def check_finite(outputs: dict[str, np.ndarray], where: str) -> None:
+    for key, arr in outputs.items():
+        if not np.isfinite(arr).all():
+            bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
+            raise NonFiniteOutputError(f"{where}: output {key!r} has {bad} NaN/Inf values of {arr.size}")
+
+
+def make_inputs(io: IOSpec, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random float32 inputs in [0, 1] for an IO spec (warm-up, smoke tests)."""
+    rng = np.random.default_rng(seed)
+    return {k: rng.random(shape, dtype=np.float32) for k, shape in io.inputs.items()}
