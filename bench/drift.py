@@ -1,0 +1,248 @@
+"""Drift of an exported artifact against the fp32 PyTorch reference on real pairs, checked against a budget.
+
+Both run on the same frames; per pair we compute the drift metrics (max/mean/p99 |Δ| in 8-bit units, PSNR,
+SSIM, non-finite count) and every fusion metric of both outputs, then the signed relative change of each
+fusion metric averaged over the pairs (metrics.md, "Drift metrics"). A budget miss is a failure with the
+reason spelled out; there is no "passed with warnings". The result is a plain dataclass with ``to_dict`` so
+``edgefuse bench`` and ``edgefuse export`` report the same thing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgefuse.errors import NonFiniteOutputError, RuntimeUnavailableError
+
+if TYPE_CHECKING:
+    import torch
+
+    from edgefuse.calibration import Frames
+    from edgefuse.profiles import DriftBudget, Profile
+
+Predict = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+PASSED, FAILED, NOT_RUN = "passed", "failed", "not_run"
+# every fusion metric but Nabf: an artifact measure near zero, whose relative change is meaningless
+METRICS = ("EN", "SD", "SF", "AG", "MI", "SCD", "CC", "PSNR", "VIF", "Qabf", "SSIM")
+
+
+@dataclass
+class DriftResult:
+    """What one artifact's validation found; ``status`` is passed, failed or not_run (with ``reason``)."""
+
+    status: str
+    runtime: str = ""  # what executed the artifact here
+    emulation: str = ""  # set when something other than the target runtime stood in, and what
+    reason: str = ""  # why validation did not run
+    frames: dict[str, Any] = field(default_factory=dict)
+    drift: dict[str, float] = field(default_factory=dict)
+    metric_change_pct: dict[str, float] = field(default_factory=dict)
+    per_pair: list[dict[str, Any]] = field(default_factory=list)
+    budget: dict[str, float] = field(default_factory=dict)
+    misses: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.status == PASSED
+
+    @property
+    def ran(self) -> bool:
+        return self.status != NOT_RUN
+
+    def summary(self) -> str:
+        if not self.ran:
+            return f"not run: {self.reason}"
+        psnr, max_abs = self.drift.get("psnr_min", math.nan), self.drift.get("max_abs", math.nan)
+        worst = max(self.metric_change_pct.items(), key=lambda kv: abs(kv[1]), default=("-", 0.0))
+        text = f"PSNR {psnr:.1f} dB (min), max |Δ| {max_abs:.2f}, worst metric {worst[0]} {worst[1]:+.2f}%"
+        return text if self.passed else f"{text}; " + "; ".join(self.misses)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DriftResult:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass(frozen=True, eq=False)
+class Reference:
+    """fp32 PyTorch outputs (H×W×3) and their fusion metrics for a set of frames: computed once, reused."""
+
+    frames: Frames
+    outputs: tuple[np.ndarray, ...]
+    metrics: tuple[dict[str, float], ...]
+
+
+def _hwc(x: np.ndarray) -> np.ndarray:
+    """1×C×H×W (or C×H×W) -> H×W×C (H×W for one channel)."""
+    x = x[0] if x.ndim == 4 else x
+    return x[0] if x.shape[0] == 1 else x.transpose(1, 2, 0)
+
+
+def reference(model: torch.nn.Module, frames: Frames, with_metrics: bool = True) -> Reference:
+    import torch
+
+    from edgefuse.metrics import fusion_metrics
+
+    outs, mets = [], []
+    with torch.inference_mode():
+        for item in frames:
+            fused = (
+                model(torch.from_numpy(item["visible"]), torch.from_numpy(item["thermal"])).float().numpy()
+            )
+            out = np.ascontiguousarray(_hwc(fused))
+            outs.append(out)
+            if with_metrics:
+                mets.append(fusion_metrics(out, _hwc(item["thermal"]), _hwc(item["visible"]), METRICS))
+    return Reference(frames, tuple(outs), tuple(mets))
+
+
+def budget_dict(budget: DriftBudget | dict[str, float]) -> dict[str, float]:
+    return dict(budget) if isinstance(budget, dict) else dataclasses.asdict(budget)
+
+
+def check(drift: dict[str, float], changes: dict[str, float], budget: dict[str, float]) -> list[str]:
+    """Every way the numbers miss the budget, one readable line each (empty: within budget)."""
+    misses = []
+    if drift.get("nonfinite", 0):
+        misses.append(f"{int(drift['nonfinite'])} NaN/Inf output values")
+    if drift["psnr_min"] < budget["min_psnr_db"]:
+        misses.append(f"PSNR {drift['psnr_min']:.1f} dB < {budget['min_psnr_db']:g} dB (worst pair)")
+    if drift["max_abs"] > budget["max_abs_8bit"]:
+        misses.append(f"max |Δ| {drift['max_abs']:.2f} > {budget['max_abs_8bit']:g} (8-bit units)")
+    limit = budget["max_metric_change_pct"]
+    for name, pct in changes.items():
+        if not np.isfinite(pct) or abs(pct) > limit:
+            misses.append(f"{name} {pct:+.2f}% (budget ±{limit:g}%)")
+    return misses
+
+
+def _aggregate(per_pair: list[dict[str, float]]) -> dict[str, float]:
+    col = {k: np.array([p[k] for p in per_pair], dtype=np.float64) for k in per_pair[0]}
+    return {
+        "psnr_min": float(col["psnr"].min()),
+        "psnr_mean": float(col["psnr"].mean()),
+        "ssim_min": float(col["ssim"].min()),
+        "max_abs": float(col["max_abs"].max()),
+        "mean_abs": float(col["mean_abs"].mean()),
+        "p99_abs": float(col["p99_abs"].max()),
+        "nonfinite": float(col["nonfinite"].sum()),
+    }
+
+
+def measure(
+    predict: Predict,
+    ref: Reference,
+    budget: DriftBudget | dict[str, float],
+    *,
+    runtime: str = "",
+    emulation: str = "",
+    with_metrics: bool = True,
+) -> DriftResult:
+    """Run ``predict`` on the reference frames and compare (``with_metrics=False``: drift metrics only)."""
+    from edgefuse.metrics import drift_metrics, fusion_metrics, relative_change
+
+    start = time.perf_counter()
+    bud = budget_dict(budget)
+    per_pair, changes = [], []
+    for i, item in enumerate(ref.frames):
+        stem = ref.frames.stems[i]
+        try:
+            out = predict(item)["fused"]
+        except NonFiniteOutputError as exc:
+            return _failed_nonfinite(str(exc), stem, ref, bud, runtime, emulation, start)
+        if not np.isfinite(out).all():
+            return _failed_nonfinite("output has NaN/Inf values", stem, ref, bud, runtime, emulation, start)
+        out = np.ascontiguousarray(_hwc(np.asarray(out, dtype=np.float32)))
+        d = {k: float(v) for k, v in drift_metrics(ref.outputs[i], out).items()}
+        row: dict[str, Any] = {"stem": stem, **d}
+        if with_metrics and ref.metrics:
+            m = fusion_metrics(out, _hwc(item["thermal"]), _hwc(item["visible"]), METRICS)
+            change = relative_change(ref.metrics[i], m)
+            changes.append(change)
+            row["metric_change_pct"] = {k: float(v) for k, v in change.items()}
+        per_pair.append(row)
+    drift = _aggregate(
+        [{k: v for k, v in r.items() if k not in ("stem", "metric_change_pct")} for r in per_pair]
+    )
+    mean_change = {k: float(np.mean([c[k] for c in changes])) for k in changes[0]} if changes else {}
+    misses = check(drift, mean_change, bud)
+    return DriftResult(
+        status=FAILED if misses else PASSED,
+        runtime=runtime,
+        emulation=emulation,
+        frames=ref.frames.to_dict(),
+        drift=drift,
+        metric_change_pct=mean_change,
+        per_pair=per_pair,
+        budget=bud,
+        misses=misses,
+        seconds=round(time.perf_counter() - start, 3),
+    )
+
+
+def _failed_nonfinite(
+    why: str, stem: str, ref: Reference, bud: dict[str, float], runtime: str, emulation: str, start: float
+) -> DriftResult:
+    return DriftResult(
+        status=FAILED,
+        runtime=runtime,
+        emulation=emulation,
+        frames=ref.frames.to_dict(),
+        drift={"nonfinite": 1.0},
+        budget=bud,
+        misses=[f"non-finite output on {stem}: {why}"],
+        seconds=round(time.perf_counter() - start, 3),
+    )
+
+
+def not_run(
+    reason: str, budget: DriftBudget | dict[str, float] | None = None, runtime: str = ""
+) -> DriftResult:
+    return DriftResult(status=NOT_RUN, reason=reason, runtime=runtime, budget=budget_dict(budget or {}))
+
+
+def validate_artifact(
+    artifact: str | Path,
+    ref: Reference,
+    budget: DriftBudget | dict[str, float],
+    *,
+    backend: str | None = None,
+    profile: Profile | None = None,
+    threads: int | None = None,
+    emulation: str = "",
+    with_metrics: bool = True,
+) -> DriftResult:
+    """Open ``artifact`` (a directory with edgefuse.json, or a model file) with its runtime and measure it.
+
+    ``backend`` overrides the manifest's (e.g. ``onnxruntime`` running a TensorRT artifact's QDQ ONNX,
+    which must then be named in ``emulation``). A runtime that cannot run on this host gives ``not_run``.
+    """
+    from edgefuse.runtimes.base import get_runtime, runtime_for
+
+    cls = get_runtime(backend) if backend else runtime_for(artifact)
+    ok, why = cls.is_available()
+    if not ok:
+        return not_run(f"{cls.name} is not available here: {why}", budget, cls.name)
+    try:
+        runner = cls(Path(artifact), threads=threads, profile=profile)
+    except RuntimeUnavailableError as exc:
+        return not_run(str(exc), budget, cls.name)
+    try:
+        name = f"{cls.name} {why.split(' ')[0]}"
+        precision = getattr(runner, "inference_precision", None)  # what OpenVINO really executes at
+        if precision:
+            name += f" (inference precision {precision})"
+        return measure(runner, ref, budget, runtime=name, emulation=emulation, with_metrics=with_metrics)
+    finally:
+        runner.close()

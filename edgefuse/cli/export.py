@@ -1,0 +1,155 @@
+"""``edgefuse export``: build, validate and install one artifact directory per profile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.markup import escape
+
+from edgefuse.cli._common import cli_command, console, err_console
+
+if TYPE_CHECKING:
+    from edgefuse.exporters.base import Exporter, ExportSession
+    from edgefuse.exporters.pipeline import Outcome
+    from edgefuse.profiles import Profile
+
+_STYLE = {
+    "passed": "green",
+    "up_to_date": "green",
+    "not_validated": "yellow",
+    "failed": "red",
+    "error": "red",
+}
+
+
+@cli_command
+def export(
+    target: Annotated[
+        str,
+        typer.Option(
+            "--target",
+            "-t",
+            help="Profile name, TOML path or family alias (jetson, intel-cpu, arm, onnx, all, ...).",
+        ),
+    ],
+    checkpoint: Annotated[
+        str | None,
+        typer.Option("--checkpoint", "-c", help="Checkpoint file or bundled name (default: fusionproxy-s)."),
+    ] = None,
+    calib: Annotated[
+        Path | None,
+        typer.Option(
+            "--calib", help="Paired folder for int8 calibration and validation (default: the profile's set)."
+        ),
+    ] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where artifact directories go.")] = Path(
+        "exports"
+    ),
+    pairs: Annotated[
+        int, typer.Option("--pairs", min=1, help="Held-out real pairs to validate drift on.")
+    ] = 8,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace existing artifacts built differently.")
+    ] = False,
+) -> None:
+    """Export the student for each target profile; exit 1 when a validated artifact misses its budget."""
+    from edgefuse.checkpoint import load_model
+    from edgefuse.errors import DataError
+    from edgefuse.exporters import get_exporter
+    from edgefuse.exporters.base import ExportSession
+    from edgefuse.exporters.pipeline import existing_status
+    from edgefuse.profiles import resolve_target
+
+    profiles = resolve_target(target)
+    exporters = {p.name: get_exporter(p.backend) for p in profiles}
+    for p in profiles:  # every missing extra, conflict and data problem before any work starts
+        exporters[p.name].check(p)
+    if calib is not None and not calib.is_dir():
+        raise DataError(f"{calib}: --calib must be a folder of visible/thermal pairs")
+    for p in profiles:
+        if p.precision.value == "int8" and calib is None and not p.calibration.path().is_dir():
+            raise DataError(
+                f"{p.calibration.path()}: calibration set of {p.name} not found; pass --calib DIR"
+            )
+    model = load_model(checkpoint)
+    with ExportSession(model, calib_dir=calib, val_pairs=pairs) as session:
+        if not force:
+            for p in profiles:
+                existing_status(p, output / p.name, session)
+        outcomes = _run(session, profiles, exporters, output, force)
+    _summary(outcomes, output)
+    failed = [o for o in outcomes if not o.ok]
+    if failed:
+        err_console.print(f"[red]{len(failed)} of {len(outcomes)} exports failed:[/]")
+        for o in failed:
+            err_console.print(f"  {o.profile}: {escape(o.message)}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
+
+
+def _run(
+    session: ExportSession, profiles: list[Profile], exporters: dict[str, Exporter], output: Path, force: bool
+) -> list[Outcome]:
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+
+    from edgefuse.errors import EdgefuseError
+    from edgefuse.exporters.pipeline import Outcome, export_profile
+
+    outcomes = []
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        overall = progress.add_task(f"exporting {len(profiles)} profile(s)", total=len(profiles))
+        for p in profiles:
+            task = progress.add_task(f"{p.name}: starting", total=None)
+
+            def report(stage: str, task: TaskID = task, name: str = p.name) -> None:
+                progress.update(task, description=f"{name}: {stage}")
+
+            try:
+                outcome = export_profile(session, p, exporters[p.name], output, force=force, report=report)
+            except EdgefuseError as exc:
+                outcome = Outcome(p.name, "error", output / p.name, message=str(exc))
+            except Exception as exc:  # a converter crash fails this target, not the whole run
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                outcome = Outcome(p.name, "error", output / p.name, message=f"{type(exc).__name__}: {first}")
+            style = _STYLE.get(outcome.status, "white")
+            progress.update(task, description=f"{p.name}: [{style}]{outcome.status}[/]", total=1, completed=1)
+            progress.advance(overall)
+            outcomes.append(outcome)
+    return outcomes
+
+
+def _summary(outcomes: list[Outcome], output: Path) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"edgefuse export -> {output}")
+    for col in ("profile", "status", "s", "PSNR", "max|Δ|", "worst metric", "float"):
+        table.add_column(col, overflow="fold", no_wrap=col == "profile")
+    notes = []
+    for o in outcomes:
+        v = o.validation or {}
+        drift, change = v.get("drift") or {}, v.get("metric_change_pct") or {}
+        worst = max(change.items(), key=lambda kv: abs(kv[1]), default=None)
+        psnr, max_abs = drift.get("psnr_min"), drift.get("max_abs")
+        table.add_row(
+            o.profile,
+            f"[{_STYLE.get(o.status, 'white')}]{o.status}[/]",
+            f"{o.seconds:.1f}",
+            f"{psnr:.1f}" if isinstance(psnr, float) else "-",
+            f"{max_abs:.2f}" if isinstance(max_abs, float) else "-",
+            f"{worst[0]} {worst[1]:+.2f}%" if worst else "-",
+            ", ".join(o.kept) or "-",
+        )
+        if v.get("emulation"):
+            notes.append(f"{o.profile}: {v['emulation']}")
+        if o.status in ("not_validated", "error"):
+            notes.append(f"{o.profile}: {o.message}")
+    width = console.width
+    console.width = max(width, 118)  # piped output defaults to 80 columns: too narrow for profile names
+    try:
+        console.print(table)
+    finally:
+        console.width = width
+    for note in notes:
+        console.print(f"  [dim]{escape(note)}[/]", highlight=False, soft_wrap=True)

@@ -1,0 +1,140 @@
+"""``edgefuse export`` through the Typer app: exit codes, messages, artifacts on disk."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from edgefuse.checkpoint import save_checkpoint
+from edgefuse.cli import app
+from edgefuse.model import create_model
+from edgefuse.profiles import get_profile
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from edgefuse.synthetic import write_synthetic
+
+    root = tmp_path_factory.mktemp("cli")
+    torch.manual_seed(0)
+    model = create_model("n").eval()
+    with torch.no_grad():
+        model.head.weight.normal_(0.0, 0.05)
+    torch.manual_seed(1)
+    other = create_model("n").eval()
+    return {
+        "ckpt": save_checkpoint(model, root / "n.safetensors"),
+        "other": save_checkpoint(other, root / "other.safetensors"),
+        "pairs": write_synthetic(root / "pairs", n=16, seed=5, height=120, width=160),
+        "root": root,
+    }
+
+
+def small_profile(directory: Path, bundled: str, min_psnr: float | None = None) -> Path:
+    """A copy of a bundled profile at 96×128 with 8 calibration frames, as a TOML file."""
+    source = Path(get_profile(bundled).source)
+    name = bundled.replace("480x640", "96x128")
+    text = source.read_text(encoding="utf-8")
+    text = re.sub(r'(?m)^name = ".*"$', f'name = "{name}"', text)
+    text = re.sub(r"(?m)^height = \d+$", "height = 96", text)
+    text = re.sub(r"(?m)^width = \d+$", "width = 128", text)
+    text = re.sub(r"(?m)^count = \d+$", "count = 8", text)
+    if min_psnr is not None:
+        text = re.sub(r"(?m)^min_psnr_db = .*$", f"min_psnr_db = {min_psnr}", text)
+    path = directory / f"{name}.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def run(*args: str | Path) -> object:
+    return runner.invoke(app, ["export", *map(str, args)])
+
+
+def test_unknown_target_suggests_and_exits_2() -> None:
+    result = run("--target", "jetsn")
+    assert result.exit_code == 2
+    assert "unknown profile 'jetsn'" in result.stderr and "jetson" in result.stderr
+
+
+def test_missing_extra_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgefuse.errors import MissingExtraError
+    from edgefuse.exporters import get_exporter
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now raises ImportError
+    with pytest.raises(MissingExtraError, match=re.escape('pip install "edgefuse[openvino]"')):
+        get_exporter("openvino").check(get_profile("intel-cpu_openvino-fp32_480x640"))
+    result = run("--target", "intel-cpu")
+    assert result.exit_code == 2
+    assert 'pip install "edgefuse[openvino]"' in result.stderr
+
+
+def test_malformed_profile_names_file_and_key(tmp_path: Path) -> None:
+    path = small_profile(tmp_path, "generic-cpu_onnxruntime-fp32_480x640")
+    path.write_text(path.read_text().replace("[drift]", "[drift]\nmin_psnr = 3"), encoding="utf-8")
+    result = run("--target", path)
+    assert result.exit_code == 2
+    assert str(path) in result.stderr and "drift.min_psnr" in result.stderr
+
+
+def test_calib_must_be_a_folder(assets: dict[str, Path], tmp_path: Path) -> None:
+    profile = small_profile(tmp_path, "generic-cpu_onnxruntime-int8_480x640")
+    result = run("--target", profile, "--calib", assets["ckpt"], "-c", assets["ckpt"], "-o", tmp_path / "out")
+    assert result.exit_code == 2 and "--calib must be a folder" in result.stderr
+
+
+@pytest.mark.onnxruntime
+def test_export_validates_and_installs(assets: dict[str, Path], tmp_path: Path) -> None:
+    targets = ",".join(
+        str(small_profile(tmp_path, name))
+        for name in ("generic-cpu_onnxruntime-fp32_480x640", "jetson-orin-nano_tensorrt-int8_480x640")
+    )
+    out = tmp_path / "exports"
+    args = ("--target", targets, "-c", assets["ckpt"], "--calib", assets["pairs"], "-o", out, "--pairs", "3")
+    result = run(*args)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["generic-cpu_onnxruntime-fp32_96x128", "jetson-orin-nano_tensorrt-int8_96x128"]
+    trt = json.loads((out / names[1] / "edgefuse.json").read_text())
+    assert trt["validation"]["status"] == "passed" and (out / names[1] / "trtexec.sh").is_file()
+    assert "TensorRT int8 numerics emulated via QDQ in ONNX Runtime" in result.stdout
+    assert "passed" in result.stdout
+    # again: up to date; from another checkpoint: refused without --force, replaced with it
+    assert "up_to_date" in run(*args).stdout
+    other = ("--target", targets, "-c", assets["other"], "--calib", assets["pairs"], "-o", out)
+    refused = run(*other)
+    assert refused.exit_code == 2 and "--force" in refused.stderr
+    assert run(*other, "--force").exit_code == 0
+    assert sorted(p.name for p in out.iterdir()) == names  # no temp or old directories left
+
+
+@pytest.mark.onnxruntime
+def test_budget_miss_exits_1_and_installs_nothing(assets: dict[str, Path], tmp_path: Path) -> None:
+    profile = small_profile(tmp_path, "generic-cpu_onnxruntime-int8_480x640", min_psnr=150.0)
+    out = tmp_path / "exports"
+    result = run("--target", profile, "-c", assets["ckpt"], "--calib", assets["pairs"], "-o", out)
+    assert result.exit_code == 1
+    assert "1 of 1 exports failed" in result.stderr and "dB < 150 dB" in result.stderr
+    assert [p.name for p in out.iterdir()] == ["generic-cpu_onnxruntime-int8_96x128.rejected"]
+    rejected = out / "generic-cpu_onnxruntime-int8_96x128.rejected"
+    manifest = json.loads((rejected / "edgefuse.json").read_text())
+    assert manifest["validation"]["status"] == "failed" and manifest["mixed_precision"]["kept"]
+
+
+@pytest.mark.coreml
+@pytest.mark.slow
+def test_coreml_not_validated_off_macos_exits_0(assets: dict[str, Path], tmp_path: Path) -> None:
+    profile = small_profile(tmp_path, "apple-m2_coreml-fp16_480x640")
+    out = tmp_path / "exports"
+    result = run("--target", profile, "-c", assets["ckpt"], "--calib", assets["pairs"], "-o", out)
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert (out / "apple-m2_coreml-fp16_96x128" / "model.mlpackage").is_dir()
+    if sys.platform != "darwin":
+        assert "not validated here" in result.stdout and "macOS" in result.stdout
