@@ -1,0 +1,152 @@
+"""``edgefuse distill``: train the student from a teacher ensemble cache (variance-weighted pixels + routed
+feature alignment), on the same Trainer as ``edgefuse train``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgefuse.cli._common import cli_command, console
+
+
+@cli_command
+def distill(
+    cache: Annotated[Path, typer.Option(help="Teacher cache (edgefuse teacher sample / import).")],
+    data: Annotated[str, typer.Option(help="The paired folder the cache was made from.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Checkpoint to write (.safetensors).")],
+    pixel_weighting: Annotated[str, typer.Option(help="uniform or variance (w = exp(−var/τ)).")] = "variance",
+    routing: Annotated[
+        str, typer.Option(help="none, feature (routed alignment) or all (unrouted).")
+    ] = "feature",
+    tau: Annotated[
+        float, typer.Option(min=0.0, help="Pixel temperature τ (0: mean variance of train pairs).")
+    ] = 0.0,
+    tau_feat: Annotated[
+        float, typer.Option(min=0.0, help="Routing temperature on feature variance (0: batch mean).")
+    ] = 0.0,
+    w_feat: Annotated[float, typer.Option(min=0.0, help="Weight of the feature alignment.")] = 0.05,
+    w_ssim: Annotated[float, typer.Option(min=0.0, help="Weight of 1 − SSIM to the ensemble mean.")] = 0.1,
+    backbone: Annotated[str, typer.Option(help="prior, prior:DIR or timm:ARCH:WEIGHTS.")] = "prior",
+    prior: Annotated[
+        Path | None, typer.Option(help="Prior directory (default: the one the cache names).")
+    ] = None,
+    size: Annotated[str, typer.Option(help="Student size: n, s or m.")] = "s",
+    epochs: Annotated[int, typer.Option(min=1)] = 40,
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    crop: Annotated[int, typer.Option(min=32, help="Random crop size (multiple of 16).")] = 256,
+    repeat: Annotated[int, typer.Option(min=1, help="Random crops per pair per epoch.")] = 8,
+    lr: Annotated[float, typer.Option(min=0.0)] = 2e-3,
+    val_fraction: Annotated[
+        float, typer.Option(min=0.0, max=0.9, help="Held-out pairs (by stem hash).")
+    ] = 0.2,
+    seed: Annotated[int, typer.Option()] = 0,
+    device: Annotated[str, typer.Option(help="cpu or cuda (under torchrun: one GPU per process).")] = "cpu",
+    workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")] = 2,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT.state.pt.")] = False,
+) -> None:
+    """Distil the student from the teacher ensemble: confidence-weighted pixels + routed features."""
+    from edgefuse.data import find_pairs, split_pairs
+    from edgefuse.distill import DistillConfig, DistillDataset, DistillLoss, mean_variance
+    from edgefuse.errors import DataError
+    from edgefuse.model import create_model
+    from edgefuse.teacher import init_distributed, rank_and_world, shutdown_distributed
+    from edgefuse.teacher.cache import TeacherCache
+    from edgefuse.training import TrainConfig, Trainer, seed_everything
+
+    if crop % 16:
+        raise typer.BadParameter("--crop must be a multiple of 16")
+    cfg = DistillConfig(
+        pixel_weighting=pixel_weighting,
+        routing=routing,
+        tau=tau,
+        tau_feat=tau_feat,
+        w_feat=w_feat,
+        w_ssim=w_ssim,
+    )
+    need_samples = cfg.routing != "none"
+    # every input check happens before a process group or a model exists
+    source = find_pairs(data)
+    teacher = TeacherCache(cache)
+    train_pairs, val_pairs = split_pairs(source.pairs, val_fraction=val_fraction, seed=seed)
+    index = {p.stem: i for i, p in enumerate(source.pairs)}
+    train_idx = [index[p.stem] for p in train_pairs]
+    val_idx = [index[p.stem] for p in val_pairs if p.stem in teacher.pairs]
+    teacher.check(source, train_idx, need_samples=need_samples)
+    if len(val_idx) < len(val_pairs):
+        console.print(
+            f"[yellow]note:[/] {len(val_pairs) - len(val_idx)} validation pairs have no teacher entry"
+        )
+    prior_dir = prior or teacher.manifest.get("teacher", {}).get("prior")
+    if need_samples and backbone == "prior" and not prior_dir:
+        raise DataError(f"{cache}: external teacher cache; give --prior DIR or --backbone timm:ARCH:WEIGHTS")
+
+    device = init_distributed(device)
+    rank, world = rank_and_world()
+    try:
+        seed_everything(seed)
+        tau_used = cfg.tau or mean_variance(teacher, [p.stem for p in train_pairs])
+        net = None
+        if need_samples:
+            from edgefuse.teacher.backbone import load_backbone
+
+            net = load_backbone(backbone, prior_dir, device=device)
+        train_set = DistillDataset(
+            source, teacher, train_idx, crop=crop, train=True, seed=seed, samples=need_samples, repeat=repeat
+        )
+        val_set = DistillDataset(
+            source, teacher, val_idx, crop=crop, train=False, seed=seed, samples=need_samples
+        )
+        if rank == 0:
+            console.print(
+                f"distill: {source.name}: {len(train_idx)} train / {len(val_idx)} val pairs, K={teacher.k}, "
+                f"pixels {cfg.pixel_weighting} (τ={tau_used:.3g}), routing {cfg.routing}"
+                + (f" ({getattr(net, 'name', backbone)})" if net is not None else "")
+                + (f", {world} processes" if world > 1 else "")
+            )
+        provenance = {
+            "method": f"distill (pixels {cfg.pixel_weighting}, routing {cfg.routing})",
+            "data": f"{source.name} (real)",
+            "train_pairs": [p.stem for p in train_pairs],
+            "val_pairs": [p.stem for p in val_pairs],
+            "crop": crop,
+            "repeat": repeat,
+            "distill": {**cfg.to_dict(), "tau_used": tau_used},
+            "teacher_cache": {
+                "path": str(teacher.root.resolve()),
+                "manifest_sha256": teacher.sha256,
+                "k": teacher.k,
+                "teacher": teacher.manifest.get("teacher"),
+            },
+            "backbone": {
+                "spec": backbone,
+                "name": getattr(net, "name", None),
+                "sha256": getattr(net, "sha256", None),
+            }
+            if net is not None
+            else None,
+        }
+        train_cfg = TrainConfig(
+            epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, workers=workers
+        )
+
+        def report(epoch: int, logs: dict[str, float]) -> None:
+            val = f", val {logs['val_loss']:.4f}" if "val_loss" in logs else ""
+            console.print(f"epoch {epoch}: loss {logs['loss']:.4f}{val} ({logs['seconds']:.0f} s)")
+
+        trainer = Trainer(
+            create_model(size),
+            DistillLoss(cfg, tau_used, net),
+            train_set,
+            out,
+            train_cfg,
+            val_set=val_set if len(val_set) else None,
+            provenance=provenance,
+            on_epoch=report,
+        )
+        path = trainer.fit(resume=resume)
+        if rank == 0:
+            console.print(f"[green]wrote[/] {path}")
+    finally:
+        shutdown_distributed()
