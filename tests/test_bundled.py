@@ -1,0 +1,55 @@
+"""The bundled fusionproxy-s: shipped as package data, inside its size budget, and better than trivial fusion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edgefuse
+from edgefuse.checkpoint import load_model
+from edgefuse.model import count_macs, count_params
+
+
+def test_bundled_loads_and_meets_size_budget() -> None:
+    model = edgefuse.FusionProxy.from_pretrained()
+    info = model.checkpoint_info
+    assert info.config.name == "s"
+    assert info.provenance["data"].startswith("roadscene_train")
+    assert count_params(model) <= 300_000
+    assert count_macs(model, 480, 640) <= 2.0e9
+
+
+@pytest.mark.real_data
+def test_bundled_never_saw_the_validation_split(roadscene: Path) -> None:
+    from edgefuse.data import find_pairs, split_pairs
+
+    _, val = split_pairs(find_pairs(roadscene).pairs, val_fraction=0.2, seed=0)
+    trained = set(load_model().checkpoint_info.provenance["train_pairs"])
+    assert trained and not trained & {p.stem for p in val}
+
+
+@pytest.mark.real_data
+@pytest.mark.slow
+def test_bundled_beats_mean_fusion_on_held_out_pairs(roadscene: Path) -> None:
+    """On 6 validation pairs: VIF and Qabf above the per-pixel mean of the sources, SSIM (sum) >= 0.95."""
+    from edgefuse.data import find_pairs, split_pairs
+    from edgefuse.inference import fuse, to_uint8
+    from edgefuse.metrics import fusion_metrics, mean_metrics
+
+    source = find_pairs(roadscene)
+    _, val = split_pairs(source.pairs, val_fraction=0.2, seed=0)
+    index = {p.stem: i for i, p in enumerate(source.pairs)}
+    model = load_model()
+    ours, mean = [], []
+    for pair in val[:6]:
+        vis, ir = source[index[pair.stem]]
+        v8, t8 = to_uint8(vis), to_uint8(ir)
+        names = ("VIF", "Qabf", "SSIM")
+        ours.append(fusion_metrics(to_uint8(fuse(vis, ir, model=model)), t8, v8, names))
+        avg = np.round((v8.astype(np.float32) + t8[..., None]) / 2).astype(np.uint8)
+        mean.append(fusion_metrics(avg, t8, v8, names))
+    o, m = mean_metrics(ours), mean_metrics(mean)
+    assert o["VIF"] > m["VIF"] and o["Qabf"] > m["Qabf"], (o, m)
+    assert o["SSIM"] >= 0.95, o
