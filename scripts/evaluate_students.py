@@ -1,11 +1,12 @@
 """Score student checkpoints next to the trivial fusions on held-out real pairs.
 
-Rows: each ``--student NAME=CKPT`` plus the per-pixel mean and max of the sources (RGB: visible with the thermal
-frame replicated to 3 channels), all scored by ``edgefuse.metrics`` (convention A) on the RoadScene validation
-split (``split_pairs`` seed 0, 20 %, the split ``edgefuse train`` holds out) and on any extra paired folders.
+Rows: each ``--student NAME=CKPT`` plus the per-pixel mean and max of the sources (RGB: visible with the
+thermal frame replicated to 3 channels), all scored by ``edgefuse.metrics`` (convention A) on the RoadScene
+validation split (``split_pairs`` seed 0, 20 %, the split ``edgefuse train`` holds out) and on any extra
+paired folders.
 
-    python scripts/evaluate_students.py --rs ../shared/data/roadscene_train --extra ../shared/data/llvip_sample \
-        --student a=runs/a.safetensors --json runs/eval.json
+    python scripts/evaluate_students.py --rs ../shared/data/roadscene_train \
+        --extra ../shared/data/llvip_sample --student a=runs/a.safetensors --json runs/eval.json
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The bundled fusionproxy-s: shipped as package data, inside its size budget, and better than trivial fusion."""
+"""The bundled fusionproxy-s: shipped as package data, within its size budget, better than trivial fusion."""
 
 from __future__ import annotations
 
