@@ -51,7 +51,7 @@ def fusion_loss(
     visible: torch.Tensor,
     thermal: torch.Tensor,
     w_intensity: float = 1.0,
-    w_gradient: float = 10.0,
+    w_gradient: float = 5.0,
     w_ssim: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The usual unsupervised fusion objective on luminance.

@@ -25,7 +25,7 @@ def train(
     val_fraction: Annotated[
         float, typer.Option(min=0.0, max=0.9, help="Held-out pairs (by stem hash).")
     ] = 0.2,
-    w_gradient: Annotated[float, typer.Option(help="Weight of the max-gradient term.")] = 10.0,
+    w_gradient: Annotated[float, typer.Option(help="Weight of the max-gradient term.")] = 5.0,
     w_ssim: Annotated[float, typer.Option(help="Weight of the SSIM term.")] = 1.0,
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
