@@ -1,11 +1,259 @@
-# placeholder while the command is being written; replaced by its owner
+"""``edgefuse bench``: latency and drift of every target that runs here, budgets, regression gate, reports.
+
+Exit codes: 0 all good; 1 the run completed but a target failed to run, a budget was missed (``--check``)
+or latency regressed against ``--baseline``; 2 bad input or environment.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+from rich.markup import escape
 
-app = typer.Typer(help="(not yet written)")
+from edgefuse.cli._common import cli_command, console, err_console
+
+if TYPE_CHECKING:
+    from edgefuse.bench.suite import SuiteResult
+
+_STYLE = {"passed": "green", "failed": "red", "error": "red", "not_run": "yellow", "not_checked": "dim"}
+_SHOWN = {"passed": "pass", "failed": "FAIL", "not_checked": "-", "not_run": "not run"}
 
 
-def _todo() -> None:
-    raise SystemExit("not yet written")
+def parse_percent(text: str) -> float:
+    """'10%' or '10' -> 10.0 (percent)."""
+    from edgefuse.errors import DataError
+
+    try:
+        value = float(text.strip().rstrip("%"))
+    except ValueError:
+        raise DataError(f"--max-regression must look like 10%, got {text!r}") from None
+    if not value > 0:
+        raise DataError(f"--max-regression must be positive, got {text!r}")
+    return value
 
 
-bench = _todo
+@cli_command
+def bench(
+    artifacts: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Artifact directories from edgefuse export (default: export every profile "
+            "whose runtime runs here).",
+            show_default=False,
+        ),
+    ] = None,
+    profile: Annotated[
+        list[str] | None,
+        typer.Option("--profile", "-p", help="Profile name, TOML path or alias (repeatable)."),
+    ] = None,
+    checkpoint: Annotated[
+        str | None, typer.Option("--checkpoint", "-c", help="Checkpoint (default: bundled fusionproxy-s).")
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="Real pairs for drift (default: the synthetic set, labelled)."),
+    ] = None,
+    calib: Annotated[
+        Path | None,
+        typer.Option(
+            "--calib", help="Pairs to calibrate int8 exports (default: --data, else the profile's set)."
+        ),
+    ] = None,
+    pairs: Annotated[int, typer.Option("--pairs", min=1, help="Pairs to measure drift on.")] = 8,
+    size: Annotated[
+        str | None, typer.Option("--size", help="Input size HxW (default: the profiles').")
+    ] = None,
+    threads: Annotated[
+        int | None,
+        typer.Option("--threads", min=1, help="Threads for every backend (default: usable cores)."),
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu or cuda.")] = "cpu",
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the JSON report here.")] = None,
+    md: Annotated[Path | None, typer.Option("--md", help="Write a Markdown report here.")] = None,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Write a self-contained HTML report here.")
+    ] = None,
+    junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
+    check: Annotated[bool, typer.Option("--check", help="Exit 1 when a budget is missed.")] = False,
+    latency_budgets: Annotated[
+        str,
+        typer.Option(
+            "--latency-budgets",
+            help="auto: gate a profile's latency budget only on its own "
+            "device; on: always; off: never. Drift budgets always gate.",
+        ),
+    ] = "auto",
+    max_ratio: Annotated[
+        float | None,
+        typer.Option(
+            "--max-ratio",
+            min=0.01,
+            help="Budget: each artifact's p50 at most this "
+            "times the torch reference's, same run (any machine).",
+        ),
+    ] = None,
+    baseline: Annotated[
+        Path | None, typer.Option("--baseline", help="Earlier --json report of this machine to gate against.")
+    ] = None,
+    max_regression: Annotated[
+        str, typer.Option("--max-regression", help="Allowed slowdown vs --baseline, e.g. 10%.")
+    ] = "10%",
+    timing: Annotated[str, typer.Option("--timing", help="quick, default or thorough.")] = "default",
+    rounds: Annotated[
+        int | None, typer.Option("--rounds", min=1, help="Timing rounds (overrides --timing).")
+    ] = None,
+    exports: Annotated[Path, typer.Option("--exports", help="Export cache directory.")] = Path("exports"),
+    label: Annotated[str | None, typer.Option("--label", help="This machine's name in reports.")] = None,
+    variants: Annotated[
+        bool,
+        typer.Option(
+            "--variants/--no-variants",
+            help="Also time torch variants (channels-last, CUDA graphs, compile, fp16, batched).",
+        ),
+    ] = True,
+    torch_compile: Annotated[
+        str, typer.Option("--torch-compile", help="torch.compile mode on CUDA, or off.")
+    ] = "max-autotune",
+    batches: Annotated[str, typer.Option("--batches", help="Batched throughput sizes on CUDA.")] = "16,64",
+) -> None:
+    """Benchmark latency and drift per platform; exit 1 on a failed target, budget miss or regression."""
+    from edgefuse.bench.gate import LATENCY_RULES
+    from edgefuse.bench.report import load_report
+    from edgefuse.bench.suite import SuiteOptions, run_suite
+    from edgefuse.bench.timing import PRESETS
+    from edgefuse.errors import DataError
+    from edgefuse.spec import parse_size
+
+    start = time.perf_counter()
+    if latency_budgets not in LATENCY_RULES:
+        raise DataError(
+            f"--latency-budgets must be one of {', '.join(LATENCY_RULES)}, got {latency_budgets!r}"
+        )
+    if timing not in PRESETS:
+        raise DataError(f"--timing must be one of {', '.join(PRESETS)}, got {timing!r}")
+    try:
+        hw = parse_size(size) if size else None
+        batch_sizes = tuple(int(b) for b in batches.split(",") if b.strip())
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    regression = parse_percent(max_regression)
+    base = load_report(baseline) if baseline is not None else None  # a bad baseline fails before the run
+    opts = SuiteOptions(
+        artifacts=list(artifacts or []),
+        profiles=list(profile or []),
+        checkpoint=checkpoint,
+        data=data,
+        calib=calib,
+        pairs=pairs,
+        size=hw,
+        threads=threads,
+        device=device,
+        timing=timing,
+        rounds=rounds,
+        exports=exports,
+        latency_budgets=latency_budgets,
+        max_ratio=max_ratio,
+        label=label,
+        variants=variants,
+        torch_compile=torch_compile,
+        batches=batch_sizes,
+        command=shlex.join(["edgefuse", *sys.argv[1:]]),
+    )
+    with console.status("benchmarking", spinner="dots") as status:
+        result = run_suite(opts, progress=lambda msg: status.update(escape(msg)))
+    report = result.report
+    if base is not None:
+        from edgefuse.bench.gate import compare
+
+        report["regression"] = compare(report, base, regression)
+    report["wall_seconds"] = round(time.perf_counter() - start, 1)
+    show(report)
+    write_outputs(result, json_path, md, html, junit)
+    raise typer.Exit(exit_code(report, check))
+
+
+def exit_code(report: dict[str, Any], check: bool) -> int:
+    failed = [t["id"] for t in report["targets"] if t["status"] == "error"]
+    misses = report["check"]["misses"]
+    regressed = (report.get("regression") or {}).get("regressed", [])
+    for tid in failed:
+        err_console.print(f"[red]{escape(tid)} failed to run[/]", highlight=False)
+    if check and misses:
+        err_console.print(f"[red]{len(misses)} budget miss(es):[/]", highlight=False)
+        for m in misses:
+            err_console.print(f"  {escape(m)}", highlight=False, soft_wrap=True)
+    if regressed:
+        err_console.print(f"[red]latency regressed vs the baseline: {escape(', '.join(regressed))}[/]")
+    return 1 if failed or (check and misses) or regressed else 0
+
+
+def show(report: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from edgefuse.bench.report import COLUMNS, headline, summary
+
+    table = Table(title=f"edgefuse bench: {escape(headline(report))}", title_justify="left")
+    for key, title in COLUMNS:
+        table.add_column(
+            title,
+            justify="left" if key in ("target", "runtime", "worst", "check") else "right",
+            no_wrap=key == "target",
+        )
+    for t in report["targets"]:
+        row = summary(t)
+        cells = [escape(row[key]) for key, _ in COLUMNS]
+        cells[-1] = f"[{_STYLE.get(row['check'], 'white')}]{_SHOWN.get(row['check'], row['check'])}[/]"
+        table.add_row(*cells)
+    width = console.width
+    console.width = max(width, 190)  # piped output defaults to 80 columns: far too narrow for this table
+    try:
+        console.print(table)
+        for note in _notes(report):
+            console.print(f"  [dim]{escape(note)}[/]", highlight=False, soft_wrap=True)
+    finally:
+        console.width = width
+    console.print(f"wall time {report['wall_seconds']:.1f} s", highlight=False)
+
+
+def _notes(report: dict[str, Any]) -> list[str]:
+    notes = list(report.get("notes", []))
+    notes += [f"not benchmarked: {s['id']}: {s['reason']}" for s in report.get("skipped", [])]
+    notes += [f"{t['id']} {t['status']}: {t['reason']}" for t in report["targets"] if t["status"] != "ok"]
+    notes.append(f"latency budgets: {report['check']['latency_rule']}")
+    gate = report.get("regression")
+    if gate:
+        for r in gate["rows"]:
+            if r["status"] in ("regressed", "inconclusive", "ok"):
+                notes.append(
+                    f"vs baseline: {r['id']} {r['status']} (change {r.get('change_pct', 0):+.1f}% "
+                    f"± {r.get('noise_pct', 0):.1f}%, threshold {gate['max_regression_pct']:g}%)"
+                )
+    return notes
+
+
+def write_outputs(
+    result: SuiteResult, json_path: Path | None, md: Path | None, html: Path | None, junit: Path | None
+) -> None:
+    from edgefuse.bench.report import save_json, to_markdown, write_text
+
+    report = result.report
+    if json_path is not None:
+        save_json(report, json_path)
+    if md is not None:
+        write_text(md, to_markdown(report))
+    if html is not None:
+        from edgefuse.bench.html import report_html
+
+        write_text(html, report_html(report, result.panels))
+    if junit is not None:
+        from edgefuse.bench.gate import junit_xml
+
+        write_text(junit, junit_xml(report))
+    for path in (json_path, md, html, junit):
+        if path is not None:
+            console.print(f"wrote {escape(str(path))}", highlight=False)

@@ -1,0 +1,178 @@
+"""The machine a benchmark ran on: CPU, GPU, memory, every backend's version, and whether a profile's device
+is this machine (which decides whether its latency budget can gate here).
+
+Latency budgets are derived for one device (a Jetson, a Raspberry Pi, a laptop CPU); measuring them on any
+other machine says nothing about that device. :func:`device_matches` is deliberately strict: every
+distinctive word of the profile's device name must appear in what this host says about itself (CPU model,
+GPU names, ``/proc/device-tree/model`` on Jetsons and Raspberry Pis), and "Generic ..." devices never
+match. ``edgefuse bench --latency-budgets on`` overrides it where a device names itself differently.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import socket
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+# pip distributions whose versions a report records (backends, converters, numerics)
+PACKAGES = (
+    "torch",
+    "numpy",
+    "onnx",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "openvino",
+    "nncf",
+    "litert-torch",
+    "ai-edge-litert",
+    "tflite-runtime",
+    "coremltools",
+    "tensorrt",
+    "matplotlib",
+)
+# words too common to identify a device
+_GENERIC_WORDS = {"nvidia", "geforce", "intel", "amd", "core", "cpu", "gpu", "apple", "the", "with", "and"}
+_MEMORY_WORD = re.compile(r"^\d+(gb|mb|tb)$")
+# words that split one board family from another: present on one side only means a different device
+# ("NVIDIA Jetson Nano" is not "NVIDIA Jetson Orin Nano")
+_FAMILY_WORDS = {"orin", "agx", "xavier", "nx", "tx2", "pro", "max", "ultra", "super", "ti"}
+
+
+def cpu_info() -> dict[str, Any]:
+    """CPU model, cores and notable ISA flags (``edgefuse doctor``'s view)."""
+    from edgefuse.cli.doctor import cpu_info as doctor_cpu_info
+
+    return doctor_cpu_info()
+
+
+def device_tree_model() -> str:
+    """The board name on ARM boards (Jetson, Raspberry Pi); empty elsewhere."""
+    path = Path("/proc/device-tree/model")
+    try:
+        return path.read_bytes().rstrip(b"\x00").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def memory_gb() -> float | None:
+    try:
+        pages, size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+    return round(pages * size / 2**30, 1)
+
+
+def gpu_info() -> list[dict[str, Any]]:
+    """CUDA devices as torch sees them (empty without CUDA)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return []
+    out = []
+    for i in range(torch.cuda.device_count()):
+        prop = torch.cuda.get_device_properties(i)
+        out.append(
+            {
+                "name": prop.name,
+                "capability": f"{prop.major}.{prop.minor}",
+                "memory_gb": round(prop.total_memory / 2**30, 1),
+                "multiprocessors": prop.multi_processor_count,
+            }
+        )
+    return out
+
+
+def package_versions() -> dict[str, str]:
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def backend_status() -> dict[str, dict[str, Any]]:
+    """Every runtime: available here or not, its version or why not."""
+    from edgefuse.runtimes.base import RUNTIMES, get_runtime
+
+    status = {}
+    for name in RUNTIMES:
+        try:
+            ok, detail = get_runtime(name).is_available()
+        except Exception as exc:  # a broken install must not stop the benchmark of the others
+            ok, detail = False, f"{type(exc).__name__}: {exc}"
+        status[name] = {"available": ok, "detail": detail}
+    return status
+
+
+def environment(label: str | None = None) -> dict[str, Any]:
+    """Everything a report records about this machine."""
+    import torch
+
+    cpu = cpu_info()
+    gpus = gpu_info()
+    board = device_tree_model()
+    host = socket.gethostname()
+    default_label = board or (gpus[0]["name"] if gpus else cpu["model"])
+    return {
+        "label": label or f"{default_label} ({host})",
+        "hostname": host,
+        "board": board,
+        "cpu": cpu,
+        "gpus": gpus,
+        "memory_gb": memory_gb(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": {
+            "version": torch.__version__,
+            "cuda": torch.version.cuda,
+            "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+            "threads": torch.get_num_threads(),
+        },
+        "packages": package_versions(),
+        "backends": backend_status(),
+    }
+
+
+def host_names(env: dict[str, Any]) -> list[str]:
+    """What this host calls itself: CPU model, GPU names, board name."""
+    names = [str(env.get("cpu", {}).get("model", "")), str(env.get("board", ""))]
+    names += [str(g.get("name", "")) for g in env.get("gpus", [])]
+    return [n for n in names if n]
+
+
+def _tokens(text: str) -> set[str]:
+    text = re.sub(r"\((r|tm)\)", " ", text.lower())
+    return set(re.findall(r"[a-z0-9][a-z0-9.+-]*", text))
+
+
+def _words(device_name: str) -> set[str]:
+    head = re.split(r"[(,]", device_name, maxsplit=1)[0]
+    return {w for w in _tokens(head) if w not in _GENERIC_WORDS and not _MEMORY_WORD.match(w)}
+
+
+def device_matches(device_name: str, env: dict[str, Any]) -> bool:
+    """Whether a profile's ``device.name`` is this host: every distinctive word of its head (before any
+    parenthesis or comma) is a word of one of the host's names, and that name has no family word the
+    profile lacks. Generic devices never match."""
+    if device_name.strip().lower().startswith("generic"):
+        return False
+    words = _words(device_name)
+    if not words:
+        return False
+    for name in host_names(env):
+        tokens = _tokens(name)
+        if words <= tokens and not (tokens - words) & _FAMILY_WORDS:
+            return True
+    return False
+
+
+def usable_cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1

@@ -1,0 +1,146 @@
+"""The Markdown sections below a report's main table: metric deltas, pre/post-processing, checks, the
+regression gate, what was skipped, notes and the environment."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgefuse.bench.report import METRIC_ORDER, _md_table, fmt, num
+
+
+def metric_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Signed relative change (%) of each fusion metric, artifact vs reference, one row per target."""
+    names = [m for m in METRIC_ORDER if any(m in (t.get("metrics") or {}) for t in report["targets"])]
+    rows = []
+    for t in report["targets"]:
+        metrics = t.get("metrics") or {}
+        if metrics:
+            rows.append([t["id"], *(_pct(metrics.get(m, {}).get("change_pct")) for m in names)])
+    return ["target", *[f"{m}{'' if m != 'Nabf' else ' (not gated)'}" for m in names]], rows
+
+
+def _pct(x: Any) -> str:
+    v = num(x)
+    return "-" if v != v else f"{v:+.2f}%"
+
+
+def details(report: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    head, rows = metric_rows(report)
+    if rows:
+        lines += ["", "## Fusion metrics: signed change vs the fp32 reference (mean over pairs)", ""]
+        lines += _md_table(head, rows)
+        ref_row = next((t for t in report["targets"] if t.get("metrics")), None)
+        if ref_row:
+            m = ref_row["metrics"]
+            lines += [
+                "",
+                "Reference values: " + ", ".join(f"{k} {fmt(v.get('reference'), 3)}" for k, v in m.items()),
+            ]
+    pipe = report.get("pipeline") or {}
+    if pipe:
+        lines += [
+            "",
+            f"## Pre- and post-processing ({pipe.get('source', '')}, per frame at {pipe.get('size')})",
+            "",
+        ]
+        stages = [s for s in ("decode", "resize", "layout", "postprocess") if s in pipe]
+        lines += _md_table(
+            ["stage", "p50 ms", "p90 ms", "mean ms", "n"],
+            [
+                [
+                    s,
+                    fmt(pipe[s].get("p50"), 3),
+                    fmt(pipe[s].get("p90"), 3),
+                    fmt(pipe[s].get("mean"), 3),
+                    str(pipe[s].get("n", 0)),
+                ]
+                for s in stages
+            ],
+        )
+        lines += [
+            "",
+            "decode: file -> float arrays; resize: cover-resize + crop + NCHW (includes layout); "
+            "layout: HWC -> NCHW alone; postprocess: fused float -> uint8 HWC.",
+        ]
+    lines += check_lines(report)
+    skipped = report.get("skipped") or []
+    not_run = [t for t in report["targets"] if t.get("status") != "ok"]
+    if skipped or not_run:
+        lines += ["", "## Not benchmarked here", ""]
+        lines += [f"- {s['id']}: {s['reason']}" for s in skipped]
+        lines += [f"- {t['id']} ({t['status']}): {t.get('reason', '')}" for t in not_run]
+    lines += ["", "## Notes", ""] + [f"- {n}" for n in report.get("notes", [])]
+    lines += environment_lines(report)
+    return lines
+
+
+def check_lines(report: dict[str, Any]) -> list[str]:
+    check = report.get("check") or {}
+    lines = ["", "## Budgets", ""]
+    lines.append(f"Latency budgets: {check.get('latency_rule', '-')}.")
+    notes = [n for t in report["targets"] for n in (t.get("check") or {}).get("notes", [])]
+    applied = [n for n in notes if n.startswith("latency budget applied")]
+    budgets = [n for n in notes if n.startswith("latency budget")]
+    if budgets:
+        lines.append(f"A profile latency budget applied to {len(applied)} of {len(budgets)} targets here.")
+    if check.get("max_ratio"):
+        lines.append(
+            f"Relative latency budget: p50 <= {check['max_ratio']}× the torch reference's, same run."
+        )
+    lines.append("")
+    misses = check.get("misses") or []
+    lines.append("All budgets met." if not misses else f"{len(misses)} budget miss(es):")
+    lines += [f"- {m}" for m in misses]
+    gate = report.get("regression")
+    if gate:
+        lines += [
+            "",
+            f"## Regression gate vs {gate.get('baseline', {}).get('label', '?')} "
+            f"(max {gate.get('max_regression_pct')}%)",
+            "",
+        ]
+        lines += _md_table(
+            ["target", "status", "ratio now", "ratio before", "change %", "noise ±%", "raw p50 change %"],
+            [
+                [
+                    r["id"],
+                    r["status"],
+                    fmt(r.get("ratio_now"), 3),
+                    fmt(r.get("ratio_before"), 3),
+                    fmt(r.get("change_pct"), 1),
+                    fmt(r.get("noise_pct"), 1),
+                    fmt(r.get("raw_change_pct"), 1),
+                ]
+                for r in gate.get("rows", [])
+            ],
+        )
+        lines += ["", gate.get("method", "")]
+    return lines
+
+
+def environment_lines(report: dict[str, Any]) -> list[str]:
+    env = report["environment"]
+    cpu = env.get("cpu") or {}
+    lines = ["", "## Environment", ""]
+    lines.append(
+        f"- CPU: {cpu.get('model')} ({cpu.get('arch')}), {cpu.get('logical_cores')} logical cores, "
+        f"{cpu.get('usable_cores')} usable; flags {' '.join(cpu.get('flags', [])) or '-'}"
+    )
+    for g in env.get("gpus") or []:
+        lines.append(f"- GPU: {g.get('name')} (sm {g.get('capability')}, {g.get('memory_gb')} GB)")
+    lines.append(f"- memory {env.get('memory_gb')} GB; {env.get('platform')}; Python {env.get('python')}")
+    pk = env.get("packages") or {}
+    lines.append("- packages: " + ", ".join(f"{k} {v}" for k, v in pk.items()))
+    backends = env.get("backends") or {}
+    lines.append(
+        "- runtimes: "
+        + "; ".join(
+            f"{k} {'ok ' + str(v.get('detail', '')).split(' ')[0] if v.get('available') else 'unavailable'}"
+            for k, v in backends.items()
+        )
+    )
+    ck = report.get("checkpoint") or {}
+    lines.append(f"- checkpoint: {ck.get('path')} (weights sha256 {str(ck.get('weights_sha256', ''))[:12]}…)")
+    lines.append(f"- command: `{report.get('command', '')}`")
+    return lines

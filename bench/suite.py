@@ -1,0 +1,221 @@
+"""``edgefuse bench`` as a function: plan, export or reuse, load every target, measure drift on the same
+frames, time all targets in interleaved rounds, time pre/post-processing, and assemble the report.
+
+Order matters on a small machine: every target is loaded and run once over the drift frames first (which
+also measures its memory and warms it), then all are timed together, so the rounds compare targets under
+the same background load. PyTorch runs with flush-denormal on for the whole run: on x86 its CPU kernels
+slow down by an order of magnitude on denormal activations, which the other backends flush themselves.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgefuse.bench.targets import Target
+from edgefuse.bench.timing import PRESETS, TimingConfig
+from edgefuse.errors import RuntimeUnavailableError
+
+Progress = Callable[[str], None]
+# drift budgets of targets without a profile (torch variants): informational, never gated
+VARIANT_BUDGETS = {
+    "fp32": {"min_psnr_db": 60.0, "max_metric_change_pct": 0.5, "max_abs_8bit": 0.5},
+    "fp16": {"min_psnr_db": 45.0, "max_metric_change_pct": 1.0, "max_abs_8bit": 4.0},
+}
+
+
+@dataclass
+class SuiteOptions:
+    artifacts: list[Path] = field(default_factory=list)
+    profiles: list[str] = field(default_factory=list)
+    checkpoint: str | None = None
+    data: Path | None = None
+    calib: Path | None = None
+    pairs: int = 8
+    size: tuple[int, int] | None = None
+    threads: int | None = None
+    device: str = "cpu"
+    timing: str = "default"
+    rounds: int | None = None
+    exports: Path = Path("exports")
+    latency_budgets: str = "auto"  # auto | on | off
+    max_ratio: float | None = None
+    label: str | None = None
+    variants: bool = True
+    torch_compile: str = "max-autotune"  # a torch.compile mode, or "off" (CUDA only)
+    batches: tuple[int, ...] = (16, 64)  # batched throughput (CUDA only)
+    command: str = ""
+
+    def timing_config(self) -> TimingConfig:
+        import dataclasses
+
+        cfg = PRESETS[self.timing]
+        return dataclasses.replace(cfg, rounds=self.rounds) if self.rounds else cfg
+
+
+@dataclass
+class SuiteResult:
+    report: dict[str, Any]
+    panels: dict[str, Any] | None = None  # sample images for the HTML report (not in the JSON)
+
+
+def run_suite(opts: SuiteOptions, progress: Progress = lambda _: None) -> SuiteResult:
+    import torch
+
+    from edgefuse.bench import drift
+    from edgefuse.bench.env import environment, usable_cores
+    from edgefuse.bench.plan import frames_for, make_plan, pick_checkpoint
+
+    start = time.perf_counter()
+    device = "cuda" if opts.device in ("cuda", "gpu") else opts.device
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeUnavailableError("--device cuda: torch sees no CUDA device here")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise RuntimeUnavailableError(f"--device {opts.device!r}: use cpu or cuda")
+    threads = opts.threads or usable_cores()
+    plan = make_plan(
+        opts.artifacts, opts.profiles, size=opts.size, device=device, data=opts.data, calib=opts.calib
+    )
+    progress("loading the checkpoint and frames")
+    model = pick_checkpoint(opts.checkpoint, plan)
+    info = model.checkpoint_info  # type: ignore[union-attr]
+    env = environment(opts.label)
+    torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)
+    if device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
+    targets: list[Target] = []
+    session = None
+    phases: dict[str, float] = {}
+    lap = _stopwatch(phases)
+    try:
+        frames = frames_for(opts.data, plan.height, plan.width, opts.pairs)
+        progress(f"reference outputs on {len(frames)} pairs")
+        ref = drift.reference(model, frames)
+        lap("frames_and_reference")
+        prepared = []
+        if plan.profiles:
+            from edgefuse.bench.exports import prepare
+            from edgefuse.exporters.base import ExportSession
+
+            session = ExportSession(
+                model, calib_dir=opts.calib or opts.data, val_pairs=opts.pairs, threads=threads
+            )
+            prepared = prepare(session, plan.profiles, opts.exports, progress)
+        lap("exports")
+        from edgefuse.bench.measure import (
+            build_targets,
+            drift_pass,
+            reference_nabf,
+            sample_panels,
+            time_targets,
+        )
+
+        targets = build_targets(opts, plan, prepared, model, info, device, threads, progress)
+        lap("loading")
+        ref_nabf = reference_nabf(ref)
+        for t in targets:
+            drift_pass(t, ref, ref_nabf, VARIANT_BUDGETS, progress)
+        lap("drift")
+        timing = opts.timing_config()
+        time_targets(targets, list(frames), timing, progress)
+        lap("timing")
+        panels = sample_panels(targets, ref)
+        from edgefuse.bench.pipeline import time_pipeline
+
+        progress("timing pre- and post-processing")
+        pipeline = time_pipeline(frames, opts.data, ref.outputs[0])
+        lap("panels_and_pipeline")
+    finally:
+        for t in targets:
+            t.close()
+        if session is not None:
+            session.close()
+        torch.set_flush_denormal(False)
+    from edgefuse.bench.gate import apply_checks
+    from edgefuse.bench.report import SCHEMA, SCHEMA_VERSION, target_record
+
+    report: dict[str, Any] = {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "edgefuse_version": _version(),
+        "command": opts.command,
+        "environment": env,
+        "settings": {
+            "device": device,
+            "threads": threads,
+            "size": f"{plan.height}x{plan.width}",
+            "batch": 1,
+            "pairs": len(frames),
+            "timing_preset": opts.timing,
+            "timing": timing.to_dict(),
+            "torch_flush_denormal": True,
+            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if device != "cpu" else None,
+            "latency_budgets": opts.latency_budgets,
+            "max_ratio": opts.max_ratio,
+            "timed_call": "the backend call alone on preloaded inputs (no decode, resize or NaN scan); "
+            "CUDA: CUDA events around the call, waited for",
+        },
+        "checkpoint": {k: v for k, v in info.to_dict().items() if k != "config"},
+        "data": frames.to_dict(),
+        "reference": next((t.id for t in targets if t.kind == "reference"), None),
+        "pipeline": pipeline,
+        "targets": [target_record(t, plan.budget_sizes) for t in targets],
+        "skipped": plan.skipped,
+        "phase_seconds": phases,
+        "notes": _notes(frames, device),
+    }
+    apply_checks(report, opts.latency_budgets, opts.max_ratio)
+    report["wall_seconds"] = round(time.perf_counter() - start, 1)
+    return SuiteResult(report, panels)
+
+
+def _stopwatch(phases: dict[str, float]) -> Callable[[str], None]:
+    """``lap(name)`` records the seconds since the previous lap under ``name``."""
+    last = [time.perf_counter()]
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        phases[name] = round(now - last[0], 2)
+        last[0] = now
+
+    return lap
+
+
+def _version() -> str:
+    from edgefuse import __version__
+
+    return __version__
+
+
+def _notes(frames: Any, device: str) -> list[str]:
+    notes = [
+        "PyTorch timed with torch.set_flush_denormal(True) (denormal floats flushed to zero).",
+        "Latency: warm-up by count and time, then interleaved rounds of >= N calls and a minimum duration; "
+        "batch 1 unless stated; p99 of fewer than 100 samples is close to the maximum.",
+        "Drift: every target and the fp32 PyTorch reference on the same pairs; metric deltas are the mean "
+        "of per-pair signed relative changes; Nabf is reported but not gated (its value is near zero).",
+    ]
+    if frames.synthetic:
+        notes.insert(0, frames.note)
+    if device.startswith("cuda"):
+        notes.append("CUDA variants: static input buffers on the GPU; fp32 convolutions may use TF32.")
+    return notes
+
+
+def finite(x: Any) -> bool:
+    return isinstance(x, int | float) and math.isfinite(x)
+
+
+def as_hwc(x: np.ndarray) -> np.ndarray:
+    """1×C×H×W or C×H×W -> H×W×C (H×W for one channel)."""
+    x = x[0] if x.ndim == 4 else x
+    return x[0] if x.shape[0] == 1 else np.ascontiguousarray(x.transpose(1, 2, 0))

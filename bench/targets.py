@@ -1,0 +1,230 @@
+"""What a benchmark measures: the torch reference, torch variants, exported artifacts, each as a Target
+with a public ``predict`` (named float32 arrays in and out, for drift) and a ``make_step`` that binds the
+preloaded inputs into the one call that is timed.
+
+For runtimes the timed call is the backend call of the runtime wrapper (``_run``: the backend itself plus
+the IO conversion it needs, e.g. NHWC or int8 IO for LiteRT); the input-name/shape validation and the
+NaN/Inf scan of the public call run on every drift frame instead, not inside the timed loop.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgefuse.bench.timing import Clock, peak_rss_mb, reset_peak_rss, rss_mb, wall_clock
+from edgefuse.errors import EdgefuseError
+
+if TYPE_CHECKING:
+    import torch
+
+    from edgefuse.bench.torch_variants import TorchVariant, Variant
+    from edgefuse.profiles import Profile
+
+Inputs = dict[str, np.ndarray]
+
+
+@dataclass
+class Target:
+    id: str
+    kind: str  # reference | artifact | variant
+    backend: str
+    precision: str
+    device: str = "cpu"
+    batch: int = 1
+    threads: int | None = None
+    profile: Profile | None = None
+    artifact: dict[str, Any] = field(default_factory=dict)
+    runtime: str = ""
+    load_seconds: float = math.nan
+    memory: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    status: str = "ok"  # ok | not_run | error
+    reason: str = ""
+    predict: Callable[[Inputs], dict[str, np.ndarray]] | None = None
+    make_step: Callable[[list[Inputs]], Callable[[], object]] | None = None
+    clock: Clock = wall_clock
+    closer: Callable[[], None] | None = None
+    probe: MemoryProbe | None = None  # until the drift pass has run
+    # filled by the measurement (bench/measure.py)
+    drift: Any = None  # DriftResult
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    latency: dict[str, Any] = field(default_factory=dict)
+    ratio: dict[str, Any] = field(default_factory=dict)
+    warmup: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "ok" and self.predict is not None
+
+    def fail(self, exc: BaseException) -> None:
+        self.status = "error"
+        text = str(exc) if isinstance(exc, EdgefuseError) else f"{type(exc).__name__}: {exc}"
+        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        self.reason = first[:300]  # compiler errors run to pages; the first line names the problem
+        self.close()
+
+    def close(self) -> None:
+        if self.closer is not None:
+            try:
+                self.closer()
+            finally:
+                self.closer = None
+        self.predict = self.make_step = None
+
+
+class MemoryProbe:
+    """Resident memory around loading and first use of one target (GPU memory too on CUDA)."""
+
+    def __init__(self, cuda: bool = False) -> None:
+        self.cuda = cuda
+        self.reset_ok = reset_peak_rss()
+        self.before = rss_mb()
+        if cuda:
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+
+    def result(self) -> dict[str, Any]:
+        after = rss_mb()
+        out: dict[str, Any] = {
+            "peak_rss_mb": peak_rss_mb(),
+            "peak_scope": "load + drift pass" if self.reset_ok else "whole process",
+            "added_rss_mb": round(after - self.before, 1) if after is not None and self.before else None,
+        }
+        if self.cuda:
+            import torch
+
+            out["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+        return out
+
+
+def _cycle_step(run: Callable[[Inputs], object]) -> Callable[[list[Inputs]], Callable[[], object]]:
+    def make(inputs: list[Inputs]) -> Callable[[], object]:
+        frames = itertools.cycle(inputs)
+        return lambda: run(next(frames))
+
+    return make
+
+
+def artifact_target(
+    path: Path, profile: Profile | None, target_id: str, *, threads: int, device: str
+) -> Target:
+    """Open an artifact directory with its runtime; ``not_run`` when that runtime cannot run here."""
+    from edgefuse.runtimes.base import read_manifest, runtime_for
+
+    manifest = read_manifest(path)
+    cls = runtime_for(path)
+    t = Target(
+        target_id,
+        "artifact",
+        cls.name,
+        str(manifest.get("precision", "?")),
+        device=device,
+        threads=threads,
+        profile=profile,
+        artifact=artifact_info(path, manifest),
+    )
+    ok, why = cls.is_available()
+    if not ok:
+        t.status, t.reason = "not_run", f"{cls.name} cannot run here: {why}"
+        return t
+    if device != "cpu" and cls.name not in ("onnxruntime", "tensorrt"):
+        t.status, t.reason = "not_run", f"{cls.name} runs on the CPU; bench it with --device cpu"
+        return t
+    probe = MemoryProbe()
+    try:
+        runner = cls(path, threads=threads, profile=profile, device=device)
+    except EdgefuseError as exc:
+        t.status, t.reason = "not_run", str(exc)
+        return t
+    t.runtime = f"{cls.name} {why.split(' ')[0]}"
+    precision = getattr(runner, "inference_precision", None)  # what OpenVINO really executes at
+    if precision:
+        t.runtime += f" (inference precision {precision})"
+    t.load_seconds, t.predict, t.make_step = runner.load_seconds, runner, _cycle_step(runner._run)
+    t.closer, t.probe = runner.close, probe
+    return t
+
+
+def torch_target(
+    checkpoint: str | Path, target_id: str, *, threads: int, channels_last: bool = False
+) -> Target:
+    """The CPU PyTorch runtime: the fp32 reference (or its channels-last variant)."""
+    import torch
+
+    from edgefuse.runtimes.pytorch import TorchRuntime
+
+    kind = "variant" if channels_last else "reference"
+    t = Target(target_id, kind, "torch", "fp32", threads=threads)
+    probe = MemoryProbe()
+    runner = TorchRuntime(checkpoint, threads=threads, channels_last=channels_last)
+    layout = "channels-last" if channels_last else "contiguous"
+    t.runtime = f"torch {torch.__version__} fp32 {layout}, flush-denormal on"
+
+    # Re-assert flush-denormal before every call: creating an ONNX Runtime session clears the
+    # flush-to-zero flags of the calling thread (seen here), and torch would then run unflushed.
+    def run(inputs: Inputs) -> object:
+        torch.set_flush_denormal(True)  # ~1 µs
+        return runner._run(inputs)
+
+    def predict(inputs: Inputs) -> dict[str, np.ndarray]:
+        torch.set_flush_denormal(True)
+        return runner(inputs)
+
+    t.load_seconds, t.predict, t.make_step = runner.load_seconds, predict, _cycle_step(run)
+    t.closer, t.probe = runner.close, probe
+    return t
+
+
+def variant_target(
+    model: torch.nn.Module,
+    variant: Variant,
+    device: str,
+    height: int,
+    width: int,
+    target_id: str,
+    kind: str = "variant",
+    compile_mode: str = "max-autotune",
+) -> Target:
+    """A torch variant (CUDA graphs, compile, fp16, batched) on ``device``."""
+    from edgefuse.bench.timing import cuda_clock
+    from edgefuse.bench.torch_variants import TorchVariant
+
+    cuda = device.startswith("cuda")
+    t = Target(target_id, kind, "torch", variant.dtype, device=device, batch=variant.batch)
+    probe = MemoryProbe(cuda=cuda)
+    runner: TorchVariant = TorchVariant(model, variant, device, height, width, compile_mode)
+    t.runtime = runner.describe()
+
+    def make_step(inputs: list[Inputs]) -> Callable[[], object]:
+        runner.load(inputs[0])  # static buffers hold a real frame; timing launches the network only
+        return runner.step
+
+    t.load_seconds, t.predict, t.make_step = runner.load_seconds, runner, make_step
+    t.closer, t.probe = runner.close, probe
+    if cuda:
+        t.clock = cuda_clock()
+    return t
+
+
+def artifact_info(path: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Path, size and hash of an artifact directory from its manifest (size measured when not recorded)."""
+    total = manifest.get("total_bytes")
+    if not isinstance(total, int):
+        total = sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and p.name != "edgefuse.json")
+    return {
+        "path": str(path),
+        "file": manifest.get("artifact"),
+        "bytes": total,
+        "artifact_bytes": manifest.get("artifact_bytes"),
+        "sha256": manifest.get("artifact_sha256"),
+        "profile": manifest.get("profile"),
+        "created": manifest.get("created"),
+    }
