@@ -22,6 +22,7 @@ $(VENV)/.deps: pyproject.toml | $(BIN)/python
 # the package itself, installed as a user would (not editable), so package data and the
 # package-dir mapping are exercised by every test run
 install: $(VENV)/.deps
+	rm -rf build  # setuptools never prunes build/lib: a deleted module would ship again
 	$(PIP) install -q --no-deps --force-reinstall .
 
 demo: install
@@ -40,6 +41,10 @@ lint: $(VENV)/.deps
 
 test: install lint
 	cd tests && ../$(BIN)/pytest -q -p no:cacheprovider
+
+# the small real latency/drift gate CI runs after the tests (docs/bench.md)
+bench-gate: install
+	PATH="$(abspath $(BIN)):$$PATH" scripts/bench_gate.sh
 
 clean:
 	rm -rf out exports build dist *.egg-info
