@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import re
 from dataclasses import dataclass, field
 from enum import Enum
@@ -18,7 +19,20 @@ from edgefuse.errors import ProfileError
 from edgefuse.spec import IOSpec
 
 BACKENDS = ("tensorrt", "openvino", "coreml", "litert", "onnxruntime")
-SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"  # ../shared/data of the repo
+# the source tree's ../shared/data (an installed package lives elsewhere: see data_root)
+SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+def data_root() -> Path:
+    """Where bare calibration-set names live: $EDGEFUSE_DATA, else ../shared/data of the working directory
+    (a checkout), else of the source tree."""
+    env = os.environ.get("EDGEFUSE_DATA")
+    if env:
+        return Path(env).expanduser()
+    for candidate in (Path.cwd().parent / "shared" / "data", SHARED_DATA):
+        if candidate.is_dir():
+            return candidate
+    return SHARED_DATA
 
 
 class Precision(str, Enum):
@@ -63,7 +77,7 @@ class Calibration:
         p = Path(self.set).expanduser()
         if p.is_absolute() or len(p.parts) > 1 or p.exists():
             return p
-        return (shared_data or SHARED_DATA) / self.set
+        return (shared_data or data_root()) / self.set
 
 
 @dataclass(frozen=True)
