@@ -63,13 +63,16 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=300)
     ap.add_argument("--batches", default="1,16,64")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--modes", default="eager,channels_last,graph,graph_cl,compile")
+    ap.add_argument("--dtypes", default="fp32,fp16")
     args = ap.parse_args()
     h, w = parse_size(args.size)
     torch.backends.cudnn.benchmark = True
     rows = []
     with torch.inference_mode():
-        for dtype in (torch.float32, torch.float16):
-            for mode in ("eager", "channels_last", "graph", "graph_cl", "compile"):
+        dtypes = {"fp32": torch.float32, "fp16": torch.float16}
+        for dtype in [dtypes[d] for d in args.dtypes.split(",")]:
+            for mode in args.modes.split(","):
                 for batch in [int(b) for b in args.batches.split(",")]:
                     model = load_model(args.checkpoint, map_location="cuda")
                     try:
