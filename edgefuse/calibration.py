@@ -153,9 +153,21 @@ def calibration_frames(
 ) -> Frames:
     """``count`` (default: the profile's) real pairs from the training part of the calibration folder."""
     folder = _folder(profile, calib_dir)
+    return _calibration(folder, count or profile.calibration.count, profile.io.height, profile.io.width)
+
+
+def calibration_frames_in(root: str | Path, count: int, height: int, width: int) -> Frames:
+    """What :func:`calibration_frames` returns for the folder ``root``, without a profile (a worker process
+    that was handed the folder and size)."""
+    from edgefuse.data import find_pairs
+
+    return _calibration(find_pairs(Path(root), resize_ir=True), count, height, width)
+
+
+def _calibration(folder: Any, count: int, height: int, width: int) -> Frames:
     train, _, note = _split(folder)
-    picked = [train[i] for i in spread(len(train), count or profile.calibration.count)]
-    return _load(folder, picked, "calibration", profile.io.height, profile.io.width, note)
+    picked = [train[i] for i in spread(len(train), count)]
+    return _load(folder, picked, "calibration", height, width, note)
 
 
 def validation_frames(

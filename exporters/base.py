@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from edgefuse.model import FusionProxy
     from edgefuse.profiles import Profile
 
+SCRATCH_PREFIX = "edgefuse-export-"  # + "<pid>-": a later session can tell a killed session's leftovers
 # pip distribution names of the tools a manifest records (module name -> distribution)
 DISTRIBUTIONS = {
     "torch": "torch",
@@ -93,8 +94,10 @@ class ExportSession:
         self.calib_dir = calib_dir
         self.val_pairs = val_pairs
         self.threads = threads or os.cpu_count() or 1
-        self.scratch = Path(tempfile.mkdtemp(prefix="edgefuse-export-"))
+        _clean_stale_scratch()
+        self.scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
         self._cache: dict[tuple[Any, ...], Any] = {}
+        self._closers: list[Callable[[], None]] = []  # e.g. stop background workers
 
     def cached(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
         if key not in self._cache:
@@ -118,7 +121,8 @@ class ExportSession:
         return self.cached(key, lambda: calibration_frames(profile, self.calib_dir))
 
     def reference(self, profile: Profile, probe: bool = False) -> Reference:
-        """fp32 PyTorch outputs on the validation frames (``probe``: the first two, drift metrics only)."""
+        """fp32 PyTorch outputs on the validation frames, computed once per session and shared by every
+        profile of the same input size (``probe``: the first two, sliced from the same reference)."""
         from edgefuse.bench.drift import reference
         from edgefuse.calibration import validation_frames
 
@@ -127,11 +131,15 @@ class ExportSession:
             ("val", source, self.val_pairs, profile.io),
             lambda: validation_frames(profile, self.calib_dir, self.val_pairs),
         )
-        if probe:
-            return self.cached(("probe", id(frames)), lambda: reference(self.model, frames.head(2), False))
-        return self.cached(("ref", id(frames)), lambda: reference(self.model, frames))
+        full = self.cached(("ref", id(frames)), lambda: reference(self.model, frames, workers=self.threads))
+        return self.cached(("probe", id(full)), lambda: full.head(2)) if probe else full
+
+    def on_close(self, fn: Callable[[], None]) -> None:
+        self._closers.append(fn)
 
     def close(self) -> None:
+        while self._closers:
+            self._closers.pop()()
         shutil.rmtree(self.scratch, ignore_errors=True)
 
     def __enter__(self) -> ExportSession:
@@ -139,6 +147,28 @@ class ExportSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _clean_stale_scratch() -> None:
+    """Remove the scratch directories of sessions whose process was killed before :meth:`close` ran."""
+    for path in Path(tempfile.gettempdir()).glob(f"{SCRATCH_PREFIX}*-*"):
+        if not owner_alive(path.name[len(SCRATCH_PREFIX) :]):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def owner_alive(rest: str) -> bool:
+    """``rest`` is "<pid>-<random>" from a temporary name: False only when that process no longer runs
+    (a name without a pid, or another user's process, counts as alive: leave it alone)."""
+    pid = rest.split("-", 1)[0]
+    if not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @dataclass(frozen=True)
@@ -183,6 +213,10 @@ class Exporter:
 
     def build(self, job: Job, out: Path, exclude: Sequence[str] = (), quick: bool = False) -> Build:
         raise NotImplementedError
+
+    def prefetch(self, jobs: Sequence[Job]) -> None:
+        """Optionally start slow, self-contained preparations for ``jobs`` in the background (the session
+        waits for them when a build needs them, and stops them on close). Default: nothing."""
 
     def groups(self, job: Job) -> dict[str, list[str]]:
         """Quantizable layer groups, name -> backend node names (empty: no mixed-precision fallback)."""

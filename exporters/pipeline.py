@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,19 +27,21 @@ from edgefuse.exporters.base import (
     Exporter,
     ExportSession,
     Job,
+    owner_alive,
     quiet,
     sha256_path,
     size_bytes,
     tool_versions,
 )
+from edgefuse.exporters.mixed import mixed_precision
+from edgefuse.exporters.validate import FULL, SEARCH, Report, groups_of, incomplete, validate
 
 if TYPE_CHECKING:
-    from edgefuse.bench.drift import DriftResult, Reference
+    from edgefuse.bench.drift import DriftResult
     from edgefuse.profiles import Profile
 
 SCHEMA_VERSION = 1
 MANIFEST = "edgefuse.json"
-Report = Callable[[str], None]
 
 
 @dataclass
@@ -57,6 +59,17 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.status in ("passed", "not_validated", "up_to_date")
+
+
+def build_order(profiles: Sequence[Profile]) -> list[Profile]:
+    """The order to export ``profiles`` in: int8 TensorRT first, the rest as given.
+
+    Symmetric int8 activations (TensorRT's explicit quantization) are the strictest int8 scheme here, so
+    its mixed-precision search keeps the most groups; run first, its answer is the hint the other int8
+    searches try (shortest prefix first, accepted only when their own validation passes), which spares
+    them a sensitivity measurement of their own. Each answer is still confirmed by its own backend's
+    validation: the order only decides which candidates are tried first."""
+    return sorted(profiles, key=lambda p: not (p.backend == "tensorrt" and p.precision.value == "int8"))
 
 
 def existing_status(profile: Profile, target: Path, session: ExportSession) -> str | None:
@@ -106,6 +119,7 @@ def export_profile(
     report: Report = lambda _: None,
 ) -> Outcome:
     target = out_root / profile.name
+    clean_interrupted(out_root, profile.name)
     if not force and existing_status(profile, target, session) == "up_to_date":
         manifest = json.loads((target / MANIFEST).read_text(encoding="utf-8"))
         val = manifest.get("validation") or {}
@@ -113,17 +127,20 @@ def export_profile(
         note = "already built from this checkpoint (--force rebuilds)"
         return Outcome(profile.name, "up_to_date", target, 0.0, val, kept, note)
     out_root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{profile.name}.tmp-", dir=out_root))
+    work = Path(tempfile.mkdtemp(prefix=f".{profile.name}.tmp-{os.getpid()}-", dir=out_root))
     try:
         start = time.perf_counter()
         job = Job(session, profile)
         report("building")
         with quiet():
             build = exporter.build(job, work)
-        result = _validate(job, build, report)
+        fallback = profile.precision.value == "int8" and bool(groups_of(job, exporter))
+        result = validate(job, build, report, SEARCH if fallback else FULL)
         mixed: dict[str, Any] | None = None
-        if result.status == "failed" and profile.precision.value == "int8" and _groups(job, exporter):
-            build, result, mixed = _mixed_precision(job, exporter, work, build, result, report)
+        if result.status == "failed" and fallback:
+            build, result, mixed = mixed_precision(job, exporter, work, build, result, report)
+        if incomplete(result):  # the verdict that is recorded always has every metric
+            result = validate(job, build, report, FULL)
         seconds = time.perf_counter() - start
         _write_manifest(job, exporter, build, result, mixed, work, seconds)
         if result.status == "failed":
@@ -142,7 +159,7 @@ def export_profile(
 
 def _install(work: Path, target: Path) -> None:
     """Swap ``work`` into ``target``: the old directory moves aside first and is deleted last."""
-    old = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
+    old = target.with_name(f".{target.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     if target.exists():
         os.rename(target, old)
     try:
@@ -154,147 +171,26 @@ def _install(work: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _validate(job: Job, build: Build, report: Report, probe: bool = False) -> DriftResult:
-    from edgefuse.bench.drift import not_run, validate_artifact
+def clean_interrupted(out_root: Path, name: str) -> None:
+    """Tidy up after an export of ``name`` that was killed (SIGKILL, power loss: no ``finally`` ran).
 
-    budget = job.profile.drift
-    if build.validate is None:
-        return not_run(build.not_validated or "no runtime for this artifact here", budget)
-    report("validating" if not probe else "measuring sensitivity")
-    session = job.session
-    try:
-        ref: Reference = session.reference(job.profile, probe=probe)
-    except Exception as exc:  # no frames is an environment problem, not a budget miss
-        raise ExportError(f"{job.profile.name}: cannot prepare validation frames ({exc})") from exc
-    v = build.validate
-    # the knobs of the runtime that runs it (a TensorRT profile emulated in ONNX Runtime: ORT's defaults)
-    key = ("drift", v.backend, sha256_path(v.path), repr(getattr(job.profile, v.backend, None)), id(ref))
-    cached = session._cache.get(key)
-    if cached is not None:  # identical file already measured for another profile: re-check its budget only
-        return _rebudget(cached, budget)
-    with quiet():
-        result = validate_artifact(
-            v.path, ref, budget, backend=v.backend, profile=job.profile, threads=session.threads,
-            emulation=v.emulation, with_metrics=not probe,
-        )  # fmt: skip
-    session._cache[key] = result
-    return result
-
-
-def _groups(job: Job, exporter: Exporter) -> dict[str, list[str]]:
-    with quiet():
-        return exporter.groups(job)
-
-
-def _rebudget(result: DriftResult, budget: Any) -> DriftResult:
-    import dataclasses
-
-    from edgefuse.bench.drift import budget_dict, check
-
-    bud = budget_dict(budget)
-    if not result.ran or not result.drift.get("psnr_min"):
-        return dataclasses.replace(result, budget=bud)
-    misses = check(result.drift, result.metric_change_pct, bud)
-    return dataclasses.replace(result, budget=bud, misses=misses, status="failed" if misses else "passed")
-
-
-def _mixed_precision(
-    job: Job, exporter: Exporter, work: Path, first_build: Build, first: DriftResult, report: Report
-) -> tuple[Build, DriftResult, dict[str, Any]]:
-    """Measure each layer group's sensitivity (only that group int8, the rest float; drift on two held-out
-    frames), then keep the most sensitive groups in float, one at a time, until the budget holds (at most
-    half the groups: past that an int8 build is mostly float, and the miss is reported instead).
-
-    "Only this group in int8" ranks by the damage each group does on its own; the opposite probe ("all but
-    this group") hides a damaging group behind a worse one (the full-resolution tail masks the input).
-    When an earlier search in this run kept some groups, that answer is tried first and used only if this
-    backend's own validation passes with it; otherwise this backend is measured from scratch."""
-    from edgefuse.bench.drift import budget_dict
-
-    groups = _groups(job, exporter)
-    bud = budget_dict(job.profile.drift)
-    # an identical int8 build under the same budget was searched already (e.g. two TensorRT int8 profiles)
-    key = ("mixed", exporter.backend, sha256_path(work / first_build.artifact), tuple(sorted(bud.items())))
-    known: dict[str, Any] | None = job.session._cache.get(key)
-    hint = [g for g in job.session._cache.get(("mixed-hint",), []) if g in groups]
-    # an identical search is replayed whatever it found; an earlier one's groups are tried shortest first
-    for answer in [known["kept"]] if known else [hint[: i + 1] for i in range(len(hint))]:
-        build, result = _keep(job, exporter, work, groups, answer, report)
-        if known or result.status != "failed":
-            scores = known["sensitivity"] if known else {}
-            how = "the groups an identical search kept" if known else "the groups an earlier search kept"
-            job.session._cache[key] = {"sensitivity": scores, "kept": answer}
-            return (
-                build,
-                result,
-                {
-                    "trigger": first.misses,
-                    "method": f"{how}, confirmed by this validation",
-                    "sensitivity": scores,
-                    "kept": answer,
-                    "met_budget": result.status != "failed",
-                },
-            )
-    scores = _sensitivity(job, exporter, groups, bud, report)
-    kept: list[str] = []
-    build, result = first_build, first
-    for name in list(scores)[: max(1, len(scores) // 2)]:
-        kept.append(name)
-        build, result = _keep(job, exporter, work, groups, kept, report)
-        if result.status != "failed":
-            break
-    job.session._cache[key] = {"sensitivity": scores, "kept": kept}
-    if result.status != "failed":
-        job.session._cache[("mixed-hint",)] = kept
-    info = {
-        "trigger": first.misses,
-        "method": "only one group int8, drift vs fp32 on 2 held-out frames; groups with the most budget "
-        "misses, then the lowest PSNR, are kept in float first",
-        "sensitivity": scores,
-        "kept": kept,
-        "met_budget": result.status != "failed",
-    }
-    return build, result, info
-
-
-def _keep(
-    job: Job, exporter: Exporter, work: Path, groups: dict[str, list[str]], kept: list[str], report: Report
-) -> tuple[Build, DriftResult]:
-    """Rebuild into ``work`` with ``kept`` groups in float and validate."""
-    report(f"mixed precision: int8 with {', '.join(kept)} in float")
-    for child in work.iterdir():
-        shutil.rmtree(child) if child.is_dir() else child.unlink()
-    with quiet():
-        build = exporter.build(job, work, exclude=[n for g in kept for n in groups[g]])
-    build.kept = list(kept)
-    return build, _validate(job, build, report)
-
-
-def _sensitivity(
-    job: Job, exporter: Exporter, groups: dict[str, list[str]], bud: dict[str, float], report: Report
-) -> dict[str, dict[str, Any]]:
-    """Per group, the drift with only that group in int8; most sensitive first."""
-    from edgefuse.bench.drift import check
-
-    scores: dict[str, dict[str, Any]] = {}
-    for i, name in enumerate(groups):
-        report(f"mixed precision: sensitivity {i + 1}/{len(groups)} ({name})")
-        probe_dir = Path(tempfile.mkdtemp(prefix="probe-", dir=job.session.scratch))
-        try:
-            with quiet():
-                others = [n for g, members in groups.items() if g != name for n in members]
-                probe = exporter.build(job, probe_dir, exclude=others, quick=True)
-            result = _validate(job, probe, report, probe=True)
-        finally:
-            shutil.rmtree(probe_dir, ignore_errors=True)
-        ran = bool(result.drift.get("psnr_min"))
-        scores[name] = {
-            "psnr_min": round(result.drift["psnr_min"], 2) if ran else None,
-            "max_abs": round(result.drift["max_abs"], 2) if ran else None,
-            "misses": len(check(result.drift, {}, bud)) if ran else 99,
-        }
-    order = sorted(scores, key=lambda g: (-scores[g]["misses"], scores[g]["psnr_min"] or 0.0))
-    return {g: scores[g] for g in order}
+    Its temporary build directory is deleted, and an artifact that an unfinished install had moved aside
+    is put back where it was. Only directories of processes that no longer run are touched, so a
+    concurrent export into the same folder keeps its own.
+    """
+    if not out_root.is_dir():
+        return
+    for target in (out_root / name, out_root / f"{name}.rejected"):
+        for old in sorted(out_root.glob(f".{target.name}.old-*-*")):
+            if owner_alive(old.name[len(f".{target.name}.old-") :]):
+                continue
+            if not target.exists():
+                os.rename(old, target)  # the swap stopped between its two renames: undo the first
+            else:
+                shutil.rmtree(old, ignore_errors=True)  # the swap finished; only the delete did not
+    for tmp in out_root.glob(f".{name}.tmp-*-*"):
+        if not owner_alive(tmp.name[len(f".{name}.tmp-") :]):
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _write_manifest(

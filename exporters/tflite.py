@@ -14,16 +14,20 @@ litert-torch's PT2E route was tried first: it folds the thermal input's quantize
 
 from __future__ import annotations
 
+import copy
 import logging
 import platform
 import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgefuse._optional import require
 from edgefuse.exporters.base import Build, Exporter, Job, Validation, group_nodes
+
+if TYPE_CHECKING:
+    from edgefuse.calibration import Frames
 
 MODEL = "model.tflite"
 # litert-torch names a tensor by the module classes and attribute names on its call stack; ModuleLists
@@ -43,31 +47,53 @@ def _quiet() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
+def convert_float(model: Any, sample: tuple[Any, Any], path: Path) -> Path:
+    """The float .tflite of ``model`` at the sample's shapes, with named inputs and output (the slow step,
+    ~8 s at 480×640)."""
+    import torch
+
+    litert_torch = require("litert_torch")
+    _quiet()
+
+    class Named(torch.nn.Module):
+        def __init__(self, model: torch.nn.Module) -> None:
+            super().__init__()
+            self.m = model
+
+        def forward(self, visible: torch.Tensor, thermal: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"fused": self.m(visible, thermal)}
+
+    visible, thermal = sample
+    edge = litert_torch.convert(Named(model).eval(), sample_kwargs={"visible": visible, "thermal": thermal})
+    edge.export(str(path))
+    return path
+
+
+def calibrate(src: Path, frames: Frames, threads: int) -> dict[str, Any]:
+    """ai_edge_quantizer's calibration result (per-tensor min/max) for the int8 recipe on ``frames``."""
+    from ai_edge_quantizer import quantizer, recipe
+
+    from edgefuse.calibration import samples
+
+    _quiet()
+    qt = quantizer.Quantizer(str(src))
+    qt.load_quantization_recipe(recipe.static_wi8_ai8())
+    return dict(qt.calibrate({"serving_default": samples(frames)}, num_threads=threads))
+
+
 def fp32_tflite(job: Job) -> Path:
-    """The float .tflite for this IO size, converted once per session (the slow step, ~8 s at 480×640)."""
+    """The float .tflite for this IO size, once per session: from the background worker when one was
+    started for it (:meth:`LiteRTExporter.prefetch`), else converted here."""
+    from edgefuse.exporters import tflite_worker
+
     io = job.profile.io
 
     def make() -> Path:
-        import torch
-
-        litert_torch = require("litert_torch")
-        _quiet()
-
-        class Named(torch.nn.Module):
-            def __init__(self, model: torch.nn.Module) -> None:
-                super().__init__()
-                self.m = model
-
-            def forward(self, visible: torch.Tensor, thermal: torch.Tensor) -> dict[str, torch.Tensor]:
-                return {"fused": self.m(visible, thermal)}
-
-        visible, thermal = job.sample()
-        edge = litert_torch.convert(
-            Named(job.model).eval(), sample_kwargs={"visible": visible, "thermal": thermal}
-        )
+        done = tflite_worker.result(job.session, io)
+        if done is not None:
+            return done.model
         path = job.session.scratch_dir("litert", f"{io.batch}x{io.height}x{io.width}") / MODEL
-        edge.export(str(path))
-        return path
+        return convert_float(job.model, job.sample(), path)
 
     return job.session.cached(("fp32-tflite", io), make)
 
@@ -92,17 +118,17 @@ def module_path(scope: str) -> str:
 
 
 def _calibrated(job: Job, src: Path) -> Any:
-    """A quantizer's calibration result (min/max per tensor) on the real frames, computed once."""
-    from ai_edge_quantizer import quantizer, recipe
-
-    from edgefuse.calibration import samples
+    """The calibration result on the profile's frames, computed once (or taken from the worker, when it
+    calibrated this very model on these very frames)."""
+    from edgefuse.exporters import tflite_worker
 
     frames = job.session.calibration(job.profile)
 
     def make() -> Any:
-        qt = quantizer.Quantizer(str(src))
-        qt.load_quantization_recipe(recipe.static_wi8_ai8())
-        return qt.calibrate({"serving_default": samples(frames)}, num_threads=job.session.threads)
+        done = tflite_worker.result(job.session, job.profile.io)
+        if done is not None and done.model == src and done.calibrated_on == (frames.source, frames.stems):
+            return done.qsvs()
+        return calibrate(src, frames, job.session.threads)
 
     return job.session.cached(("aeq-calibration", str(src), frames.source, frames.stems), make)
 
@@ -126,7 +152,9 @@ def quantize(job: Job, src: Path, dst: Path, exclude: Sequence[str]) -> None:
             qt.update_quantization_recipe(
                 f"^{re.escape(scope)}$", Op.ALL_SUPPORTED, algorithm_key=AlgorithmName.NO_QUANTIZE
             )
-        result = qt.quantize(_calibrated(job, src))
+        # a copy: quantize() widens the ranges it must share (concat operands...) in place, and a
+        # mixed-precision rebuild with other ops excluded must start from the calibrated ranges
+        result = qt.quantize(copy.deepcopy(_calibrated(job, src)))
     result.export_model(str(dst), overwrite=True)
 
 
@@ -162,7 +190,17 @@ class LiteRTExporter(Exporter):
         on_arm = platform.machine() in ("aarch64", "arm64")
         note = "fp16 weights validated; fp16 arithmetic not emulated on this x86 host" if not on_arm else ""
         validation = Validation("litert", dst, note if job.precision == "fp16" else "")
-        return Build(MODEL, line + "; IO float32", validation, job.precision == "int8", details=details)
+        return Build(
+            MODEL, line + "; IO float32", validation, calibrated=job.precision == "int8", details=details
+        )
+
+    def prefetch(self, jobs: Sequence[Job]) -> None:
+        """Convert (and calibrate, for the first int8 job) in a worker process while other targets export."""
+        from edgefuse.exporters import tflite_worker
+
+        for job in jobs:
+            int8 = [j for j in jobs if j.profile.io == job.profile.io and j.precision == "int8"]
+            tflite_worker.start(job.session, job.profile.io, int8[0] if int8 else None)
 
     def groups(self, job: Job) -> dict[str, list[str]]:
         if job.precision != "int8":

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from edgefuse.checkpoint import save_checkpoint
 from edgefuse.cli import app
@@ -54,7 +56,7 @@ def small_profile(directory: Path, bundled: str, min_psnr: float | None = None) 
     return path
 
 
-def run(*args: str | Path) -> object:
+def run(*args: str | Path) -> Result:
     return runner.invoke(app, ["export", *map(str, args)])
 
 
@@ -126,6 +128,44 @@ def test_budget_miss_exits_1_and_installs_nothing(assets: dict[str, Path], tmp_p
     rejected = out / "generic-cpu_onnxruntime-int8_96x128.rejected"
     manifest = json.loads((rejected / "edgefuse.json").read_text())
     assert manifest["validation"]["status"] == "failed" and manifest["mixed_precision"]["kept"]
+
+
+# runs `edgefuse export ARGS` in a child that SIGKILLs itself inside the install swap: the previous
+# artifact is already moved aside and the new one (complete, validated) is not yet renamed into place
+KILL_IN_SWAP = """
+import os, signal, sys
+rename = os.rename
+def dies(src, dst, *a, **k):
+    if os.path.basename(str(src)).startswith(".{name}.tmp-") and os.path.basename(str(dst)) == "{name}":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return rename(src, dst, *a, **k)
+os.rename = dies
+from edgefuse.cli import app
+app({args!r})
+"""
+
+
+@pytest.mark.onnxruntime
+def test_sigkilled_export_leaves_no_half_artifact_and_next_run_recovers(
+    assets: dict[str, Path], tmp_path: Path
+) -> None:
+    profile = small_profile(tmp_path, "generic-cpu_onnxruntime-fp32_480x640")
+    name, out = "generic-cpu_onnxruntime-fp32_96x128", tmp_path / "exports"
+    args = ["--target", str(profile), "-c", str(assets["ckpt"]), "--calib", str(assets["pairs"]),
+            "-o", str(out), "--pairs", "2"]  # fmt: skip
+    assert run(*args).exit_code == 0
+    first = json.loads((out / name / "edgefuse.json").read_text())
+    code = KILL_IN_SWAP.format(name=name, args=["export", *args, "--force"])
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    left = sorted(p.name for p in out.iterdir())
+    assert name not in left and all(n.startswith(f".{name}.") for n in left)  # nothing half-installed
+    assert {n.removeprefix(f".{name}.").split("-")[0] for n in left} == {"old", "tmp"}
+    # the next run puts the previous artifact back, drops the dead run's build, and finds it up to date
+    again = run(*args)
+    assert again.exit_code == 0 and "up_to_date" in again.stdout, again.stdout
+    assert sorted(p.name for p in out.iterdir()) == [name]
+    assert json.loads((out / name / "edgefuse.json").read_text())["created"] == first["created"]
 
 
 @pytest.mark.coreml

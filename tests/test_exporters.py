@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,8 @@ from edgefuse.errors import ArtifactMismatchError, ExportError
 from edgefuse.exporters import get_exporter
 from edgefuse.exporters.base import ExportSession, group_nodes
 from edgefuse.exporters.pipeline import export_profile
-from edgefuse.model import create_model
+from edgefuse.metrics import fusion_metrics, relative_change
+from edgefuse.model import FusionProxy, create_model
 from edgefuse.profiles import Calibration, DriftBudget, Precision, get_profile
 from edgefuse.spec import IOSpec
 
@@ -33,7 +35,7 @@ H, W = 96, 128
 LOOSE = DriftBudget(min_psnr_db=20.0, max_metric_change_pct=50.0, max_abs_8bit=128.0)
 
 
-def _small_model(seed: int) -> torch.nn.Module:
+def _small_model(seed: int) -> FusionProxy:
     torch.manual_seed(seed)
     model = create_model("n").eval()
     with torch.no_grad():  # the head starts at zero (a plain average): give the body something to say
@@ -190,6 +192,28 @@ def test_drift_measure_passes_identity_and_fails_nan(session: ExportSession) -> 
     bad = drift.measure(lambda x: {"fused": same(x)["fused"] * np.nan}, ref, profile.drift)
     assert bad.status == "failed" and "non-finite" in bad.misses[0]
     assert drift.DriftResult.from_dict(json.loads(json.dumps(ok.to_dict()))).passed
+    # outputs whose 8-bit grey images equal the reference's reuse its metrics; the others are scored,
+    # and either way the numbers are what scoring every output from scratch gives
+    rng = np.random.default_rng(0)
+    outs = [same(x)["fused"] for x in ref.frames]
+    on_grid = [np.floor(np.clip(o, 0, 1) * 255 + 0.5) / 255 for o in outs]  # other floats, same 8-bit image
+    noisy = [np.clip(o + rng.normal(0, 0.01, o.shape), 0, 1) for o in outs]
+    outs = [on_grid[i] if i % 2 else noisy[i] for i in range(len(outs))]
+    it = iter(outs)
+    got = drift.measure(lambda x: {"fused": next(it).astype(np.float32)}, ref, LOOSE, workers=2)
+    for row, out, item, before in zip(got.per_pair, outs, ref.frames, ref.metrics, strict=True):
+        hwc = out[0].transpose(1, 2, 0).astype(np.float32)
+        direct = fusion_metrics(
+            hwc, item["thermal"][0, 0], item["visible"][0].transpose(1, 2, 0), drift.METRICS
+        )
+        assert row["metric_change_pct"] == relative_change(before, direct)
+    assert got.per_pair[1]["max_abs"] > 0
+    assert got.per_pair[1]["metric_change_pct"] == dict.fromkeys(drift.METRICS, 0.0)
+    assert got.per_pair[0]["metric_change_pct"] != dict.fromkeys(drift.METRICS, 0.0)
+    lazy = drift.measure(
+        lambda x: {"fused": same(x)["fused"] * 0.5}, ref, profile.drift, metrics_if_drift_passes=True
+    )
+    assert lazy.status == "failed" and not lazy.metric_change_pct and lazy.misses[0].startswith("PSNR")
 
 
 # --- round trips -------------------------------------------------------------------------------------------
@@ -310,17 +334,47 @@ def test_openvino_round_trip(session: ExportSession, tmp_path: Path, precision: 
 
 @pytest.mark.tflite
 @pytest.mark.slow
-def test_litert_int8_round_trip_float_io(session: ExportSession, tmp_path: Path) -> None:
-    outcome = export(session, small("rpi5_litert-int8_480x640", budget=LOOSE), tmp_path)
-    assert outcome.status == "passed", outcome.message
-    from ai_edge_litert.interpreter import Interpreter
+def test_litert_int8_round_trip_float_io_and_worker(
+    session: ExportSession, assets: dict[str, Path], tmp_path: Path
+) -> None:
+    """Round trip; and the background worker (started first, running meanwhile) converts and calibrates
+    byte-for-byte what the session does in-process, while a worker that died leaves the work to it."""
+    from edgefuse.exporters import tflite, tflite_worker
+    from edgefuse.exporters.base import Job
 
-    interp = Interpreter(str(outcome.path / "model.tflite"))
-    runner = interp.get_signature_list()["serving_default"]
-    assert sorted(runner["inputs"]) == ["thermal", "visible"] and runner["outputs"] == ["fused"]
-    assert all(d["dtype"] == np.float32 for d in interp.get_input_details())
-    ref, out = torch_and_artifact(session, outcome, "litert")
-    assert_int8_close(ref, out)
+    profile = small("rpi5_litert-int8_480x640", budget=LOOSE)
+    with ExportSession(load_model(assets["ckpt"]), calib_dir=assets["pairs"], val_pairs=3, threads=1) as bg:
+        get_exporter("litert").prefetch([Job(bg, small("rpi5_litert-fp16_480x640")), Job(bg, profile)])
+        outcome = export(session, profile, tmp_path)
+        assert outcome.status == "passed", outcome.message
+        from ai_edge_litert.interpreter import Interpreter
+
+        interp = Interpreter(str(outcome.path / "model.tflite"))
+        runner = interp.get_signature_list()["serving_default"]
+        assert sorted(runner["inputs"]) == ["thermal", "visible"] and runner["outputs"] == ["fused"]
+        assert all(d["dtype"] == np.float32 for d in interp.get_input_details())
+        ref, out = torch_and_artifact(session, outcome, "litert")
+        assert_int8_close(ref, out)
+
+        here = Job(session, profile)
+        src = tflite.fp32_tflite(here)
+        ranges = tflite._calibrated(here, src)
+        done = tflite_worker.result(bg, profile.io)
+        assert done is not None, next((bg.scratch / "litert-worker").rglob("worker.log")).read_text()
+        assert done.model.read_bytes() == src.read_bytes()
+        frames = bg.calibration(profile)
+        assert done.calibrated_on == (frames.source, frames.stems) == (str(assets["pairs"]), frames.stems)
+        theirs = done.qsvs()
+        assert theirs.keys() == ranges.keys() and all(
+            theirs[t][k].dtype == ranges[t][k].dtype and np.array_equal(theirs[t][k], ranges[t][k])
+            for t in ranges
+            for k in ("min", "max")
+        )
+        assert tflite.fp32_tflite(Job(bg, profile)) == done.model  # the session takes the worker's model
+    with ExportSession(load_model(assets["ckpt"]), calib_dir=assets["pairs"], val_pairs=3, threads=1) as s:
+        tflite_worker.start(s, profile.io, None)
+        s._cache[("litert-worker", profile.io)].stop()  # killed mid-way
+        assert tflite_worker.result(s, profile.io) is None  # so the build converts in-process
 
 
 @pytest.mark.coreml
@@ -375,6 +429,35 @@ def test_killed_export_leaves_nothing(
     with pytest.raises(KeyboardInterrupt):
         export_profile(session, profile, exporter, tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_leftovers_of_dead_exports_are_tidied_live_ones_kept(tmp_path: Path) -> None:
+    from edgefuse.exporters.pipeline import clean_interrupted
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()  # fmt: skip
+    name, live = "p", str(os.getpid())
+    for leftover in (f".{name}.tmp-{dead}-a", f".{name}.tmp-{live}-b", f".{name}.old-{dead}-c",
+                     f".{name}.rejected.old-{dead}-d", f".{name}x.tmp-{dead}-e"):  # fmt: skip
+        (tmp_path / leftover).mkdir()
+    (tmp_path / f".{name}.old-{dead}-c" / "edgefuse.json").write_text("{}")
+    (tmp_path / f"{name}.rejected").mkdir()
+    clean_interrupted(tmp_path, name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f".{name}.tmp-{live}-b", name, f"{name}.rejected", f".{name}x.tmp-{dead}-e"]
+    )  # the swap undone (old artifact back), the finished swap's leftover and the dead build gone
+    assert (tmp_path / name / "edgefuse.json").is_file()
+
+
+def test_build_order_runs_tensorrt_int8_first() -> None:
+    from edgefuse.exporters.pipeline import build_order
+    from edgefuse.profiles import resolve_target
+
+    profiles = resolve_target("all")
+    ordered = build_order(profiles)
+    first = [p for p in profiles if p.backend == "tensorrt" and p.precision.value == "int8"]
+    assert first and ordered[: len(first)] == first
+    assert ordered[len(first) :] == [p for p in profiles if p not in first]
 
 
 @pytest.mark.onnxruntime

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,7 +14,7 @@ from rich.markup import escape
 from edgefuse.cli._common import cli_command, console, err_console
 
 if TYPE_CHECKING:
-    from edgefuse.exporters.base import Exporter, ExportSession
+    from edgefuse.exporters.base import Exporter, ExportSession, Job
     from edgefuse.exporters.pipeline import Outcome
     from edgefuse.profiles import Profile
 
@@ -58,8 +61,8 @@ def export(
     from edgefuse.checkpoint import load_model
     from edgefuse.errors import DataError
     from edgefuse.exporters import get_exporter
-    from edgefuse.exporters.base import ExportSession
-    from edgefuse.exporters.pipeline import existing_status
+    from edgefuse.exporters.base import ExportSession, Job
+    from edgefuse.exporters.pipeline import clean_interrupted, existing_status
     from edgefuse.profiles import resolve_target
 
     profiles = resolve_target(target)
@@ -74,10 +77,14 @@ def export(
                 f"{p.calibration.path()}: calibration set of {p.name} not found; pass --calib DIR"
             )
     model = load_model(checkpoint)
-    with ExportSession(model, calib_dir=calib, val_pairs=pairs) as session:
-        if not force:
-            for p in profiles:
-                existing_status(p, output / p.name, session)
+    with _terminate_cleanly(), ExportSession(model, calib_dir=calib, val_pairs=pairs) as session:
+        todo: dict[str, list[Job]] = {}  # per backend, the profiles that will be built
+        for p in profiles:
+            clean_interrupted(output, p.name)  # what a killed export left (its artifact swap undone)
+            if force or existing_status(p, output / p.name, session) != "up_to_date":
+                todo.setdefault(p.backend, []).append(Job(session, p))
+        for jobs in todo.values():  # slow self-contained preparations start now, in the background
+            exporters[jobs[0].profile.name].prefetch(jobs)
         outcomes = _run(session, profiles, exporters, output, force)
     _summary(outcomes, output)
     failed = [o for o in outcomes if not o.ok]
@@ -88,19 +95,38 @@ def export(
         raise typer.Exit(1)
 
 
+@contextlib.contextmanager
+def _terminate_cleanly() -> Iterator[None]:
+    """SIGTERM (``kill``, a CI timeout) unwinds like Ctrl-C: temporary build directories are removed and
+    background workers stopped. (SIGKILL cannot be caught: the next export tidies up after it.)"""
+
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _run(
     session: ExportSession, profiles: list[Profile], exporters: dict[str, Exporter], output: Path, force: bool
 ) -> list[Outcome]:
     from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
     from edgefuse.errors import EdgefuseError
-    from edgefuse.exporters.pipeline import Outcome, export_profile
+    from edgefuse.exporters.pipeline import Outcome, build_order, export_profile
 
-    outcomes = []
+    outcomes: dict[str, Outcome] = {}
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         overall = progress.add_task(f"exporting {len(profiles)} profile(s)", total=len(profiles))
-        for p in profiles:
+        for p in build_order(profiles):
             task = progress.add_task(f"{p.name}: starting", total=None)
 
             def report(stage: str, task: TaskID = task, name: str = p.name) -> None:
@@ -116,8 +142,8 @@ def _run(
             style = _STYLE.get(outcome.status, "white")
             progress.update(task, description=f"{p.name}: [{style}]{outcome.status}[/]", total=1, completed=1)
             progress.advance(overall)
-            outcomes.append(outcome)
-    return outcomes
+            outcomes[p.name] = outcome
+    return [outcomes[p.name] for p in profiles]  # reported in the order asked for
 
 
 def _summary(outcomes: list[Outcome], output: Path) -> None:
