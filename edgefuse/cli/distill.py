@@ -8,7 +8,20 @@ from typing import Annotated
 
 import typer
 
-from edgefuse.cli._common import cli_command, console
+from edgefuse.cli._common import (
+    BatchOpt,
+    CropOpt,
+    EpochsOpt,
+    LrOpt,
+    RepeatOpt,
+    ResumeOpt,
+    SeedOpt,
+    SizeOpt,
+    ValFractionOpt,
+    WorkersOpt,
+    cli_command,
+    console,
+)
 
 
 @cli_command
@@ -32,19 +45,17 @@ def distill(
     prior: Annotated[
         Path | None, typer.Option(help="Prior directory (default: the one the cache names).")
     ] = None,
-    size: Annotated[str, typer.Option(help="Student size: n, s or m.")] = "s",
-    epochs: Annotated[int, typer.Option(min=1)] = 40,
-    batch_size: Annotated[int, typer.Option(min=1)] = 16,
-    crop: Annotated[int, typer.Option(min=32, help="Random crop size (multiple of 16).")] = 256,
-    repeat: Annotated[int, typer.Option(min=1, help="Random crops per pair per epoch.")] = 8,
-    lr: Annotated[float, typer.Option(min=0.0)] = 2e-3,
-    val_fraction: Annotated[
-        float, typer.Option(min=0.0, max=0.9, help="Held-out pairs (by stem hash).")
-    ] = 0.2,
-    seed: Annotated[int, typer.Option()] = 0,
+    size: SizeOpt = "s",
+    epochs: EpochsOpt = 40,
+    batch_size: BatchOpt = 16,
+    crop: CropOpt = 256,
+    repeat: RepeatOpt = 8,
+    lr: LrOpt = 2e-3,
+    val_fraction: ValFractionOpt = 0.2,
+    seed: SeedOpt = 0,
     device: Annotated[str, typer.Option(help="cpu or cuda (under torchrun: one GPU per process).")] = "cpu",
-    workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")] = 2,
-    resume: Annotated[bool, typer.Option(help="Continue from OUT.state.pt.")] = False,
+    workers: WorkersOpt = 2,
+    resume: ResumeOpt = False,
 ) -> None:
     """Distil the student from the teacher ensemble: confidence-weighted pixels + routed features."""
     from edgefuse.data import find_pairs, split_pairs

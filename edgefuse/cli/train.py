@@ -7,7 +7,20 @@ from typing import Annotated, Any
 
 import typer
 
-from edgefuse.cli._common import cli_command, console
+from edgefuse.cli._common import (
+    BatchOpt,
+    CropOpt,
+    EpochsOpt,
+    LrOpt,
+    RepeatOpt,
+    ResumeOpt,
+    SeedOpt,
+    SizeOpt,
+    ValFractionOpt,
+    WorkersOpt,
+    cli_command,
+    console,
+)
 
 
 @cli_command
@@ -16,22 +29,20 @@ def train(
     data: Annotated[
         str | None, typer.Option(help="Paired folder (vi/ir, …). Default: the synthetic set (labelled so).")
     ] = None,
-    size: Annotated[str, typer.Option(help="Student size: n, s or m.")] = "s",
-    epochs: Annotated[int, typer.Option(min=1)] = 40,
-    batch_size: Annotated[int, typer.Option(min=1)] = 16,
-    crop: Annotated[int, typer.Option(min=32, help="Random crop size (multiple of 16).")] = 256,
-    repeat: Annotated[int, typer.Option(min=1, help="Random crops per pair per epoch.")] = 8,
-    lr: Annotated[float, typer.Option(min=0.0)] = 2e-3,
-    val_fraction: Annotated[
-        float, typer.Option(min=0.0, max=0.9, help="Held-out pairs (by stem hash).")
-    ] = 0.2,
+    size: SizeOpt = "s",
+    epochs: EpochsOpt = 40,
+    batch_size: BatchOpt = 16,
+    crop: CropOpt = 256,
+    repeat: RepeatOpt = 8,
+    lr: LrOpt = 2e-3,
+    val_fraction: ValFractionOpt = 0.2,
     w_gradient: Annotated[float, typer.Option(help="Weight of the max-gradient term.")] = 5.0,
     w_ssim: Annotated[float, typer.Option(help="Weight of the SSIM term.")] = 1.0,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: SeedOpt = 0,
     device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
-    workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")] = 2,
+    workers: WorkersOpt = 2,
     synthetic_pairs: Annotated[int, typer.Option(min=2, help="Pairs generated when --data is absent.")] = 16,
-    resume: Annotated[bool, typer.Option(help="Continue from OUT.state.pt.")] = False,
+    resume: ResumeOpt = False,
 ) -> None:
     """Train a student with the unsupervised fusion objective (intensity max, gradient max, SSIM)."""
     import torch
