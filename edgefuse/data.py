@@ -220,6 +220,21 @@ def split_pairs(
     Items are Pairs (or anything with ``.stem``, or stems); input order is kept. Sets of two or more keep
     at least one item on each side when 0 < val_fraction < 1.
     """
+    is_val = _val_mask(pairs, val_fraction, seed)
+    train = [p for p, v in zip(pairs, is_val, strict=True) if not v]
+    val = [p for p, v in zip(pairs, is_val, strict=True) if v]
+    return train, val
+
+
+def split_indices(
+    pairs: Sequence[Any], val_fraction: float = 0.2, seed: int = 0
+) -> tuple[list[int], list[int]]:
+    """The same split as :func:`split_pairs`, as positions in ``pairs`` (what datasets index by)."""
+    is_val = _val_mask(pairs, val_fraction, seed)
+    return [i for i, v in enumerate(is_val) if not v], [i for i, v in enumerate(is_val) if v]
+
+
+def _val_mask(pairs: Sequence[Any], val_fraction: float, seed: int) -> list[bool]:
     if not 0.0 <= val_fraction <= 1.0:
         raise DataError(f"val_fraction must be in [0, 1], got {val_fraction}")
     units = [_unit(seed, _stem(p)) for p in pairs]
@@ -229,9 +244,7 @@ def split_pairs(
             is_val[int(np.argmin(units))] = True
         elif all(is_val):
             is_val[int(np.argmax(units))] = False
-    train = [p for p, v in zip(pairs, is_val, strict=True) if not v]
-    val = [p for p, v in zip(pairs, is_val, strict=True) if v]
-    return train, val
+    return is_val
 
 
 # --- torch dataset --------------------------------------------------------------------------------------

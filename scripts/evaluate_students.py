@@ -49,21 +49,21 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from edgefuse.checkpoint import load_model
-    from edgefuse.data import find_pairs, split_pairs
+    from edgefuse.data import find_pairs, split_indices
     from edgefuse.inference import to_uint8
     from edgefuse.metrics import METRIC_NAMES, mean_metrics
 
     students = dict(s.split("=", 1) for s in args.student)
     models = {name: load_model(path) for name, path in students.items()}
     rs = find_pairs(args.rs)
-    _, val = split_pairs(rs.pairs, val_fraction=0.2, seed=0)
-    val_stems = {p.stem for p in val}
+    _, val = split_indices(rs.pairs, val_fraction=0.2, seed=0)
+    val_stems = {rs.pairs[i].stem for i in val}
     for name, m in models.items():  # never score a pair a student was trained on
         trained = set(m.checkpoint_info.provenance.get("train_pairs", []))
         if trained & val_stems:
             print(f"error: {name} was trained on validation pairs {sorted(trained & val_stems)[:3]}")
             return 2
-    sets = [("roadscene_val", rs, [i for i, p in enumerate(rs.pairs) if p.stem in val_stems])]
+    sets = [("roadscene_val", rs, val)]
     for extra in args.extra:
         src = find_pairs(extra)
         sets.append((Path(extra).name, src, list(range(len(src)))))

@@ -286,3 +286,13 @@ def test_llvip_three_channel_thermal(llvip: Path) -> None:
     assert len(folder) == 32
     vis, ir = folder[0]
     assert vis.shape == (1024, 1280, 3) and ir.shape == (1024, 1280)
+
+
+def test_split_indices_is_split_pairs_as_positions() -> None:
+    from edgefuse.data import split_indices, split_pairs
+
+    stems = [f"pair_{i:03d}" for i in range(50)]
+    train, val = split_pairs(stems, val_fraction=0.3, seed=4)
+    train_idx, val_idx = split_indices(stems, val_fraction=0.3, seed=4)
+    assert [stems[i] for i in train_idx] == train and [stems[i] for i in val_idx] == val
+    assert sorted(train_idx + val_idx) == list(range(50)) and val_idx

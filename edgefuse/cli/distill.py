@@ -58,7 +58,7 @@ def distill(
     resume: ResumeOpt = False,
 ) -> None:
     """Distil the student from the teacher ensemble: confidence-weighted pixels + routed features."""
-    from edgefuse.data import find_pairs, split_pairs
+    from edgefuse.data import find_pairs, split_indices
     from edgefuse.distill import DistillConfig, DistillDataset, DistillLoss, mean_variance
     from edgefuse.errors import DataError
     from edgefuse.model import create_model
@@ -80,14 +80,14 @@ def distill(
     # every input check happens before a process group or a model exists
     source = find_pairs(data)
     teacher = TeacherCache(cache)
-    train_pairs, val_pairs = split_pairs(source.pairs, val_fraction=val_fraction, seed=seed)
-    index = {p.stem: i for i, p in enumerate(source.pairs)}
-    train_idx = [index[p.stem] for p in train_pairs]
-    val_idx = [index[p.stem] for p in val_pairs if p.stem in teacher.pairs]
+    train_idx, val_split = split_indices(source.pairs, val_fraction=val_fraction, seed=seed)
+    train_stems = [source.pairs[i].stem for i in train_idx]
+    val_stems = [source.pairs[i].stem for i in val_split]
+    val_idx = [i for i in val_split if source.pairs[i].stem in teacher.pairs]
     teacher.check(source, train_idx, need_samples=need_samples)
-    if len(val_idx) < len(val_pairs):
+    if len(val_idx) < len(val_stems):
         console.print(
-            f"[yellow]note:[/] {len(val_pairs) - len(val_idx)} validation pairs have no teacher entry"
+            f"[yellow]note:[/] {len(val_stems) - len(val_idx)} validation pairs have no teacher entry"
         )
     prior_dir = prior or teacher.manifest.get("teacher", {}).get("prior")
     if need_samples and backbone == "prior" and not prior_dir:
@@ -97,7 +97,7 @@ def distill(
     rank, world = rank_and_world()
     try:
         seed_everything(seed)
-        tau_used = cfg.tau or mean_variance(teacher, [p.stem for p in train_pairs])
+        tau_used = cfg.tau or mean_variance(teacher, train_stems)
         net = None
         if need_samples:
             from edgefuse.teacher.backbone import load_backbone
@@ -119,8 +119,8 @@ def distill(
         provenance = {
             "method": f"distill (pixels {cfg.pixel_weighting}, routing {cfg.routing})",
             "data": f"{source.name} (real)",
-            "train_pairs": [p.stem for p in train_pairs],
-            "val_pairs": [p.stem for p in val_pairs],
+            "train_pairs": train_stems,
+            "val_pairs": val_stems,
             "crop": crop,
             "repeat": repeat,
             "distill": {**cfg.to_dict(), "tau_used": tau_used},

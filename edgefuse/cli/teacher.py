@@ -46,7 +46,7 @@ def train_prior(
     precision: Annotated[str, typer.Option(help="bf16, fp16 or fp32 (autocast on CUDA only).")] = "bf16",
 ) -> None:
     """Train the unconditional luminance prior (diffusers UNet2DModel, ε-prediction, DDPM schedule)."""
-    from edgefuse.data import find_pairs, split_pairs
+    from edgefuse.data import find_pairs, split_indices
     from edgefuse.teacher.prior import PriorTrainConfig, luminance_frames
     from edgefuse.teacher.prior import train_prior as fit
 
@@ -56,10 +56,9 @@ def train_prior(
             f"--crop must be a multiple of {2 ** (len(widths) - 1)} for {len(widths)} levels"
         )
     source = find_pairs(data)
-    train_pairs, val_pairs = split_pairs(source.pairs, val_fraction=val_fraction, seed=split_seed)
-    index = {p.stem: i for i, p in enumerate(source.pairs)}
-    frames = luminance_frames(source, [index[p.stem] for p in train_pairs])
-    console.print(f"prior data: {source.name}: {len(train_pairs)} training pairs ({len(frames)} frames)")
+    train_idx, val_idx = split_indices(source.pairs, val_fraction=val_fraction, seed=split_seed)
+    frames = luminance_frames(source, train_idx)
+    console.print(f"prior data: {source.name}: {len(train_idx)} training pairs ({len(frames)} frames)")
     cfg = PriorTrainConfig(
         crop=crop,
         channels=widths,
@@ -75,8 +74,8 @@ def train_prior(
     prov = {
         "data": source.name,
         "data_root": str(source.root.resolve()),
-        "train_stems": [p.stem for p in train_pairs],
-        "val_stems": [p.stem for p in val_pairs],
+        "train_stems": [source.pairs[i].stem for i in train_idx],
+        "val_stems": [source.pairs[i].stem for i in val_idx],
         "split_seed": split_seed,
     }
     with _progress() as bar:

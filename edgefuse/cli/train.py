@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -47,7 +47,7 @@ def train(
     """Train a student with the unsupervised fusion objective (intensity max, gradient max, SSIM)."""
     import torch
 
-    from edgefuse.data import FusionDataset, open_pairs, split_pairs
+    from edgefuse.data import FusionDataset, open_pairs, split_indices
     from edgefuse.distributed import init_distributed, shutdown_distributed
     from edgefuse.losses import fusion_loss
     from edgefuse.model import create_model
@@ -58,13 +58,10 @@ def train(
     device = init_distributed(device)  # joins the process group under torchrun; a no-op otherwise
     seed_everything(seed)
     source = open_pairs(data, n=synthetic_pairs, seed=seed)
-    train_idx, val_idx = split_pairs(source.pairs, val_fraction=val_fraction, seed=seed)
-    index = {p.stem: i for i, p in enumerate(list[Any](source.pairs))}
+    train_idx, val_idx = split_indices(source.pairs, val_fraction=val_fraction, seed=seed)
     # each pair listed `repeat` times: more random crops per epoch from a small real set
-    train_set = FusionDataset(
-        source, [index[p.stem] for p in train_idx] * repeat, crop=crop, train=True, seed=seed, cache=True
-    )
-    val_set = FusionDataset(source, [index[p.stem] for p in val_idx], crop=crop, train=False, seed=seed)
+    train_set = FusionDataset(source, train_idx * repeat, crop=crop, train=True, seed=seed, cache=True)
+    val_set = FusionDataset(source, val_idx, crop=crop, train=False, seed=seed)
     label = f"{source.name} ({'synthetic' if getattr(source, 'synthetic', False) else 'real'})"
     console.print(f"data: {label}: {len(train_idx)} train / {len(val_idx)} val pairs")
 
@@ -76,8 +73,8 @@ def train(
     provenance = {
         "method": "train (teacher-free: intensity max + gradient max + SSIM)",
         "data": label,
-        "train_pairs": [p.stem for p in train_idx],
-        "val_pairs": [p.stem for p in val_idx],
+        "train_pairs": [source.pairs[i].stem for i in train_idx],
+        "val_pairs": [source.pairs[i].stem for i in val_idx],
         "crop": crop,
         "repeat": repeat,
         "loss_weights": {"intensity": 1.0, "gradient": w_gradient, "ssim": w_ssim},
