@@ -9,13 +9,13 @@ depend only on numerics and on budgets that no real timing can meet or miss.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from profile_copy import small_profile_file
 from typer.testing import CliRunner
 
 from edgefuse.bench.env import device_matches
@@ -25,7 +25,6 @@ from edgefuse.checkpoint import save_checkpoint
 from edgefuse.cli import app
 from edgefuse.errors import RuntimeUnavailableError
 from edgefuse.model import create_model
-from edgefuse.profiles import get_profile
 from edgefuse.runtimes.base import get_runtime
 
 runner = CliRunner()
@@ -41,17 +40,7 @@ def need(backend: str) -> None:
 
 def small_profile(directory: Path, bundled: str, **latency: float) -> Path:
     """A bundled profile at 64×96 with 4 calibration pairs (and optionally other latency budgets)."""
-    text = Path(get_profile(bundled).source).read_text(encoding="utf-8")
-    name = bundled.replace("480x640", f"{SIZE[0]}x{SIZE[1]}")
-    text = re.sub(r'(?m)^name = ".*"$', f'name = "{name}"', text)
-    text = re.sub(r"(?m)^height = \d+$", f"height = {SIZE[0]}", text)
-    text = re.sub(r"(?m)^width = \d+$", f"width = {SIZE[1]}", text)
-    text = re.sub(r"(?m)^count = \d+$", "count = 4", text)
-    for key, value in latency.items():
-        text = re.sub(rf"(?m)^{key} = .*$", f"{key} = {value}", text)
-    path = directory / f"{name}.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
+    return small_profile_file(directory, bundled, SIZE[0], SIZE[1], 4, **latency)
 
 
 def bench(*args: str | Path) -> object:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from profile_copy import small_profile_file
 from typer.testing import CliRunner, Result
 
 from edgefuse.checkpoint import save_checkpoint
@@ -42,18 +43,8 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def small_profile(directory: Path, bundled: str, min_psnr: float | None = None) -> Path:
     """A copy of a bundled profile at 96×128 with 8 calibration frames, as a TOML file."""
-    source = Path(get_profile(bundled).source)
-    name = bundled.replace("480x640", "96x128")
-    text = source.read_text(encoding="utf-8")
-    text = re.sub(r'(?m)^name = ".*"$', f'name = "{name}"', text)
-    text = re.sub(r"(?m)^height = \d+$", "height = 96", text)
-    text = re.sub(r"(?m)^width = \d+$", "width = 128", text)
-    text = re.sub(r"(?m)^count = \d+$", "count = 8", text)
-    if min_psnr is not None:
-        text = re.sub(r"(?m)^min_psnr_db = .*$", f"min_psnr_db = {min_psnr}", text)
-    path = directory / f"{name}.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
+    keys = {} if min_psnr is None else {"min_psnr_db": min_psnr}
+    return small_profile_file(directory, bundled, 96, 128, 8, **keys)
 
 
 def run(*args: str | Path) -> Result:
