@@ -2,7 +2,7 @@
 interleaved rounds (:mod:`.timing`), the suite behind ``edgefuse bench`` (:mod:`.suite`), gates
 (:mod:`.gate`) and reports (:mod:`.report`, :mod:`.html`, :mod:`.merge`).
 
-Attributes load lazily so importing ``edgefuse.bench.drift`` never pays for the rest.
+Attributes load lazily so importing ``edgefuse.drift`` never pays for the rest.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ _LAZY = {
     "SCHEMA_VERSION": "edgefuse.bench.report",
     "load_report": "edgefuse.bench.report",
     "save_json": "edgefuse.bench.report",
-    "to_markdown": "edgefuse.bench.report",
+    "to_markdown": "edgefuse.bench.markdown",
     "apply_checks": "edgefuse.bench.gate",
     "compare": "edgefuse.bench.gate",
     "junit_xml": "edgefuse.bench.gate",

@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgefuse import backends
 from edgefuse.errors import ArtifactMismatchError, EdgefuseError, ExportError
+from edgefuse.exporters import get_exporter
+from edgefuse.exporters.pipeline import existing_status, export_profile
+from edgefuse.profiles import get_profile, parse_profile
+from edgefuse.runtimes.base import get_runtime
+from edgefuse.spec import IOSpec
 
 if TYPE_CHECKING:
     from edgefuse.exporters.base import ExportSession
@@ -41,7 +47,6 @@ class Prepared:
 
 def at_size(profile: Profile, height: int, width: int) -> Profile:
     """The profile at another input size (same budgets; latency budgets then no longer apply)."""
-    from edgefuse.spec import IOSpec
 
     if (profile.io.height, profile.io.width) == (height, width):
         return profile
@@ -49,20 +54,18 @@ def at_size(profile: Profile, height: int, width: int) -> Profile:
 
 
 def runtime_class(backend: str) -> type[BaseRuntime]:
-    from edgefuse.runtimes.base import get_runtime
 
     return get_runtime(backend)
 
 
 def why_not_here(profile: Profile, device: str) -> str:
     """Empty when this profile's runtime (and exporter) can run here on ``device``; else the reason."""
-    from edgefuse.exporters import get_exporter
 
     cls = runtime_class(profile.backend)
     ok, why = cls.is_available()
     if not ok:
         return f"{cls.name} cannot run here: {why}"
-    if device != "cpu" and profile.backend not in ("tensorrt", "onnxruntime"):
+    if device != "cpu" and not backends.runs_on(profile.backend, device):
         return f"{cls.name} runs on the CPU here; bench it with --device cpu"
     if device != "cpu" and profile.backend == "onnxruntime":
         import onnxruntime
@@ -81,8 +84,6 @@ def profile_from_manifest(manifest: dict[str, Any]) -> tuple[Profile | None, str
     latency budget was derived for (a name like ``x_onnxruntime-fp32_480x640`` says; else its own size).
     A benchmark run at another ``--size`` records the bundled name with the size it ran at."""
     import re
-
-    from edgefuse.profiles import get_profile, parse_profile
 
     spec = manifest.get("profile_spec")
     where = str(manifest.get("_path", "edgefuse.json"))
@@ -122,7 +123,6 @@ def prepare(
 
 def _matches(session: ExportSession, profile: Profile, path: Path) -> bool | None:
     """None: nothing there; True: built from these weights for this profile; False: something else."""
-    from edgefuse.exporters.pipeline import existing_status
 
     try:
         return None if existing_status(profile, path, session) is None else True
@@ -133,9 +133,6 @@ def _matches(session: ExportSession, profile: Profile, path: Path) -> bool | Non
 def _prepare_one(
     session: ExportSession, profile: Profile, exports: Path, report: Callable[[str], None]
 ) -> Prepared:
-    from edgefuse.exporters import get_exporter
-    from edgefuse.exporters.pipeline import export_profile
-    from edgefuse.profiles import get_profile
 
     try:
         bundled = get_profile(profile.name) == profile

@@ -18,7 +18,9 @@ import math
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from edgefuse.bench.env import device_matches
 from edgefuse.bench.report import num
+from edgefuse.bench.timing import spread_pct
 
 LATENCY_RULES = {
     "auto": "gate only where the profile's device is this host and the size is the budget's",
@@ -28,7 +30,6 @@ LATENCY_RULES = {
 
 
 def latency_applies(t: dict[str, Any], env: dict[str, Any], mode: str) -> tuple[bool, str]:
-    from edgefuse.bench.env import device_matches
 
     prof = t.get("profile") or {}
     if not prof or not (t.get("budgets") or {}).get("latency"):
@@ -114,7 +115,6 @@ def compare(report: dict[str, Any], baseline: dict[str, Any], max_regression_pct
     their half-ranges). regressed: change − noise > threshold; ok: change + noise ≤ threshold; anything
     between is inconclusive: the machine was too noisy to tell. Without a reference in either run the raw
     p50s are compared, with their round-to-round spread as the noise."""
-    from edgefuse.bench.timing import spread_pct
 
     now = {t["id"]: t for t in report["targets"]}
     before = {t["id"]: t for t in baseline["targets"]}

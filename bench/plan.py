@@ -10,11 +10,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgefuse.bench.exports import at_size, profile_from_manifest, why_not_here
+from edgefuse.calibration import synthetic_frames, validation_frames
 from edgefuse.errors import ArtifactMismatchError, CheckpointError, DataError, EdgefuseError
+from edgefuse.profiles import list_profiles, resolve_target
+from edgefuse.runtimes.base import check_manifest, manifest_io, read_manifest
+from edgefuse.spec import IOSpec
 
 if TYPE_CHECKING:
     from edgefuse.calibration import Frames
-    from edgefuse.model import FusionProxy
+    from edgefuse.checkpoint import LoadedModel
     from edgefuse.profiles import Profile
 
 
@@ -41,9 +46,6 @@ def make_plan(
     data: Path | None,
     calib: Path | None,
 ) -> Plan:
-    from edgefuse.bench.exports import at_size, profile_from_manifest, why_not_here
-    from edgefuse.profiles import list_profiles, resolve_target
-    from edgefuse.runtimes.base import manifest_io, read_manifest
 
     given: list[tuple[Path, Profile | None, dict[str, Any]]] = []
     budget_sizes: dict[str, str] = {}
@@ -92,10 +94,9 @@ def make_plan(
     return plan
 
 
-def pick_checkpoint(given: str | None, plan: Plan) -> FusionProxy:
+def pick_checkpoint(given: str | None, plan: Plan) -> LoadedModel:
     """``--checkpoint``, else the one the given artifacts were built from, else the bundled student."""
     from edgefuse.checkpoint import load_model
-    from edgefuse.runtimes.base import check_manifest
 
     if given is None and plan.artifacts and not plan.profiles:
         recorded = plan.artifacts[0][2].get("checkpoint") or {}
@@ -103,25 +104,22 @@ def pick_checkpoint(given: str | None, plan: Plan) -> FusionProxy:
         if path and Path(path).is_file():
             given = str(path)
     try:
-        model = load_model(given)
+        loaded = load_model(given)
     except CheckpointError as exc:
         if given is None:
             raise CheckpointError(f"{exc}; pass --checkpoint PATH") from None
         raise
-    weights = model.checkpoint_info.weights_sha256  # type: ignore[union-attr]
+    weights = loaded.info.weights_sha256
     for _, _, manifest in plan.artifacts:
         try:
             check_manifest(manifest, checkpoint_sha256=weights)
         except ArtifactMismatchError as exc:
             raise ArtifactMismatchError(f"{exc} (pass the --checkpoint it was exported from)") from None
-    return model
+    return loaded
 
 
 def frames_for(data: Path | None, height: int, width: int, pairs: int) -> Frames:
     """Held-out real pairs from ``data`` (calibration's split), else the synthetic set, labelled so."""
-    from edgefuse.calibration import synthetic_frames, validation_frames
-    from edgefuse.profiles import list_profiles
-    from edgefuse.spec import IOSpec
 
     if data is None:
         frames = synthetic_frames(height, width, pairs)

@@ -224,15 +224,5 @@ def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
     return [_md_row(head), _md_row(["---"] * len(head)), *(_md_row(r) for r in rows)]
 
 
-def to_markdown(report: dict[str, Any]) -> str:
-    from edgefuse.bench.markdown import details
-
-    lines = [f"# edgefuse bench: {report['environment'].get('label', '?')}", "", headline(report), ""]
-    rows = [[summary(t)[key] for key, _ in COLUMNS] for t in report["targets"]]
-    lines += _md_table([title for _, title in COLUMNS], rows)
-    lines += details(report)
-    return "\n".join(lines) + "\n"
-
-
 def created_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

@@ -17,11 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from edgefuse import drift
+from edgefuse.bench.env import environment, usable_cores
+from edgefuse.bench.exports import prepare
+from edgefuse.bench.gate import apply_checks
+from edgefuse.bench.measure import build_targets, drift_pass, reference_nabf, sample_panels, time_targets
+from edgefuse.bench.pipeline import time_pipeline
+from edgefuse.bench.plan import frames_for, make_plan, pick_checkpoint
+from edgefuse.bench.report import SCHEMA, SCHEMA_VERSION, target_record
 from edgefuse.bench.targets import Target
 from edgefuse.bench.timing import PRESETS, TimingConfig
 from edgefuse.errors import RuntimeUnavailableError
+from edgefuse.exporters.base import ExportSession
 
 Progress = Callable[[str], None]
 # drift budgets of targets without a profile (torch variants): informational, never gated
@@ -69,10 +76,6 @@ class SuiteResult:
 def run_suite(opts: SuiteOptions, progress: Progress = lambda _: None) -> SuiteResult:
     import torch
 
-    from edgefuse.bench import drift
-    from edgefuse.bench.env import environment, usable_cores
-    from edgefuse.bench.plan import frames_for, make_plan, pick_checkpoint
-
     start = time.perf_counter()
     device = "cuda" if opts.device in ("cuda", "gpu") else opts.device
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -84,8 +87,8 @@ def run_suite(opts: SuiteOptions, progress: Progress = lambda _: None) -> SuiteR
         opts.artifacts, opts.profiles, size=opts.size, device=device, data=opts.data, calib=opts.calib
     )
     progress("loading the checkpoint and frames")
-    model = pick_checkpoint(opts.checkpoint, plan)
-    info = model.checkpoint_info  # type: ignore[union-attr]
+    loaded = pick_checkpoint(opts.checkpoint, plan)
+    model, info = loaded
     env = environment(opts.label)
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)
@@ -102,21 +105,11 @@ def run_suite(opts: SuiteOptions, progress: Progress = lambda _: None) -> SuiteR
         lap("frames_and_reference")
         prepared = []
         if plan.profiles:
-            from edgefuse.bench.exports import prepare
-            from edgefuse.exporters.base import ExportSession
-
             session = ExportSession(
-                model, calib_dir=opts.calib or opts.data, val_pairs=opts.pairs, threads=threads
+                loaded, calib_dir=opts.calib or opts.data, val_pairs=opts.pairs, threads=threads
             )
             prepared = prepare(session, plan.profiles, opts.exports, progress)
         lap("exports")
-        from edgefuse.bench.measure import (
-            build_targets,
-            drift_pass,
-            reference_nabf,
-            sample_panels,
-            time_targets,
-        )
 
         targets = build_targets(opts, plan, prepared, model, info, device, threads, progress)
         lap("loading")
@@ -128,7 +121,6 @@ def run_suite(opts: SuiteOptions, progress: Progress = lambda _: None) -> SuiteR
         time_targets(targets, list(frames), timing, progress)
         lap("timing")
         panels = sample_panels(targets, ref)
-        from edgefuse.bench.pipeline import time_pipeline
 
         progress("timing pre- and post-processing")
         pipeline = time_pipeline(frames, opts.data, ref.outputs[0])
@@ -139,8 +131,6 @@ def run_suite(opts: SuiteOptions, progress: Progress = lambda _: None) -> SuiteR
         if session is not None:
             session.close()
         torch.set_flush_denormal(False)
-    from edgefuse.bench.gate import apply_checks
-    from edgefuse.bench.report import SCHEMA, SCHEMA_VERSION, target_record
 
     report: dict[str, Any] = {
         "schema": SCHEMA,
@@ -213,9 +203,3 @@ def _notes(frames: Any, device: str) -> list[str]:
 
 def finite(x: Any) -> bool:
     return isinstance(x, int | float) and math.isfinite(x)
-
-
-def as_hwc(x: np.ndarray) -> np.ndarray:
-    """1×C×H×W or C×H×W -> H×W×C (H×W for one channel)."""
-    x = x[0] if x.ndim == 4 else x
-    return x[0] if x.shape[0] == 1 else np.ascontiguousarray(x.transpose(1, 2, 0))

@@ -18,8 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgefuse.bench.timing import Clock, peak_rss_mb, reset_peak_rss, rss_mb, wall_clock
+from edgefuse import backends
+from edgefuse.bench.timing import Clock, cuda_clock, peak_rss_mb, reset_peak_rss, rss_mb, wall_clock
+from edgefuse.bench.torch_variants import TorchVariant
 from edgefuse.errors import EdgefuseError
+from edgefuse.runtimes.base import read_manifest, runtime_for
+from edgefuse.runtimes.pytorch import TorchRuntime
 
 if TYPE_CHECKING:
     import torch
@@ -117,7 +121,6 @@ def artifact_target(
     path: Path, profile: Profile | None, target_id: str, *, threads: int, device: str
 ) -> Target:
     """Open an artifact directory with its runtime; ``not_run`` when that runtime cannot run here."""
-    from edgefuse.runtimes.base import read_manifest, runtime_for
 
     manifest = read_manifest(path)
     cls = runtime_for(path)
@@ -135,7 +138,7 @@ def artifact_target(
     if not ok:
         t.status, t.reason = "not_run", f"{cls.name} cannot run here: {why}"
         return t
-    if device != "cpu" and cls.name not in ("onnxruntime", "tensorrt"):
+    if device != "cpu" and not backends.runs_on(cls.name, device):
         t.status, t.reason = "not_run", f"{cls.name} runs on the CPU; bench it with --device cpu"
         return t
     probe = MemoryProbe()
@@ -158,8 +161,6 @@ def torch_target(
 ) -> Target:
     """The CPU PyTorch runtime: the fp32 reference (or its channels-last variant)."""
     import torch
-
-    from edgefuse.runtimes.pytorch import TorchRuntime
 
     kind = "variant" if channels_last else "reference"
     t = Target(target_id, kind, "torch", "fp32", threads=threads)
@@ -194,8 +195,6 @@ def variant_target(
     compile_mode: str = "max-autotune",
 ) -> Target:
     """A torch variant (CUDA graphs, compile, fp16, batched) on ``device``."""
-    from edgefuse.bench.timing import cuda_clock
-    from edgefuse.bench.torch_variants import TorchVariant
 
     cuda = device.startswith("cuda")
     t = Target(target_id, kind, "torch", variant.dtype, device=device, batch=variant.batch)

@@ -5,27 +5,23 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from edgefuse import backends
 from edgefuse.errors import MissingExtraError
 
-# module name -> (pip package, edgefuse extra)
-EXTRAS: dict[str, tuple[str, str]] = {
-    "onnx": ("onnx", "onnx"),
-    "onnxruntime": ("onnxruntime", "onnx"),
-    "onnxscript": ("onnxscript", "onnx"),
-    "onnxslim": ("onnxslim", "onnx"),
-    "openvino": ("openvino", "openvino"),
-    "nncf": ("nncf", "openvino"),
-    "coremltools": ("coremltools", "coreml"),
-    "litert_torch": ("litert-torch", "tflite"),
-    "ai_edge_litert": ("ai-edge-litert", "tflite"),
-    "tflite_runtime": ("tflite-runtime", "tflite"),
-    "tensorrt": ("tensorrt", "tensorrt"),
+# modules no backend provides: module name -> (pip package, edgefuse extra); backends' own packages and
+# extras come from their registry entries (edgefuse.backends)
+OTHER_EXTRAS: dict[str, tuple[str, str]] = {
     "cv2": ("opencv-python-headless", "video"),
     "diffusers": ("diffusers", "teacher"),
-    "ai_edge_quantizer": ("ai-edge-quantizer", "tflite"),
     # not in an extra: timm pulls torchvision, which must match the installed torch exactly
     "timm": ("timm", ""),
 }
+
+
+def extra_for(module: str) -> tuple[str, str]:
+    """(pip package, edgefuse extra) that provides ``module`` (extra "all" when nothing says)."""
+    top = module.split(".")[0]
+    return backends.distribution(top) or OTHER_EXTRAS.get(top, (module, "all"))
 
 
 def require(module: str) -> ModuleType:
@@ -33,7 +29,7 @@ def require(module: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        package, extra = EXTRAS.get(module.split(".")[0], (module, "all"))
+        package, extra = extra_for(module)
         raise MissingExtraError(package, extra, reason=str(exc).splitlines()[0]) from exc
 
 

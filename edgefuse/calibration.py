@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgefuse.errors import DataError
+from edgefuse.synthetic import SyntheticPairs
 
 if TYPE_CHECKING:
     import torch
@@ -186,7 +187,6 @@ def validation_frames(
 
 
 def synthetic_frames(height: int, width: int, count: int, seed: int = 0) -> Frames:
-    from edgefuse.synthetic import SyntheticPairs
 
     pairs = SyntheticPairs(n=count, seed=seed, height=height, width=width)
     vis, ir = zip(*(fit(*pairs[i], height, width) for i in range(len(pairs))), strict=True)

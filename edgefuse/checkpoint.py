@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -201,8 +201,17 @@ def load_checkpoint(
     return state, info
 
 
-def load_model(name_or_path: str | os.PathLike[str] | None = None, map_location: str = "cpu") -> FusionProxy:
-    """Build the model a checkpoint describes and load its weights strictly; eval mode."""
+class LoadedModel(NamedTuple):
+    """A model and what its checkpoint says about it (hashes, config, provenance), kept together."""
+
+    model: FusionProxy
+    info: CheckpointInfo
+
+
+def load_model(name_or_path: str | os.PathLike[str] | None = None, map_location: str = "cpu") -> LoadedModel:
+    """Build the model a checkpoint describes and load its weights strictly; eval mode.
+
+    ``model, info = load_model(path)``: the info travels beside the model, not as an attribute of it."""
     state, info = load_checkpoint(name_or_path)
     model = FusionProxy(info.config)
     expected = model.state_dict()
@@ -212,8 +221,7 @@ def load_model(name_or_path: str | os.PathLike[str] | None = None, map_location:
     if bad:
         raise CheckpointError(f"{info.path}: non-finite weights in {bad[0]}")
     model.load_state_dict(state, strict=True)
-    model.checkpoint_info = info  # type: ignore[assignment]
-    return model.to(map_location).eval()
+    return LoadedModel(model.to(map_location).eval(), info)
 
 
 def flush_denormals(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from edgefuse._optional import require
+from edgefuse.calibration import torch_samples
 from edgefuse.errors import ExportError
 from edgefuse.exporters.base import Build, Exporter, Job, Validation
 from edgefuse.spec import INPUT_NAMES, OUTPUT_NAMES
@@ -49,8 +50,6 @@ def _calibrated_w8a8(job: Job) -> Any:
         LinearQuantizerConfig,
         ModuleLinearQuantizerConfig,
     )
-
-    from edgefuse.calibration import torch_samples
 
     # milestones: observers on from step 0, fake-quant only from step 10**6, i.e. pure observation
     config = ModuleLinearQuantizerConfig(quantization_scheme="symmetric", milestones=[0, 10**6, 10**6, 0])

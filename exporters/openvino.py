@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgefuse._optional import require
+from edgefuse.calibration import nncf_dataset
 from edgefuse.exporters.base import Build, Exporter, Job, Validation, group_nodes
 from edgefuse.spec import OUTPUT_NAMES
 
@@ -45,7 +46,6 @@ def quantize(job: Job, src: Path, dst: Path, exclude: Sequence[str]) -> None:
     import rich
 
     ov, nncf = require("openvino"), require("nncf")
-    from edgefuse.calibration import nncf_dataset
 
     nncf.set_log_level(logging.ERROR)
     frames = job.session.calibration(job.profile)

@@ -29,15 +29,14 @@ from edgefuse.exporters.base import (
     Job,
     owner_alive,
     quiet,
-    sha256_path,
-    size_bytes,
     tool_versions,
 )
 from edgefuse.exporters.mixed import mixed_precision
 from edgefuse.exporters.validate import FULL, SEARCH, Report, groups_of, incomplete, validate
+from edgefuse.io import sha256_path, size_bytes
 
 if TYPE_CHECKING:
-    from edgefuse.bench.drift import DriftResult
+    from edgefuse.drift import DriftResult
     from edgefuse.profiles import Profile
 
 SCHEMA_VERSION = 1

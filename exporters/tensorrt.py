@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from edgefuse.errors import ExportError
 from edgefuse.exporters.base import Build, Exporter, Job, Validation
-from edgefuse.exporters.onnx import MODEL, build_onnx, fp32_onnx, onnx_details, onnx_groups, to_fp16
+from edgefuse.exporters.onnxruntime import MODEL, build_onnx, fp32_onnx, onnx_details, onnx_groups, to_fp16
+from edgefuse.runtimes.tensorrt import TensorRTRuntime
 
 if TYPE_CHECKING:
     from edgefuse.profiles import Profile
@@ -106,7 +107,6 @@ def build_engine(profile: Profile, onnx_path: Path, engine: Path) -> str:
 
 
 def engine_possible() -> tuple[bool, str]:
-    from edgefuse.runtimes.tensorrt import TensorRTRuntime
 
     return TensorRTRuntime.is_available()
 

@@ -14,16 +14,15 @@ runtime a checkpoint file. Manifest fields read here::
 
 from __future__ import annotations
 
-import difflib
-import importlib
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from edgefuse import backends
 from edgefuse.errors import ArtifactMismatchError, DataError, NonFiniteOutputError, RuntimeUnavailableError
 from edgefuse.spec import IOSpec
 
@@ -31,39 +30,6 @@ if TYPE_CHECKING:
     from edgefuse.profiles import Profile
 
 MANIFEST = "edgefuse.json"
-
-# name -> "module:Class"; imported on first use so a missing backend never breaks the others
-RUNTIMES: dict[str, str] = {
-    "torch": "edgefuse.runtimes.pytorch:TorchRuntime",
-    "onnxruntime": "edgefuse.runtimes.onnxruntime:OnnxRuntime",
-    "openvino": "edgefuse.runtimes.openvino:OpenVINORuntime",
-    "litert": "edgefuse.runtimes.litert:LiteRTRuntime",
-    "coreml": "edgefuse.runtimes.coreml:CoreMLRuntime",
-    "tensorrt": "edgefuse.runtimes.tensorrt:TensorRTRuntime",
-}
-# other spellings a manifest, a profile or a user may give
-ALIASES = {
-    "pytorch": "torch",
-    "onnx": "onnxruntime",
-    "ort": "onnxruntime",
-    "tflite": "litert",
-    "trt": "tensorrt",
-}
-
-
-@runtime_checkable
-class Runtime(Protocol):
-    name: ClassVar[str]
-    load_seconds: float
-
-    @classmethod
-    def is_available(cls) -> tuple[bool, str]:
-        """(True, version) or (False, why not) without raising."""
-        ...
-
-    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
-
-    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -76,19 +42,21 @@ class Expect:
 
 
 def canonical_name(name: str) -> str:
-    key = name.strip().lower()
-    key = ALIASES.get(key, key)
-    if key not in RUNTIMES:
-        close = difflib.get_close_matches(key, [*RUNTIMES, *ALIASES], n=2)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(RUNTIMES)}"
-        raise RuntimeUnavailableError(f"unknown runtime {name!r}{hint}")
+    key = backends.canonical(name)
+    if key is None:
+        raise RuntimeUnavailableError(f"unknown runtime {name!r}{backends.suggest(name)}")
     return key
+
+
+def runtime_names() -> tuple[str, ...]:
+    """Every registered runtime, in registration order (torch first)."""
+    return backends.names_of()
 
 
 def get_runtime(name: str) -> type[BaseRuntime]:
     """The runtime class for a name (or alias). Import errors in the runtime module itself propagate."""
-    module, _, cls = RUNTIMES[canonical_name(name)].partition(":")
-    return getattr(importlib.import_module(module), cls)
+    cls: type[BaseRuntime] = backends.get(canonical_name(name)).runtime_class()
+    return cls
 
 
 def artifact_dir(artifact: str | Path) -> Path:

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgefuse.bench import drift
+from edgefuse import drift
 from edgefuse.calibration import calibration_frames, fit, ort_reader, spread, validation_frames
 from edgefuse.checkpoint import load_model, save_checkpoint
 from edgefuse.data import find_pairs, split_pairs
@@ -373,7 +373,7 @@ def test_litert_int8_round_trip_float_io_and_worker(
         assert tflite.fp32_tflite(Job(bg, profile)) == done.model  # the session takes the worker's model
     with ExportSession(load_model(assets["ckpt"]), calib_dir=assets["pairs"], val_pairs=3, threads=1) as s:
         tflite_worker.start(s, profile.io, None)
-        s._cache[("litert-worker", profile.io)].stop()  # killed mid-way
+        s.worker(("litert", profile.io)).stop()  # killed mid-way
         assert tflite_worker.result(s, profile.io) is None  # so the build converts in-process
 
 

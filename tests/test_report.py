@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 
 from edgefuse.bench.gate import apply_checks, compare, junit_xml
 from edgefuse.bench.html import merged_html, report_html
+from edgefuse.bench.markdown import to_markdown
 from edgefuse.bench.merge import merge, merged_markdown
-from edgefuse.bench.report import SCHEMA, SCHEMA_VERSION, jsonable, load_report, save_json, to_markdown
+from edgefuse.bench.report import SCHEMA, SCHEMA_VERSION, jsonable, load_report, save_json
 from edgefuse.cli import app
 from edgefuse.errors import DataError
 

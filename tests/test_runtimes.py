@@ -21,7 +21,6 @@ from edgefuse.model import create_model
 from edgefuse.profiles import get_profile
 from edgefuse.runtimes.base import (
     MANIFEST,
-    RUNTIMES,
     BaseRuntime,
     Expect,
     check_finite,
@@ -31,6 +30,7 @@ from edgefuse.runtimes.base import (
     open_artifact,
     read_manifest,
     runtime_for,
+    runtime_names,
 )
 from edgefuse.spec import IOSpec
 
@@ -101,8 +101,8 @@ def onnx_dir(model: torch.nn.Module, checkpoint: Path, tmp_path_factory: pytest.
 
 
 def test_registry_names_and_aliases() -> None:
-    assert set(RUNTIMES) == {"torch", "onnxruntime", "openvino", "litert", "coreml", "tensorrt"}
-    for name in RUNTIMES:
+    assert set(runtime_names()) == {"torch", "onnxruntime", "openvino", "litert", "coreml", "tensorrt"}
+    for name in runtime_names():
         cls = get_runtime(name)
         assert cls.name == name
         ok, detail = cls.is_available()

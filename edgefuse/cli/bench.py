@@ -239,7 +239,8 @@ def _notes(report: dict[str, Any]) -> list[str]:
 def write_outputs(
     result: SuiteResult, json_path: Path | None, md: Path | None, html: Path | None, junit: Path | None
 ) -> None:
-    from edgefuse.bench.report import save_json, to_markdown, write_text
+    from edgefuse.bench.markdown import to_markdown
+    from edgefuse.bench.report import save_json, write_text
 
     report = result.report
     if json_path is not None:

@@ -76,8 +76,8 @@ def export(
             raise DataError(
                 f"{p.calibration.path()}: calibration set of {p.name} not found; pass --calib DIR"
             )
-    model = load_model(checkpoint)
-    with _terminate_cleanly(), ExportSession(model, calib_dir=calib, val_pairs=pairs) as session:
+    loaded = load_model(checkpoint)
+    with _terminate_cleanly(), ExportSession(loaded, calib_dir=calib, val_pairs=pairs) as session:
         todo: dict[str, list[Job]] = {}  # per backend, the profiles that will be built
         for p in profiles:
             clean_interrupted(output, p.name)  # what a killed export left (its artifact swap undone)

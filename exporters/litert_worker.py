@@ -12,6 +12,7 @@ in-process instead, so the artifact is the same either way.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -21,6 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from edgefuse._optional import require
+from edgefuse.calibration import Frames, calibration_frames_in, samples
 
 if TYPE_CHECKING:
     from edgefuse.exporters.base import ExportSession, Job
@@ -78,8 +82,7 @@ def start(session: ExportSession, io: IOSpec, int8: Job | None) -> None:
     """Start the worker for this IO size (once per session); ``int8``: also calibrate for that job."""
     from safetensors.torch import save_file
 
-    key = ("litert-worker", io)
-    if key in session._cache:
+    if session.worker(("litert", io)) is not None:
         return
     folder = session.scratch_dir("litert-worker", f"{io.batch}x{io.height}x{io.width}")
     save_file({k: v.contiguous() for k, v in session.model.state_dict().items()}, str(folder / WEIGHTS))
@@ -111,15 +114,50 @@ def start(session: ExportSession, io: IOSpec, int8: Job | None) -> None:
             [sys.executable, "-m", __name__, str(folder)],
             cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
         )  # fmt: skip
-    worker = _Worker(proc, folder)
-    session._cache[key] = worker
-    session.on_close(worker.stop)
+    session.add_worker(("litert", io), _Worker(proc, folder))
 
 
 def result(session: ExportSession, io: IOSpec) -> Done | None:
     """The worker's output for this IO size (waiting for it); None when none was started or it failed."""
-    worker: _Worker | None = session._cache.get(("litert-worker", io))
-    return worker.wait() if worker is not None else None
+    worker = session.worker(("litert", io))
+    return worker.wait() if isinstance(worker, _Worker) else None
+
+
+def quiet_loggers() -> None:
+    for name in ("absl", "litert_torch", "ai_edge_quantizer", "tensorflow"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def convert_float(model: Any, sample: tuple[Any, Any], path: Path) -> Path:
+    """The float .tflite of ``model`` at the sample's shapes, with named inputs and output (the slow step,
+    ~8 s at 480×640)."""
+    import torch
+
+    litert_torch = require("litert_torch")
+    quiet_loggers()
+
+    class Named(torch.nn.Module):
+        def __init__(self, model: torch.nn.Module) -> None:
+            super().__init__()
+            self.m = model
+
+        def forward(self, visible: torch.Tensor, thermal: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"fused": self.m(visible, thermal)}
+
+    visible, thermal = sample
+    edge = litert_torch.convert(Named(model).eval(), sample_kwargs={"visible": visible, "thermal": thermal})
+    edge.export(str(path))
+    return path
+
+
+def calibrate(src: Path, frames: Frames, threads: int) -> dict[str, Any]:
+    """ai_edge_quantizer's calibration result (per-tensor min/max) for the int8 recipe on ``frames``."""
+    from ai_edge_quantizer import quantizer, recipe
+
+    quiet_loggers()
+    qt = quantizer.Quantizer(str(src))
+    qt.load_quantization_recipe(recipe.static_wi8_ai8())
+    return dict(qt.calibrate({"serving_default": samples(frames)}, num_threads=threads))
 
 
 # --- the child ---------------------------------------------------------------------------------------------
@@ -141,8 +179,6 @@ def main(folder: Path) -> int:
     import torch
     from safetensors.torch import load_file
 
-    from edgefuse.calibration import calibration_frames_in
-    from edgefuse.exporters.tflite import calibrate, convert_float
     from edgefuse.model import FusionProxy, FusionProxyConfig
 
     spec = json.loads((folder / SPEC).read_text(encoding="utf-8"))

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgefuse._optional import available
+from edgefuse.calibration import ort_reader
 from edgefuse.errors import ExportError
 from edgefuse.exporters.base import Build, Exporter, Job, Validation, group_nodes
 from edgefuse.spec import INPUT_NAMES, OUTPUT_NAMES
@@ -52,8 +54,6 @@ def torch_to_onnx(model: Any, sample: tuple[Any, Any], path: Path, opset: int) -
 def simplify(src: Path, dst: Path) -> str:
     """Simplify ``src`` into ``dst``; returns what did it (for the manifest)."""
     import onnx
-
-    from edgefuse._optional import available
 
     has_slim, version = available("onnxslim")
     if has_slim:
@@ -127,8 +127,6 @@ def to_int8(job: Job, src: Path, dst: Path, exclude: Sequence[str] = (), symmetr
     """QDQ int8; ``symmetric``: int8 activations with zero point 0 (TensorRT), else uint8 asymmetric
     activations (ONNX Runtime's u8s8 CPU kernels; a full 8 bits for non-negative [0, 1] tensors)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
-    from edgefuse.calibration import ort_reader
 
     frames = job.session.calibration(job.profile)
     key = abs(hash((str(src), frames.source, frames.stems)))
