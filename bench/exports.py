@@ -21,6 +21,7 @@ from edgefuse import backends
 from edgefuse.errors import ArtifactMismatchError, EdgefuseError, ExportError
 from edgefuse.exporters import get_exporter
 from edgefuse.exporters.pipeline import existing_status, export_profile
+from edgefuse.manifest import ArtifactManifest
 from edgefuse.profiles import get_profile, parse_profile
 from edgefuse.runtimes.base import get_runtime
 from edgefuse.spec import IOSpec
@@ -79,14 +80,14 @@ def why_not_here(profile: Profile, device: str) -> str:
     return ""
 
 
-def profile_from_manifest(manifest: dict[str, Any]) -> tuple[Profile | None, str]:
+def profile_from_manifest(manifest: ArtifactManifest) -> tuple[Profile | None, str]:
     """The profile an artifact was built for, rebuilt from the spec its manifest records, and the size its
     latency budget was derived for (a name like ``x_onnxruntime-fp32_480x640`` says; else its own size).
     A benchmark run at another ``--size`` records the bundled name with the size it ran at."""
     import re
 
-    spec = manifest.get("profile_spec")
-    where = str(manifest.get("_path", "edgefuse.json"))
+    spec = manifest.profile_spec
+    where = manifest.where
     if isinstance(spec, dict) and "io" in spec:
         data = {k: v for k, v in json.loads(json.dumps(spec)).items() if k != "source"}
         io = data.pop("io")
@@ -95,7 +96,7 @@ def profile_from_manifest(manifest: dict[str, Any]) -> tuple[Profile | None, str
         profile = parse_profile(data, where)
         budget_size = profile.size
         return at_size(profile, int(io["height"]), int(io["width"])), budget_size
-    name = manifest.get("profile")
+    name = manifest.profile
     if isinstance(name, str) and name:
         try:
             profile = get_profile(name)
@@ -167,12 +168,12 @@ def _prepare_one(
 
 
 def _from_manifest(profile: Profile, path: Path, status: str) -> Prepared:
-    manifest = json.loads((path / "edgefuse.json").read_text(encoding="utf-8"))
-    validation = manifest.get("validation") or {}
+    manifest = ArtifactManifest.read(path)
+    validation = manifest.validation or {}
     info = {
-        "export_seconds": manifest.get("export_seconds"),
-        "kept_in_higher_precision": manifest.get("kept_in_higher_precision") or [],
-        "precision_detail": manifest.get("precision_detail", ""),
+        "export_seconds": manifest.export_seconds,
+        "kept_in_higher_precision": manifest.kept_in_higher_precision or [],
+        "precision_detail": manifest.precision_detail,
         "validation_status": validation.get("status"),
     }
     message = "; ".join(validation.get("misses") or []) if status == "rejected" else ""

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 from edgefuse.bench.exports import at_size, profile_from_manifest, why_not_here
 from edgefuse.calibration import synthetic_frames, validation_frames
 from edgefuse.errors import ArtifactMismatchError, CheckpointError, DataError, EdgefuseError
+from edgefuse.manifest import ArtifactManifest, read_manifest
 from edgefuse.profiles import list_profiles, resolve_target
-from edgefuse.runtimes.base import check_manifest, manifest_io, read_manifest
 from edgefuse.spec import IOSpec
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def make_plan(
     calib: Path | None,
 ) -> Plan:
 
-    given: list[tuple[Path, Profile | None, dict[str, Any]]] = []
+    given: list[tuple[Path, Profile | None, ArtifactManifest]] = []
     budget_sizes: dict[str, str] = {}
     for path in artifacts:
         if not path.is_dir():
@@ -62,7 +62,7 @@ def make_plan(
         wanted += [p for p in resolve_target(name) if p not in wanted]
     if not given and not wanted:
         wanted = list_profiles()
-    sizes = {(m_io.height, m_io.width) for _, _, m in given if (m_io := manifest_io(m)) is not None}
+    sizes = {(m_io.height, m_io.width) for _, _, m in given if (m_io := m.io) is not None}
     if size is None:
         sizes |= {(p.io.height, p.io.width) for p in wanted}
         if len(sizes) > 1:
@@ -70,7 +70,7 @@ def make_plan(
             raise DataError(f"bench one input size at a time: got {shown} (pass --size HxW)")
         size = sizes.pop() if sizes else (480, 640)
     for path, _, m in given:
-        m_io = manifest_io(m)
+        m_io = m.io
         if m_io is not None and (m_io.height, m_io.width) != size:
             raise DataError(
                 f"{path}: built for {m_io.height}x{m_io.width}, the benchmark runs at {size[0]}x{size[1]}"
@@ -99,7 +99,7 @@ def pick_checkpoint(given: str | None, plan: Plan) -> LoadedModel:
     from edgefuse.checkpoint import load_model
 
     if given is None and plan.artifacts and not plan.profiles:
-        recorded = plan.artifacts[0][2].get("checkpoint") or {}
+        recorded = plan.artifacts[0][2].checkpoint or {}
         path = recorded.get("path") if isinstance(recorded, dict) else None
         if path and Path(path).is_file():
             given = str(path)
@@ -112,7 +112,7 @@ def pick_checkpoint(given: str | None, plan: Plan) -> LoadedModel:
     weights = loaded.info.weights_sha256
     for _, _, manifest in plan.artifacts:
         try:
-            check_manifest(manifest, checkpoint_sha256=weights)
+            manifest.check(checkpoint_sha256=weights)
         except ArtifactMismatchError as exc:
             raise ArtifactMismatchError(f"{exc} (pass the --checkpoint it was exported from)") from None
     return loaded

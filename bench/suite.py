@@ -17,14 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgefuse import drift
+from edgefuse import __version__, drift
 from edgefuse.bench.env import environment, usable_cores
 from edgefuse.bench.exports import prepare
 from edgefuse.bench.gate import apply_checks
 from edgefuse.bench.measure import build_targets, drift_pass, reference_nabf, sample_panels, time_targets
 from edgefuse.bench.pipeline import time_pipeline
 from edgefuse.bench.plan import frames_for, make_plan, pick_checkpoint
-from edgefuse.bench.report import SCHEMA, SCHEMA_VERSION, target_record
+from edgefuse.bench.records import SCHEMA_VERSION, Report
+from edgefuse.bench.report import target_record
 from edgefuse.bench.targets import Target
 from edgefuse.bench.timing import PRESETS, TimingConfig
 from edgefuse.errors import RuntimeUnavailableError
@@ -132,14 +133,13 @@ def run_suite(opts: SuiteOptions, progress: Progress = lambda _: None) -> SuiteR
             session.close()
         torch.set_flush_denormal(False)
 
-    report: dict[str, Any] = {
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "edgefuse_version": _version(),
-        "command": opts.command,
-        "environment": env,
-        "settings": {
+    report = Report(
+        schema_version=SCHEMA_VERSION,
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        edgefuse_version=__version__,
+        command=opts.command,
+        environment=env,
+        settings={
             "device": device,
             "threads": threads,
             "size": f"{plan.height}x{plan.width}",
@@ -154,15 +154,15 @@ def run_suite(opts: SuiteOptions, progress: Progress = lambda _: None) -> SuiteR
             "timed_call": "the backend call alone on preloaded inputs (no decode, resize or NaN scan); "
             "CUDA: CUDA events around the call, waited for",
         },
-        "checkpoint": {k: v for k, v in info.to_dict().items() if k != "config"},
-        "data": frames.to_dict(),
-        "reference": next((t.id for t in targets if t.kind == "reference"), None),
-        "pipeline": pipeline,
-        "targets": [target_record(t, plan.budget_sizes) for t in targets],
-        "skipped": plan.skipped,
-        "phase_seconds": phases,
-        "notes": _notes(frames, device),
-    }
+        checkpoint={k: v for k, v in info.to_dict().items() if k != "config"},
+        data=frames.to_dict(),
+        reference=next((t.id for t in targets if t.kind == "reference"), None),
+        pipeline=pipeline,
+        targets=[target_record(t, plan.budget_sizes) for t in targets],
+        skipped=plan.skipped,
+        phase_seconds=phases,
+        notes=_notes(frames, device),
+    ).to_dict()
     apply_checks(report, opts.latency_budgets, opts.max_ratio)
     report["wall_seconds"] = round(time.perf_counter() - start, 1)
     return SuiteResult(report, panels)
@@ -178,12 +178,6 @@ def _stopwatch(phases: dict[str, float]) -> Callable[[str], None]:
         last[0] = now
 
     return lap
-
-
-def _version() -> str:
-    from edgefuse import __version__
-
-    return __version__
 
 
 def _notes(frames: Any, device: str) -> list[str]:

@@ -22,7 +22,8 @@ from edgefuse import backends
 from edgefuse.bench.timing import Clock, cuda_clock, peak_rss_mb, reset_peak_rss, rss_mb, wall_clock
 from edgefuse.bench.torch_variants import TorchVariant
 from edgefuse.errors import EdgefuseError
-from edgefuse.runtimes.base import read_manifest, runtime_for
+from edgefuse.manifest import MANIFEST, ArtifactManifest, read_manifest
+from edgefuse.runtimes.base import runtime_for
 from edgefuse.runtimes.pytorch import TorchRuntime
 
 if TYPE_CHECKING:
@@ -128,7 +129,7 @@ def artifact_target(
         target_id,
         "artifact",
         cls.name,
-        str(manifest.get("precision", "?")),
+        manifest.precision or "?",
         device=device,
         threads=threads,
         profile=profile,
@@ -213,17 +214,17 @@ def variant_target(
     return t
 
 
-def artifact_info(path: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+def artifact_info(path: Path, manifest: ArtifactManifest) -> dict[str, Any]:
     """Path, size and hash of an artifact directory from its manifest (size measured when not recorded)."""
-    total = manifest.get("total_bytes")
+    total = manifest.total_bytes
     if not isinstance(total, int):
-        total = sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and p.name != "edgefuse.json")
+        total = sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and p.name != MANIFEST)
     return {
         "path": str(path),
-        "file": manifest.get("artifact"),
+        "file": manifest.artifact or None,  # fields a hand-written manifest leaves out are null
         "bytes": total,
-        "artifact_bytes": manifest.get("artifact_bytes"),
-        "sha256": manifest.get("artifact_sha256"),
-        "profile": manifest.get("profile"),
-        "created": manifest.get("created"),
+        "artifact_bytes": manifest.artifact_bytes,
+        "sha256": manifest.artifact_sha256 or None,
+        "profile": manifest.profile or None,
+        "created": manifest.created or None,
     }

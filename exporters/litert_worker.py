@@ -207,4 +207,8 @@ def main(folder: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1])))
+    # run under the module's own name, not as __main__: litert-torch names tensors after the classes on the
+    # call stack (convert_float's wrapper among them), and the worker's model must match the in-process one
+    from edgefuse.exporters.litert_worker import main as _main
+
+    sys.exit(_main(Path(sys.argv[1])))

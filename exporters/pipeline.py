@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -21,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgefuse.errors import ExportError
+from edgefuse import __version__
+from edgefuse.errors import ArtifactMismatchError, ExportError
 from edgefuse.exporters.base import (
     Build,
     Exporter,
@@ -34,13 +34,11 @@ from edgefuse.exporters.base import (
 from edgefuse.exporters.mixed import mixed_precision
 from edgefuse.exporters.validate import FULL, SEARCH, Report, groups_of, incomplete, validate
 from edgefuse.io import sha256_path, size_bytes
+from edgefuse.manifest import MANIFEST, SCHEMA_VERSION, ArtifactManifest
 
 if TYPE_CHECKING:
     from edgefuse.drift import DriftResult
     from edgefuse.profiles import Profile
-
-SCHEMA_VERSION = 1
-MANIFEST = "edgefuse.json"
 
 
 @dataclass
@@ -77,8 +75,8 @@ def existing_status(profile: Profile, target: Path, session: ExportSession) -> s
     if not target.exists():
         return None
     try:
-        manifest = json.loads((target / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        manifest = ArtifactManifest.read(target)
+    except ArtifactMismatchError:
         raise ExportError(
             f"{target}: exists without a readable {MANIFEST}; pass --force to replace it"
         ) from None
@@ -90,10 +88,10 @@ def existing_status(profile: Profile, target: Path, session: ExportSession) -> s
         "calibration source": str(session.calib_dir or profile.calibration.path()) if calibrated else None,
     }
     got = {
-        "schema_version": manifest.get("schema_version"),
-        "weights_sha256": (manifest.get("checkpoint") or {}).get("weights_sha256"),
-        "profile": _spec(manifest.get("profile_spec") or {}),
-        "calibration source": (manifest.get("calibration") or {}).get("source") if calibrated else None,
+        "schema_version": manifest.schema_version,
+        "weights_sha256": (manifest.checkpoint or {}).get("weights_sha256"),
+        "profile": _spec(manifest.profile_spec or {}),
+        "calibration source": (manifest.calibration or {}).get("source") if calibrated else None,
     }
     diff = [k for k in want if want[k] != got[k]]
     if diff:
@@ -120,9 +118,9 @@ def export_profile(
     target = out_root / profile.name
     clean_interrupted(out_root, profile.name)
     if not force and existing_status(profile, target, session) == "up_to_date":
-        manifest = json.loads((target / MANIFEST).read_text(encoding="utf-8"))
-        val = manifest.get("validation") or {}
-        kept = manifest.get("kept_in_higher_precision", [])
+        manifest = ArtifactManifest.read(target)
+        val = manifest.validation or {}
+        kept = manifest.kept_in_higher_precision
         note = "already built from this checkpoint (--force rebuilds)"
         return Outcome(profile.name, "up_to_date", target, 0.0, val, kept, note)
     out_root.mkdir(parents=True, exist_ok=True)
@@ -201,8 +199,6 @@ def _write_manifest(
     work: Path,
     seconds: float,
 ) -> None:
-    from edgefuse import __version__
-
     profile, info = job.profile, job.session.info
     artifact = work / build.artifact
     files = {
@@ -210,46 +206,32 @@ def _write_manifest(
         for p in sorted(work.iterdir())
         if p.name != MANIFEST
     }
-    manifest = {
-        "schema_version": SCHEMA_VERSION,
-        "edgefuse_version": __version__,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "profile": profile.name,
-        "profile_spec": profile.to_dict(),
-        "backend": profile.backend,
-        "precision": profile.precision.value,
-        "precision_detail": build.precision_detail,
-        "io": profile.io.to_dict(),
-        "checkpoint": {
+    ArtifactManifest(
+        schema_version=SCHEMA_VERSION,
+        edgefuse_version=__version__,
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        profile=profile.name,
+        profile_spec=profile.to_dict(),
+        backend=profile.backend,
+        precision=profile.precision.value,
+        precision_detail=build.precision_detail,
+        io=profile.io,
+        checkpoint={
             "path": info.path,
             "file_sha256": info.file_sha256,
             "weights_sha256": info.weights_sha256,
             "size": info.config.name,
         },
-        "artifact": build.artifact,
-        "artifact_sha256": sha256_path(artifact),
-        "artifact_bytes": size_bytes(artifact),
-        "files": files,
-        "total_bytes": sum(f["bytes"] for f in files.values()),
-        "tools": tool_versions(exporter.tools),
-        "export_seconds": round(seconds, 2),
-        "kept_in_higher_precision": build.kept,
-        "mixed_precision": mixed,
-        "calibration": job.session.calibration(profile).to_dict() if build.calibrated else None,
-        "validation": result.to_dict(),
-        "backend_details": build.details,
-    }
-    tmp = work / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(_jsonable(manifest), indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, work / MANIFEST)
-
-
-def _jsonable(x: Any) -> Any:
-    """Strict JSON: non-finite floats (PSNR of identical outputs is inf) become the strings "inf"/"nan"."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    return x
+        artifact=build.artifact,
+        artifact_sha256=sha256_path(artifact),
+        artifact_bytes=size_bytes(artifact),
+        files=files,
+        total_bytes=sum(f["bytes"] for f in files.values()),
+        tools=tool_versions(exporter.tools),
+        export_seconds=round(seconds, 2),
+        kept_in_higher_precision=build.kept,
+        mixed_precision=mixed,
+        calibration=job.session.calibration(profile).to_dict() if build.calibrated else None,
+        validation=result.to_dict(),
+        backend_details=build.details,
+    ).write(work)

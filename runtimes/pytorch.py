@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from edgefuse.errors import ArtifactMismatchError, DataError, RuntimeUnavailableError
-from edgefuse.runtimes.base import BaseRuntime, Expect, check_manifest
+from edgefuse.runtimes.base import BaseRuntime, Expect
 from edgefuse.spec import MULTIPLE
 
 
@@ -48,7 +48,7 @@ class TorchRuntime(BaseRuntime):
         # the checkpoint is its own record: its hashes are compared once it is loaded; the backend is moot
         self._expect = expect
         if expect.io is not None and self.manifest is not None:
-            check_manifest(self.manifest, io=expect.io)
+            self.manifest.check(io=expect.io)
 
     def _load(self, path: Path) -> None:
         import torch

@@ -240,21 +240,22 @@ def write_outputs(
     result: SuiteResult, json_path: Path | None, md: Path | None, html: Path | None, junit: Path | None
 ) -> None:
     from edgefuse.bench.markdown import to_markdown
-    from edgefuse.bench.report import save_json, write_text
+    from edgefuse.bench.report import save_json
+    from edgefuse.io import atomic_write_text
 
     report = result.report
     if json_path is not None:
         save_json(report, json_path)
     if md is not None:
-        write_text(md, to_markdown(report))
+        atomic_write_text(md, to_markdown(report))
     if html is not None:
         from edgefuse.bench.html import report_html
 
-        write_text(html, report_html(report, result.panels))
+        atomic_write_text(html, report_html(report, result.panels))
     if junit is not None:
         from edgefuse.bench.gate import junit_xml
 
-        write_text(junit, junit_xml(report))
+        atomic_write_text(junit, junit_xml(report))
     for path in (json_path, md, html, junit):
         if path is not None:
             console.print(f"wrote {escape(str(path))}", highlight=False)
