@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgefuse import drift
+from edgefuse.bench.records import Status
 from edgefuse.bench.targets import Target, artifact_target, torch_target, variant_target
 from edgefuse.bench.timing import Timed, TimingConfig, ratio_to, round_medians, run_rounds, summarize
 from edgefuse.bench.torch_variants import Variant, cuda_variants
@@ -110,7 +111,7 @@ def build_targets(
         tid = name if plan.budget_sizes.get(name) == p.profile.size else f"{name}@{p.profile.size}"
         if p.path is None:
             t = Target(tid, "artifact", p.profile.backend, p.profile.precision.value, profile=p.profile)
-            t.status, t.reason = "error", f"export failed: {p.message}"
+            t.status, t.reason = Status.ERROR, f"export failed: {p.message}"
             out.append(t)
             continue
         progress(f"loading {tid}")

@@ -8,13 +8,13 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from edgefuse.bench.exports import at_size, profile_from_manifest, why_not_here
 from edgefuse.calibration import synthetic_frames, validation_frames
 from edgefuse.errors import ArtifactMismatchError, CheckpointError, DataError, EdgefuseError
 from edgefuse.manifest import ArtifactManifest, read_manifest
-from edgefuse.profiles import list_profiles, resolve_target
+from edgefuse.profiles import Precision, list_profiles, resolve_target
 from edgefuse.spec import IOSpec
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ class Plan:
     width: int
     profiles: list[Profile] = field(default_factory=list)  # to export or reuse, at the bench size
     budget_sizes: dict[str, str] = field(default_factory=dict)  # profile name -> size its budgets are for
-    artifacts: list[tuple[Path, Profile | None, dict[str, Any]]] = field(default_factory=list)
+    artifacts: list[tuple[Path, Profile | None, ArtifactManifest]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)  # {"id", "reason"}
 
 
@@ -78,7 +78,7 @@ def make_plan(
     plan = Plan(size[0], size[1], artifacts=given, budget_sizes=budget_sizes)
     for p in wanted:
         why = why_not_here(p, device)
-        if not why and p.precision.value == "int8" and not _calib_dir(p, data, calib).is_dir():
+        if not why and p.precision is Precision.INT8 and not _calib_dir(p, data, calib).is_dir():
             why = (
                 f"int8 export needs real calibration pairs ({_calib_dir(p, data, calib)} not found): "
                 "pass --data DIR or --calib DIR"

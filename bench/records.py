@@ -11,11 +11,34 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 SCHEMA = "edgefuse.bench.report"
 MERGED_SCHEMA = "edgefuse.bench.merged"
 SCHEMA_VERSION = 1
+
+
+class LatencyBudgets(str, Enum):
+    """Where a profile's latency budget gates (``--latency-budgets``; ``settings.latency_budgets``)."""
+
+    AUTO = "auto"  # only on the profile's own device, at the budget's size
+    ON = "on"
+    OFF = "off"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Status(str, Enum):
+    """A target's ``status``."""
+
+    OK = "ok"
+    NOT_RUN = "not_run"
+    ERROR = "error"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass
@@ -87,4 +110,4 @@ class Report:
         return d
 
 
-__all__ = ["MERGED_SCHEMA", "SCHEMA", "SCHEMA_VERSION", "Report", "TargetRecord"]
+__all__ = ["MERGED_SCHEMA", "SCHEMA", "SCHEMA_VERSION", "LatencyBudgets", "Report", "Status", "TargetRecord"]

@@ -24,7 +24,7 @@ from edgefuse.bench.gate import apply_checks
 from edgefuse.bench.measure import build_targets, drift_pass, reference_nabf, sample_panels, time_targets
 from edgefuse.bench.pipeline import time_pipeline
 from edgefuse.bench.plan import frames_for, make_plan, pick_checkpoint
-from edgefuse.bench.records import SCHEMA_VERSION, Report
+from edgefuse.bench.records import SCHEMA_VERSION, LatencyBudgets, Report
 from edgefuse.bench.report import target_record
 from edgefuse.bench.targets import Target
 from edgefuse.bench.timing import PRESETS, TimingConfig
@@ -53,7 +53,7 @@ class SuiteOptions:
     timing: str = "default"
     rounds: int | None = None
     exports: Path = Path("exports")
-    latency_budgets: str = "auto"  # auto | on | off
+    latency_budgets: LatencyBudgets = LatencyBudgets.AUTO
     max_ratio: float | None = None
     label: str | None = None
     variants: bool = True

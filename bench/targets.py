@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgefuse import backends
+from edgefuse.bench.records import Status
 from edgefuse.bench.timing import Clock, cuda_clock, peak_rss_mb, reset_peak_rss, rss_mb, wall_clock
 from edgefuse.bench.torch_variants import TorchVariant
 from edgefuse.errors import EdgefuseError
@@ -50,7 +51,7 @@ class Target:
     load_seconds: float = math.nan
     memory: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    status: str = "ok"  # ok | not_run | error
+    status: Status = Status.OK
     reason: str = ""
     predict: Callable[[Inputs], dict[str, np.ndarray]] | None = None
     make_step: Callable[[list[Inputs]], Callable[[], object]] | None = None
@@ -66,10 +67,10 @@ class Target:
 
     @property
     def ready(self) -> bool:
-        return self.status == "ok" and self.predict is not None
+        return self.status is Status.OK and self.predict is not None
 
     def fail(self, exc: BaseException) -> None:
-        self.status = "error"
+        self.status = Status.ERROR
         text = str(exc) if isinstance(exc, EdgefuseError) else f"{type(exc).__name__}: {exc}"
         first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
         self.reason = first[:300]  # compiler errors run to pages; the first line names the problem
@@ -137,16 +138,16 @@ def artifact_target(
     )
     ok, why = cls.is_available()
     if not ok:
-        t.status, t.reason = "not_run", f"{cls.name} cannot run here: {why}"
+        t.status, t.reason = Status.NOT_RUN, f"{cls.name} cannot run here: {why}"
         return t
     if device != "cpu" and not backends.runs_on(cls.name, device):
-        t.status, t.reason = "not_run", f"{cls.name} runs on the CPU; bench it with --device cpu"
+        t.status, t.reason = Status.NOT_RUN, f"{cls.name} runs on the CPU; bench it with --device cpu"
         return t
     probe = MemoryProbe()
     try:
         runner = cls(path, threads=threads, profile=profile, device=device)
     except EdgefuseError as exc:
-        t.status, t.reason = "not_run", str(exc)
+        t.status, t.reason = Status.NOT_RUN, str(exc)
         return t
     t.runtime = f"{cls.name} {why.split(' ')[0]}"
     precision = getattr(runner, "inference_precision", None)  # what OpenVINO really executes at

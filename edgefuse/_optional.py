@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 from types import ModuleType
 
 from edgefuse import backends
@@ -40,3 +41,8 @@ def available(module: str) -> tuple[bool, str]:
     except Exception as exc:  # a broken install can raise more than ImportError; report it
         return False, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     return True, str(getattr(mod, "__version__", "unknown version"))
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    """The first three numbers of a version string: "2024.4.0-16579" -> (2024, 4, 0), "8.6" -> (8, 6)."""
+    return tuple(int(p) for p in re.findall(r"\d+", text)[:3])

@@ -132,12 +132,12 @@ class ArtifactManifest:
                     f"{where}: built from checkpoint {got[:12]}…, not {checkpoint_sha256[:12]}…"
                 )
         if io is not None:
-            got = self.io
-            if got is None:
+            built = self.io
+            if built is None:
                 raise ArtifactMismatchError(f"{where}: records no IO spec to check against")
-            if (got.batch, got.height, got.width) != (io.batch, io.height, io.width):
+            if (built.batch, built.height, built.width) != (io.batch, io.height, io.width):
                 raise ArtifactMismatchError(
-                    f"{where}: built for {got.batch}x{got.height}x{got.width} (NxHxW), "
+                    f"{where}: built for {built.batch}x{built.height}x{built.width} (NxHxW), "
                     f"not {io.batch}x{io.height}x{io.width}"
                 )
 

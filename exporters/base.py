@@ -25,6 +25,7 @@ from edgefuse import backends
 from edgefuse._optional import require
 from edgefuse.calibration import calibration_frames, validation_frames
 from edgefuse.drift import reference
+from edgefuse.profiles import Precision
 
 if TYPE_CHECKING:
     from edgefuse.calibration import Frames
@@ -224,8 +225,8 @@ class Job:
         return self.session.model
 
     @property
-    def precision(self) -> str:
-        return self.profile.precision.value
+    def precision(self) -> Precision:
+        return self.profile.precision
 
     def sample(self) -> tuple[Any, Any]:
         """Zero tensors of the profile's static input shape (tracing needs only the shapes)."""

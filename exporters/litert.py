@@ -26,6 +26,7 @@ from edgefuse._optional import require
 from edgefuse.exporters import litert_worker
 from edgefuse.exporters.base import Build, Exporter, Job, Validation, group_nodes
 from edgefuse.exporters.litert_worker import MODEL, calibrate, convert_float, quiet_loggers
+from edgefuse.profiles import Precision
 
 if TYPE_CHECKING:
     pass
@@ -98,7 +99,7 @@ def quantize(job: Job, src: Path, dst: Path, exclude: Sequence[str]) -> None:
 
     quiet_loggers()
     qt = quantizer.Quantizer(str(src))
-    if job.precision == "fp16":
+    if job.precision is Precision.FP16:
         qt.add_weight_only_config(".*", Op.ALL_SUPPORTED, 16, algorithm_key=AlgorithmName.FLOAT_CASTING)
         result = qt.quantize()
     else:
@@ -122,14 +123,14 @@ class LiteRTExporter(Exporter):
 
     def build(self, job: Job, out: Path, exclude: Sequence[str] = (), quick: bool = False) -> Build:
         src, dst = fp32_tflite(job), out / MODEL
-        if job.precision == "fp32":
+        if job.precision is Precision.FP32:
             shutil.copyfile(src, dst)
             line = "fp32"
         else:
             quantize(job, src, dst, exclude)
             line = (
                 "fp16 weights (dequantized at load), float activations"
-                if job.precision == "fp16"
+                if job.precision is Precision.FP16
                 else "int8 weights (per channel) and activations, full-integer kernels"
                 + (" (excluded ops float)" if exclude else "")
             )
@@ -139,26 +140,32 @@ class LiteRTExporter(Exporter):
             "inputs": ["visible", "thermal"],
             "outputs": ["fused"],
             "quantizer": "ai_edge_quantizer static_wi8_ai8, INPUT/OUTPUT unquantized"
-            if job.precision == "int8"
-            else ("ai_edge_quantizer float_casting (fp16 weights)" if job.precision == "fp16" else None),
+            if job.precision is Precision.INT8
+            else (
+                "ai_edge_quantizer float_casting (fp16 weights)" if job.precision is Precision.FP16 else None
+            ),
             "delegate": job.profile.litert.delegate,
         }
         # fp16 arithmetic is XNNPACK's on ARMv8.2 cores; an x86 host dequantizes the weights and computes fp32
         on_arm = platform.machine() in ("aarch64", "arm64")
         note = "fp16 weights validated; fp16 arithmetic not emulated on this x86 host" if not on_arm else ""
-        validation = Validation("litert", dst, note if job.precision == "fp16" else "")
+        validation = Validation("litert", dst, note if job.precision is Precision.FP16 else "")
         return Build(
-            MODEL, line + "; IO float32", validation, calibrated=job.precision == "int8", details=details
+            MODEL,
+            line + "; IO float32",
+            validation,
+            calibrated=job.precision is Precision.INT8,
+            details=details,
         )
 
     def prefetch(self, jobs: Sequence[Job]) -> None:
         """Convert (and calibrate, for the first int8 job) in a worker process while other targets export."""
         for job in jobs:
-            int8 = [j for j in jobs if j.profile.io == job.profile.io and j.precision == "int8"]
+            int8 = [j for j in jobs if j.profile.io == job.profile.io and j.precision is Precision.INT8]
             litert_worker.start(job.session, job.profile.io, int8[0] if int8 else None)
 
     def groups(self, job: Job) -> dict[str, list[str]]:
-        if job.precision != "int8":
+        if job.precision is not Precision.INT8:
             return {}
         scopes = [s for s in op_scopes(fp32_tflite(job)) if s]
         # label each op by its module path (when the name carries one) so the shared grouping applies

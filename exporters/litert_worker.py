@@ -186,7 +186,7 @@ def main(folder: Path) -> int:
     torch.set_num_threads(spec["threads"])
     model = FusionProxy(FusionProxyConfig.from_dict(spec["config"]))
     model.load_state_dict(load_file(str(folder / WEIGHTS)), strict=True)
-    sample = tuple(torch.zeros(spec["inputs"][name]) for name in ("visible", "thermal"))
+    sample = (torch.zeros(spec["inputs"]["visible"]), torch.zeros(spec["inputs"]["thermal"]))
     convert_float(model.eval(), sample, folder / MODEL)
     done: dict[str, Any] = {"calibrated_on": None, "tensors": []}
     calib = spec.get("calibration")

@@ -25,6 +25,7 @@ from edgefuse._optional import available
 from edgefuse.calibration import ort_reader
 from edgefuse.errors import ExportError
 from edgefuse.exporters.base import Build, Exporter, Job, Validation, group_nodes
+from edgefuse.profiles import Precision
 from edgefuse.spec import INPUT_NAMES, OUTPUT_NAMES
 
 if TYPE_CHECKING:
@@ -247,10 +248,10 @@ def build_onnx(
     src, _ = fp32_onnx(job)
     dst = out / MODEL
     precision = job.precision
-    if precision == "fp32":
+    if precision is Precision.FP32:
         shutil.copyfile(src, dst)
         return dst, "fp32 weights and activations; IO float32"
-    if precision == "fp16":
+    if precision is Precision.FP16:
         to_fp16(src, dst)
         return dst, "fp16 weights and activations; IO float32 (cast inside the graph)"
     if quick:
@@ -276,9 +277,9 @@ class OnnxExporter(Exporter):
             artifact=MODEL,
             precision_detail=precision,
             validate=Validation("onnxruntime", path),
-            calibrated=job.precision == "int8",
+            calibrated=job.precision is Precision.INT8,
             details=onnx_details(path, simplifier, job.profile.constraints.onnx_opset),
         )
 
     def groups(self, job: Job) -> dict[str, list[str]]:
-        return onnx_groups(job) if job.precision == "int8" else {}
+        return onnx_groups(job) if job.precision is Precision.INT8 else {}

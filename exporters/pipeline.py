@@ -35,6 +35,7 @@ from edgefuse.exporters.mixed import mixed_precision
 from edgefuse.exporters.validate import FULL, SEARCH, Report, groups_of, incomplete, validate
 from edgefuse.io import sha256_path, size_bytes
 from edgefuse.manifest import MANIFEST, SCHEMA_VERSION, ArtifactManifest
+from edgefuse.profiles import Precision
 
 if TYPE_CHECKING:
     from edgefuse.drift import DriftResult
@@ -66,7 +67,7 @@ def build_order(profiles: Sequence[Profile]) -> list[Profile]:
     searches try (shortest prefix first, accepted only when their own validation passes), which spares
     them a sensitivity measurement of their own. Each answer is still confirmed by its own backend's
     validation: the order only decides which candidates are tried first."""
-    return sorted(profiles, key=lambda p: not (p.backend == "tensorrt" and p.precision.value == "int8"))
+    return sorted(profiles, key=lambda p: not (p.backend == "tensorrt" and p.precision is Precision.INT8))
 
 
 def existing_status(profile: Profile, target: Path, session: ExportSession) -> str | None:
@@ -80,7 +81,7 @@ def existing_status(profile: Profile, target: Path, session: ExportSession) -> s
         raise ExportError(
             f"{target}: exists without a readable {MANIFEST}; pass --force to replace it"
         ) from None
-    calibrated = profile.precision.value == "int8"
+    calibrated = profile.precision is Precision.INT8
     want = {
         "schema_version": SCHEMA_VERSION,
         "weights_sha256": session.info.weights_sha256,
@@ -131,7 +132,7 @@ def export_profile(
         report("building")
         with quiet():
             build = exporter.build(job, work)
-        fallback = profile.precision.value == "int8" and bool(groups_of(job, exporter))
+        fallback = profile.precision is Precision.INT8 and bool(groups_of(job, exporter))
         result = validate(job, build, report, SEARCH if fallback else FULL)
         mixed: dict[str, Any] | None = None
         if result.status == "failed" and fallback:
@@ -201,7 +202,7 @@ def _write_manifest(
 ) -> None:
     profile, info = job.profile, job.session.info
     artifact = work / build.artifact
-    files = {
+    files: dict[str, dict[str, Any]] = {
         p.name: {"sha256": sha256_path(p), "bytes": size_bytes(p)}
         for p in sorted(work.iterdir())
         if p.name != MANIFEST

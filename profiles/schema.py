@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from edgefuse import backends
+from edgefuse._optional import version_tuple
 from edgefuse.errors import ProfileError
 from edgefuse.spec import IOSpec
 
@@ -268,18 +269,14 @@ def _parse_io(table: Any, src: str) -> IOSpec:
         raise _fail(src, "input", str(exc)) from None
 
 
-def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
-
-
 def _check_consistency(p: Profile, src: str) -> None:
     if p.latency.p99_ms < p.latency.p50_ms:
         raise _fail(src, "latency.p99_ms", f"{p.latency.p99_ms} is below latency.p50_ms {p.latency.p50_ms}")
     lo, hi = p.constraints.min_backend_version, p.constraints.max_backend_version
     for key, text in (("min_backend_version", lo), ("max_backend_version", hi)):
-        if text and not _version(text):
+        if text and not version_tuple(text):
             raise _fail(src, f"constraints.{key}", f"{text!r} is not a version like 8.6 or 2024.4")
-    if lo and hi and _version(lo) > _version(hi):
+    if lo and hi and version_tuple(lo) > version_tuple(hi):
         raise _fail(src, "constraints.max_backend_version", f"{hi!r} is older than the minimum {lo!r}")
     if p.backend == "openvino" and p.precision is Precision.FP32 and p.knobs.inference_precision != "f32":
         why = "an fp32 profile must pin f32 (CPUs with bf16 otherwise run bf16)"
@@ -296,9 +293,9 @@ def _check_consistency(p: Profile, src: str) -> None:
 
 def version_in_range(p: Profile, version: str) -> bool:
     """Whether a backend version satisfies the profile's min/max constraints (missing bounds are open)."""
-    v = _version(version)
+    v = version_tuple(version)
     lo, hi = p.constraints.min_backend_version, p.constraints.max_backend_version
-    if lo and v < _version(lo):
+    if lo and v < version_tuple(lo):
         return False
     # a max of "8.6" admits 8.6.x: compare only as many parts as the bound gives
-    return not (hi and v[: len(_version(hi))] > _version(hi))
+    return not (hi and v[: len(version_tuple(hi))] > version_tuple(hi))

@@ -123,6 +123,7 @@ def bench(
 ) -> None:
     """Benchmark latency and drift per platform; exit 1 on a failed target, budget miss or regression."""
     from edgefuse.bench.gate import LATENCY_RULES
+    from edgefuse.bench.records import LatencyBudgets
     from edgefuse.bench.report import load_report
     from edgefuse.bench.suite import SuiteOptions, run_suite
     from edgefuse.bench.timing import PRESETS
@@ -130,7 +131,7 @@ def bench(
     from edgefuse.spec import parse_size
 
     start = time.perf_counter()
-    if latency_budgets not in LATENCY_RULES:
+    if latency_budgets not in set(LatencyBudgets):  # one line and exit 2, not typer's choice panel
         raise DataError(
             f"--latency-budgets must be one of {', '.join(LATENCY_RULES)}, got {latency_budgets!r}"
         )
@@ -156,7 +157,7 @@ def bench(
         timing=timing,
         rounds=rounds,
         exports=exports,
-        latency_budgets=latency_budgets,
+        latency_budgets=LatencyBudgets(latency_budgets),
         max_ratio=max_ratio,
         label=label,
         variants=variants,

@@ -63,7 +63,7 @@ def export(
     from edgefuse.exporters import get_exporter
     from edgefuse.exporters.base import ExportSession, Job
     from edgefuse.exporters.pipeline import clean_interrupted, existing_status
-    from edgefuse.profiles import resolve_target
+    from edgefuse.profiles import Precision, resolve_target
 
     profiles = resolve_target(target)
     exporters = {p.name: get_exporter(p.backend) for p in profiles}
@@ -72,7 +72,7 @@ def export(
     if calib is not None and not calib.is_dir():
         raise DataError(f"{calib}: --calib must be a folder of visible/thermal pairs")
     for p in profiles:
-        if p.precision.value == "int8" and calib is None and not p.calibration.path().is_dir():
+        if p.precision is Precision.INT8 and calib is None and not p.calibration.path().is_dir():
             raise DataError(
                 f"{p.calibration.path()}: calibration set of {p.name} not found; pass --calib DIR"
             )
