@@ -25,6 +25,7 @@ import numpy as np
 
 from edgefuse._optional import require
 from edgefuse.calibration import Frames, calibration_frames_in, samples
+from edgefuse.io import atomic_write_text
 
 if TYPE_CHECKING:
     from edgefuse.exporters.base import ExportSession, Job
@@ -200,9 +201,7 @@ def main(folder: Path) -> int:
             folder / QSVS, **{f"{i}.{k}": qsvs[n][k] for i, n in enumerate(names) for k in ("min", "max")}
         )
         done = {"calibrated_on": {"source": frames.source, "stems": list(frames.stems)}, "tensors": names}
-    tmp = folder / f".{DONE}.tmp"
-    tmp.write_text(json.dumps(done), encoding="utf-8")
-    os.replace(tmp, folder / DONE)
+    atomic_write_text(folder / DONE, json.dumps(done))  # last: its presence says the rest is complete
     return 0
 
 
