@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +37,20 @@ if TYPE_CHECKING:
     from edgefuse.profiles import DriftBudget, Profile
 
 Predict = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
-PASSED, FAILED, NOT_RUN = "passed", "failed", "not_run"
+
+
+class Verdict(str, Enum):
+    """A validation's ``status`` (written to JSON as its value)."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    NOT_RUN = "not_run"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+PASSED, FAILED, NOT_RUN = Verdict.PASSED, Verdict.FAILED, Verdict.NOT_RUN
 # every fusion metric but Nabf: an artifact measure near zero, whose relative change is meaningless
 METRICS = ("EN", "SD", "SF", "AG", "MI", "SCD", "CC", "PSNR", "VIF", "Qabf", "SSIM")
 
@@ -45,7 +59,7 @@ METRICS = ("EN", "SD", "SF", "AG", "MI", "SCD", "CC", "PSNR", "VIF", "Qabf", "SS
 class DriftResult:
     """What one artifact's validation found; ``status`` is passed, failed or not_run (with ``reason``)."""
 
-    status: str
+    status: Verdict
     runtime: str = ""  # what executed the artifact here
     emulation: str = ""  # set when something other than the target runtime stood in, and what
     reason: str = ""  # why validation did not run
@@ -57,13 +71,16 @@ class DriftResult:
     misses: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
+    def __post_init__(self) -> None:
+        self.status = Verdict(self.status)  # from_dict hands the JSON string
+
     @property
     def passed(self) -> bool:
-        return self.status == PASSED
+        return self.status is PASSED
 
     @property
     def ran(self) -> bool:
-        return self.status != NOT_RUN
+        return self.status is not NOT_RUN
 
     def summary(self) -> str:
         if not self.ran:

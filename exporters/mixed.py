@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgefuse.drift import budget_dict, check
+from edgefuse.drift import FAILED, budget_dict, check
 from edgefuse.exporters.base import Build, Exporter, Job, MixedSearch, quiet
 from edgefuse.exporters.validate import PROBE, PROBE_METRICS, SEARCH, groups_of, validate
 from edgefuse.io import sha256_path
@@ -49,7 +49,7 @@ def mixed_precision(
     for answer in [known.kept] if known else [hint[: i + 1] for i in range(len(hint))]:
         build, result = _keep(job, exporter, work, groups, answer, report)
         failed.add(frozenset(answer))
-        if known or result.status != "failed":
+        if known or result.status is not FAILED:
             prior = known.steps if known else []
             how = "the groups an identical search kept" if known else "the groups an earlier search kept"
             job.session.remember_search(key, MixedSearch(prior, answer))
@@ -64,12 +64,12 @@ def mixed_precision(
         if frozenset(kept) in failed:
             continue  # built and missed already, as an earlier search's answer: measure the next step
         build, result = _keep(job, exporter, work, groups, kept, report)
-        if result.status != "failed":
+        if result.status is not FAILED:
             break
     if frozenset(kept) in failed:  # the last step was skipped: ``work`` holds an earlier build
         build, result = _keep(job, exporter, work, groups, kept, report)
     job.session.remember_search(key, MixedSearch(steps, kept))
-    if result.status != "failed":
+    if result.status is not FAILED:
         job.session.mixed_hint = kept
     method = (
         "greedy: per step, a probe per remaining group with it and the kept groups unquantized, scored "
@@ -90,7 +90,7 @@ def _info(
         "sensitivity": steps[0]["probes"] if steps else {},
         "steps": steps,
         "kept": kept,
-        "met_budget": result.status != "failed",
+        "met_budget": result.status is not FAILED,
     }
 
 

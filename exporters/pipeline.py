@@ -17,10 +17,12 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgefuse import __version__
+from edgefuse.drift import FAILED, PASSED
 from edgefuse.errors import ArtifactMismatchError, ExportError
 from edgefuse.exporters.base import (
     Build,
@@ -42,12 +44,25 @@ if TYPE_CHECKING:
     from edgefuse.profiles import Profile
 
 
+class ExportStatus(str, Enum):
+    """One profile's export: what ``edgefuse export`` prints and its JSON says."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    NOT_VALIDATED = "not_validated"  # built; no runtime for it here (the reason is in the message)
+    UP_TO_DATE = "up_to_date"  # built earlier from this checkpoint for this profile
+    ERROR = "error"  # the export raised (the command line records it and goes on)
+
+    def __str__(self) -> str:
+        return self.value
+
+
 @dataclass
 class Outcome:
     """The result of exporting one profile, as the CLI reports it."""
 
     profile: str
-    status: str  # passed | failed | not_validated | up_to_date
+    status: ExportStatus
     path: Path
     seconds: float = 0.0
     validation: dict[str, Any] = field(default_factory=dict)
@@ -56,7 +71,7 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("passed", "not_validated", "up_to_date")
+        return self.status in (ExportStatus.PASSED, ExportStatus.NOT_VALIDATED, ExportStatus.UP_TO_DATE)
 
 
 def build_order(profiles: Sequence[Profile]) -> list[Profile]:
@@ -70,7 +85,7 @@ def build_order(profiles: Sequence[Profile]) -> list[Profile]:
     return sorted(profiles, key=lambda p: not (p.backend == "tensorrt" and p.precision is Precision.INT8))
 
 
-def existing_status(profile: Profile, target: Path, session: ExportSession) -> str | None:
+def existing_status(profile: Profile, target: Path, session: ExportSession) -> ExportStatus | None:
     """``None`` when nothing is at ``target``; "up_to_date" when it was built from this checkpoint for this
     profile; otherwise :class:`ExportError` (a different build is there: ``--force`` replaces it)."""
     if not target.exists():
@@ -99,7 +114,7 @@ def existing_status(profile: Profile, target: Path, session: ExportSession) -> s
         raise ExportError(
             f"{target}: an artifact with a different {', '.join(diff)} exists; pass --force to replace it"
         )
-    return "up_to_date"
+    return ExportStatus.UP_TO_DATE
 
 
 def _spec(d: dict[str, Any]) -> dict[str, Any]:
@@ -118,12 +133,12 @@ def export_profile(
 ) -> Outcome:
     target = out_root / profile.name
     clean_interrupted(out_root, profile.name)
-    if not force and existing_status(profile, target, session) == "up_to_date":
+    if not force and existing_status(profile, target, session) is ExportStatus.UP_TO_DATE:
         manifest = ArtifactManifest.read(target)
         val = manifest.validation or {}
         kept = manifest.kept_in_higher_precision
         note = "already built from this checkpoint (--force rebuilds)"
-        return Outcome(profile.name, "up_to_date", target, 0.0, val, kept, note)
+        return Outcome(profile.name, ExportStatus.UP_TO_DATE, target, 0.0, val, kept, note)
     out_root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{profile.name}.tmp-{os.getpid()}-", dir=out_root))
     try:
@@ -135,20 +150,20 @@ def export_profile(
         fallback = profile.precision is Precision.INT8 and bool(groups_of(job, exporter))
         result = validate(job, build, report, SEARCH if fallback else FULL)
         mixed: dict[str, Any] | None = None
-        if result.status == "failed" and fallback:
+        if result.status is FAILED and fallback:
             build, result, mixed = mixed_precision(job, exporter, work, build, result, report)
         if incomplete(result):  # the verdict that is recorded always has every metric
             result = validate(job, build, report, FULL)
         seconds = time.perf_counter() - start
         _write_manifest(job, exporter, build, result, mixed, work, seconds)
-        if result.status == "failed":
+        if result.status is FAILED:
             rejected = out_root / f"{profile.name}.rejected"
             _install(work, rejected)
-            return Outcome(profile.name, "failed", rejected, seconds, result.to_dict(), build.kept,
+            return Outcome(profile.name, ExportStatus.FAILED, rejected, seconds, result.to_dict(), build.kept,
                            "; ".join(result.misses))  # fmt: skip
         _install(work, target)
         shutil.rmtree(out_root / f"{profile.name}.rejected", ignore_errors=True)  # superseded
-        status = "passed" if result.status == "passed" else "not_validated"
+        status = ExportStatus.PASSED if result.status is PASSED else ExportStatus.NOT_VALIDATED
         msg = result.summary() if result.ran else f"not validated here: {result.reason}"
         return Outcome(profile.name, status, target, seconds, result.to_dict(), build.kept, msg)
     finally:

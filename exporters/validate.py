@@ -17,7 +17,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from edgefuse.drift import METRICS, budget_dict, check, not_run, validate_artifact
+from edgefuse.drift import FAILED, METRICS, PASSED, budget_dict, check, not_run, validate_artifact
 from edgefuse.errors import ExportError
 from edgefuse.exporters.base import Build, Exporter, Job, quiet
 from edgefuse.io import sha256_path
@@ -51,7 +51,7 @@ def validate(job: Job, build: Build, report: Report, mode: str = FULL) -> DriftR
     cached = session.measured(key)
     if cached is not None:  # identical file already measured (another profile, an earlier search step)
         again = rebudget(cached, budget)
-        if mode == PROBE or not incomplete(again) or (mode == SEARCH and again.status == "failed"):
+        if mode == PROBE or not incomplete(again) or (mode == SEARCH and again.status is FAILED):
             return again
     with quiet():
         result = validate_artifact(
@@ -82,4 +82,4 @@ def rebudget(result: DriftResult, budget: Any) -> DriftResult:
     if not result.ran or not result.drift.get("psnr_min"):
         return dataclasses.replace(result, budget=bud)
     misses = check(result.drift, result.metric_change_pct, bud)
-    return dataclasses.replace(result, budget=bud, misses=misses, status="failed" if misses else "passed")
+    return dataclasses.replace(result, budget=bud, misses=misses, status=FAILED if misses else PASSED)
