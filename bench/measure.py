@@ -19,8 +19,8 @@ from edgefuse.color import as_hwc
 
 if TYPE_CHECKING:
     from edgefuse.bench.exports import Prepared
+    from edgefuse.bench.options import SuiteOptions
     from edgefuse.bench.plan import Plan
-    from edgefuse.bench.suite import SuiteOptions
     from edgefuse.checkpoint import CheckpointInfo
     from edgefuse.drift import Reference
     from edgefuse.model import FusionProxy

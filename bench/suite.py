@@ -13,8 +13,7 @@ import datetime as dt
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from edgefuse import __version__, drift
@@ -22,12 +21,12 @@ from edgefuse.bench.env import environment, usable_cores
 from edgefuse.bench.exports import prepare
 from edgefuse.bench.gate import apply_checks
 from edgefuse.bench.measure import build_targets, drift_pass, reference_nabf, sample_panels, time_targets
+from edgefuse.bench.options import SuiteOptions
 from edgefuse.bench.pipeline import time_pipeline
 from edgefuse.bench.plan import frames_for, make_plan, pick_checkpoint
-from edgefuse.bench.records import SCHEMA_VERSION, LatencyBudgets, Report
+from edgefuse.bench.records import SCHEMA_VERSION, Report
 from edgefuse.bench.report import target_record
 from edgefuse.bench.targets import Target
-from edgefuse.bench.timing import PRESETS, TimingConfig
 from edgefuse.errors import RuntimeUnavailableError
 from edgefuse.exporters.base import ExportSession
 
@@ -37,35 +36,6 @@ VARIANT_BUDGETS = {
     "fp32": {"min_psnr_db": 60.0, "max_metric_change_pct": 0.5, "max_abs_8bit": 0.5},
     "fp16": {"min_psnr_db": 45.0, "max_metric_change_pct": 1.0, "max_abs_8bit": 4.0},
 }
-
-
-@dataclass
-class SuiteOptions:
-    artifacts: list[Path] = field(default_factory=list)
-    profiles: list[str] = field(default_factory=list)
-    checkpoint: str | None = None
-    data: Path | None = None
-    calib: Path | None = None
-    pairs: int = 8
-    size: tuple[int, int] | None = None
-    threads: int | None = None
-    device: str = "cpu"
-    timing: str = "default"
-    rounds: int | None = None
-    exports: Path = Path("exports")
-    latency_budgets: LatencyBudgets = LatencyBudgets.AUTO
-    max_ratio: float | None = None
-    label: str | None = None
-    variants: bool = True
-    torch_compile: str = "max-autotune"  # a torch.compile mode, or "off" (CUDA only)
-    batches: tuple[int, ...] = (16, 64)  # batched throughput (CUDA only)
-    command: str = ""
-
-    def timing_config(self) -> TimingConfig:
-        import dataclasses
-
-        cfg = PRESETS[self.timing]
-        return dataclasses.replace(cfg, rounds=self.rounds) if self.rounds else cfg
 
 
 @dataclass
