@@ -1,8 +1,9 @@
-"""Benchmarks: drift against the fp32 reference (:mod:`.drift`, also used by ``edgefuse export``), latency in
-interleaved rounds (:mod:`.timing`), the suite behind ``edgefuse bench`` (:mod:`.suite`), gates
-(:mod:`.gate`) and reports (:mod:`.report`, :mod:`.html`, :mod:`.merge`).
+"""Benchmarks: latency in interleaved rounds (:mod:`.timing`), the suite behind ``edgefuse bench``
+(:mod:`.suite`), gates (:mod:`.gate`) and reports (:mod:`.records`, :mod:`.report`, :mod:`.markdown`,
+:mod:`.html`, :mod:`.merge`). Drift against the fp32 reference is :mod:`edgefuse.drift`, below both the
+benchmark and ``edgefuse export``.
 
-Attributes load lazily so importing ``edgefuse.bench.drift`` never pays for the rest.
+Attributes load lazily so importing one submodule never pays for the rest.
 """
 
 from __future__ import annotations
@@ -15,10 +16,10 @@ _LAZY = {
     "SuiteResult": "edgefuse.bench.suite",
     "run_suite": "edgefuse.bench.suite",
     "TimingConfig": "edgefuse.bench.timing",
-    "SCHEMA_VERSION": "edgefuse.bench.report",
+    "SCHEMA_VERSION": "edgefuse.bench.records",
     "load_report": "edgefuse.bench.report",
     "save_json": "edgefuse.bench.report",
-    "to_markdown": "edgefuse.bench.report",
+    "to_markdown": "edgefuse.bench.markdown",
     "apply_checks": "edgefuse.bench.gate",
     "compare": "edgefuse.bench.gate",
     "junit_xml": "edgefuse.bench.gate",

@@ -14,26 +14,21 @@ import os
 import platform
 import re
 import socket
+import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-# pip distributions whose versions a report records (backends, converters, numerics)
-PACKAGES = (
-    "torch",
-    "numpy",
-    "onnx",
-    "onnxruntime",
-    "onnxruntime-gpu",
-    "openvino",
-    "nncf",
-    "litert-torch",
-    "ai-edge-litert",
-    "tflite-runtime",
-    "coremltools",
-    "tensorrt",
-    "matplotlib",
-)
+from edgefuse import backends
+from edgefuse.runtimes.base import get_runtime, runtime_names
+
+# pip distributions whose versions a report records: these, and each backend's report_packages
+CORE_PACKAGES = ("torch", "numpy")
+PLOT_PACKAGES = ("matplotlib",)
+# CPU features that change how a profile behaves (int8 dot products, bf16 defaults in OpenVINO, fp16 math)
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "avx512_fp16")
+ARM_FLAGS = ("asimd", "asimdhp", "asimddp", "i8mm", "bf16", "sve")
 # words too common to identify a device
 _GENERIC_WORDS = {"nvidia", "geforce", "intel", "amd", "core", "cpu", "gpu", "apple", "the", "with", "and"}
 _MEMORY_WORD = re.compile(r"^\d+(gb|mb|tb)$")
@@ -43,10 +38,32 @@ _FAMILY_WORDS = {"orin", "agx", "xavier", "nx", "tx2", "pro", "max", "ultra", "s
 
 
 def cpu_info() -> dict[str, Any]:
-    """CPU model, cores and notable ISA flags (``edgefuse doctor``'s view)."""
-    from edgefuse.cli.doctor import cpu_info as doctor_cpu_info
-
-    return doctor_cpu_info()
+    """CPU model, logical cores (and how many this process may use), notable ISA flags."""
+    model, flags = platform.processor() or platform.machine(), set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        text = cpuinfo.read_text(errors="replace")
+        m = re.search(r"^(model name|Model|Hardware)\s*:\s*(.+)$", text, re.M)
+        model = m.group(2).strip() if m else model
+        f = re.search(r"^(flags|Features)\s*:\s*(.+)$", text, re.M)
+        flags = set(f.group(2).split()) if f else set()
+    elif sys.platform == "darwin":
+        try:
+            out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True)
+            model = out.stdout.strip() or model
+        except OSError:
+            pass
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    known = CPU_FLAGS if platform.machine() in ("x86_64", "AMD64") else ARM_FLAGS
+    return {
+        "model": model,
+        "arch": platform.machine(),
+        "logical_cores": os.cpu_count(),
+        "usable_cores": usable,
+        "flags": [f for f in known if f in flags],
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+    }
 
 
 def device_tree_model() -> str:
@@ -86,9 +103,14 @@ def gpu_info() -> list[dict[str, Any]]:
     return out
 
 
+def packages() -> tuple[str, ...]:
+    backend = (p for spec in backends.specs() for p in spec.report_packages)
+    return tuple(dict.fromkeys((*CORE_PACKAGES, *backend, *PLOT_PACKAGES)))
+
+
 def package_versions() -> dict[str, str]:
     found = {}
-    for name in PACKAGES:
+    for name in packages():
         try:
             found[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
@@ -98,10 +120,8 @@ def package_versions() -> dict[str, str]:
 
 def backend_status() -> dict[str, dict[str, Any]]:
     """Every runtime: available here or not, its version or why not."""
-    from edgefuse.runtimes.base import RUNTIMES, get_runtime
-
     status = {}
-    for name in RUNTIMES:
+    for name in runtime_names():
         try:
             ok, detail = get_runtime(name).is_available()
         except Exception as exc:  # a broken install must not stop the benchmark of the others

@@ -17,7 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgefuse import backends
 from edgefuse.errors import ArtifactMismatchError, EdgefuseError, ExportError
+from edgefuse.exporters import get_exporter
+from edgefuse.exporters.pipeline import existing_status, export_profile
+from edgefuse.manifest import ArtifactManifest
+from edgefuse.profiles import get_profile, parse_profile
+from edgefuse.runtimes.base import get_runtime
+from edgefuse.spec import IOSpec
 
 if TYPE_CHECKING:
     from edgefuse.exporters.base import ExportSession
@@ -41,7 +48,6 @@ class Prepared:
 
 def at_size(profile: Profile, height: int, width: int) -> Profile:
     """The profile at another input size (same budgets; latency budgets then no longer apply)."""
-    from edgefuse.spec import IOSpec
 
     if (profile.io.height, profile.io.width) == (height, width):
         return profile
@@ -49,20 +55,18 @@ def at_size(profile: Profile, height: int, width: int) -> Profile:
 
 
 def runtime_class(backend: str) -> type[BaseRuntime]:
-    from edgefuse.runtimes.base import get_runtime
 
     return get_runtime(backend)
 
 
 def why_not_here(profile: Profile, device: str) -> str:
     """Empty when this profile's runtime (and exporter) can run here on ``device``; else the reason."""
-    from edgefuse.exporters import get_exporter
 
     cls = runtime_class(profile.backend)
     ok, why = cls.is_available()
     if not ok:
         return f"{cls.name} cannot run here: {why}"
-    if device != "cpu" and profile.backend not in ("tensorrt", "onnxruntime"):
+    if device != "cpu" and not backends.runs_on(profile.backend, device):
         return f"{cls.name} runs on the CPU here; bench it with --device cpu"
     if device != "cpu" and profile.backend == "onnxruntime":
         import onnxruntime
@@ -76,16 +80,14 @@ def why_not_here(profile: Profile, device: str) -> str:
     return ""
 
 
-def profile_from_manifest(manifest: dict[str, Any]) -> tuple[Profile | None, str]:
+def profile_from_manifest(manifest: ArtifactManifest) -> tuple[Profile | None, str]:
     """The profile an artifact was built for, rebuilt from the spec its manifest records, and the size its
     latency budget was derived for (a name like ``x_onnxruntime-fp32_480x640`` says; else its own size).
     A benchmark run at another ``--size`` records the bundled name with the size it ran at."""
     import re
 
-    from edgefuse.profiles import get_profile, parse_profile
-
-    spec = manifest.get("profile_spec")
-    where = str(manifest.get("_path", "edgefuse.json"))
+    spec = manifest.profile_spec
+    where = manifest.where
     if isinstance(spec, dict) and "io" in spec:
         data = {k: v for k, v in json.loads(json.dumps(spec)).items() if k != "source"}
         io = data.pop("io")
@@ -94,7 +96,7 @@ def profile_from_manifest(manifest: dict[str, Any]) -> tuple[Profile | None, str
         profile = parse_profile(data, where)
         budget_size = profile.size
         return at_size(profile, int(io["height"]), int(io["width"])), budget_size
-    name = manifest.get("profile")
+    name = manifest.profile
     if isinstance(name, str) and name:
         try:
             profile = get_profile(name)
@@ -122,7 +124,6 @@ def prepare(
 
 def _matches(session: ExportSession, profile: Profile, path: Path) -> bool | None:
     """None: nothing there; True: built from these weights for this profile; False: something else."""
-    from edgefuse.exporters.pipeline import existing_status
 
     try:
         return None if existing_status(profile, path, session) is None else True
@@ -133,9 +134,6 @@ def _matches(session: ExportSession, profile: Profile, path: Path) -> bool | Non
 def _prepare_one(
     session: ExportSession, profile: Profile, exports: Path, report: Callable[[str], None]
 ) -> Prepared:
-    from edgefuse.exporters import get_exporter
-    from edgefuse.exporters.pipeline import export_profile
-    from edgefuse.profiles import get_profile
 
     try:
         bundled = get_profile(profile.name) == profile
@@ -170,12 +168,12 @@ def _prepare_one(
 
 
 def _from_manifest(profile: Profile, path: Path, status: str) -> Prepared:
-    manifest = json.loads((path / "edgefuse.json").read_text(encoding="utf-8"))
-    validation = manifest.get("validation") or {}
+    manifest = ArtifactManifest.read(path)
+    validation = manifest.validation or {}
     info = {
-        "export_seconds": manifest.get("export_seconds"),
-        "kept_in_higher_precision": manifest.get("kept_in_higher_precision") or [],
-        "precision_detail": manifest.get("precision_detail", ""),
+        "export_seconds": manifest.export_seconds,
+        "kept_in_higher_precision": manifest.kept_in_higher_precision or [],
+        "precision_detail": manifest.precision_detail,
         "validation_status": validation.get("status"),
     }
     message = "; ".join(validation.get("misses") or []) if status == "rejected" else ""

@@ -18,34 +18,39 @@ import math
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from edgefuse.bench.env import device_matches
+from edgefuse.bench.records import LatencyBudgets
 from edgefuse.bench.report import num
+from edgefuse.bench.timing import spread_pct
 
 LATENCY_RULES = {
-    "auto": "gate only where the profile's device is this host and the size is the budget's",
-    "on": "gate wherever the size is the budget's (--latency-budgets on)",
-    "off": "never gate (--latency-budgets off)",
+    LatencyBudgets.AUTO: "gate only where the profile's device is this host and the size is the budget's",
+    LatencyBudgets.ON: "gate wherever the size is the budget's (--latency-budgets on)",
+    LatencyBudgets.OFF: "never gate (--latency-budgets off)",
 }
 
 
-def latency_applies(t: dict[str, Any], env: dict[str, Any], mode: str) -> tuple[bool, str]:
-    from edgefuse.bench.env import device_matches
+def latency_applies(t: dict[str, Any], env: dict[str, Any], mode: LatencyBudgets) -> tuple[bool, str]:
 
     prof = t.get("profile") or {}
     if not prof or not (t.get("budgets") or {}).get("latency"):
         return False, "no latency budget"
-    if mode == "off":
+    if mode is LatencyBudgets.OFF:
         return False, "latency budgets off"
     if prof.get("size") != prof.get("budget_size"):
         return False, f"measured at {prof.get('size')}, budget is for {prof.get('budget_size')}"
-    if mode == "on" or device_matches(str(prof.get("device", "")), env):
+    if mode is LatencyBudgets.ON or device_matches(str(prof.get("device", "")), env):
         return True, f"budget for {prof.get('device')}"
     return False, f"budget is for {prof.get('device')}, not this host"
 
 
-def apply_checks(report: dict[str, Any], mode: str = "auto", max_ratio: float | None = None) -> list[str]:
+def apply_checks(
+    report: dict[str, Any], mode: LatencyBudgets | str = LatencyBudgets.AUTO, max_ratio: float | None = None
+) -> list[str]:
     """Fill each target's ``check`` and the report's ``check``; returns every miss, one line each."""
-    if mode not in LATENCY_RULES:
+    if mode not in set(LatencyBudgets):
         raise ValueError(f"latency budget mode must be one of {', '.join(LATENCY_RULES)}, got {mode!r}")
+    mode = LatencyBudgets(mode)
     env, all_misses = report["environment"], []
     for t in report["targets"]:
         misses, notes = _check_target(t, env, mode, max_ratio)
@@ -71,7 +76,7 @@ def apply_checks(report: dict[str, Any], mode: str = "auto", max_ratio: float | 
 
 
 def _check_target(
-    t: dict[str, Any], env: dict[str, Any], mode: str, max_ratio: float | None
+    t: dict[str, Any], env: dict[str, Any], mode: LatencyBudgets, max_ratio: float | None
 ) -> tuple[list[str], list[str]]:
     if t["kind"] == "reference":
         return [], ["the reference"]
@@ -114,7 +119,6 @@ def compare(report: dict[str, Any], baseline: dict[str, Any], max_regression_pct
     their half-ranges). regressed: change − noise > threshold; ok: change + noise ≤ threshold; anything
     between is inconclusive: the machine was too noisy to tell. Without a reference in either run the raw
     p50s are compared, with their round-to-round spread as the noise."""
-    from edgefuse.bench.timing import spread_pct
 
     now = {t["id"]: t for t in report["targets"]}
     before = {t["id"]: t for t in baseline["targets"]}

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from edgefuse.bench import plots
-from edgefuse.bench.markdown import metric_rows
+from edgefuse.bench.markdown import check_lines, environment_lines, metric_rows
+from edgefuse.bench.merge import cell_text, drift_text
 from edgefuse.bench.report import COLUMNS, fmt, headline, num, summary
 
 CSS = """
@@ -148,7 +149,6 @@ def report_html(report: dict[str, Any], panels: dict[str, Any] | None = None) ->
 
 
 def _details(report: dict[str, Any]) -> list[str]:
-    from edgefuse.bench.markdown import check_lines, environment_lines
 
     out = []
     pipe = report.get("pipeline") or {}
@@ -211,7 +211,6 @@ def _lines_html(lines: list[str]) -> list[str]:
 
 
 def merged_html(merged: dict[str, Any]) -> str:
-    from edgefuse.bench.merge import cell_text, drift_text
 
     labels = [h["label"] for h in merged["hosts"]]
     body = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgefuse.bench.report import METRIC_ORDER, _md_table, fmt, num
+from edgefuse.bench.report import COLUMNS, METRIC_ORDER, _md_table, fmt, headline, num, summary
 
 
 def metric_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -144,3 +144,12 @@ def environment_lines(report: dict[str, Any]) -> list[str]:
     lines.append(f"- checkpoint: {ck.get('path')} (weights sha256 {str(ck.get('weights_sha256', ''))[:12]}…)")
     lines.append(f"- command: `{report.get('command', '')}`")
     return lines
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+
+    lines = [f"# edgefuse bench: {report['environment'].get('label', '?')}", "", headline(report), ""]
+    rows = [[summary(t)[key] for key, _ in COLUMNS] for t in report["targets"]]
+    lines += _md_table([title for _, title in COLUMNS], rows)
+    lines += details(report)
+    return "\n".join(lines) + "\n"

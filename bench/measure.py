@@ -10,15 +10,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgefuse import drift
+from edgefuse.bench.records import Status
 from edgefuse.bench.targets import Target, artifact_target, torch_target, variant_target
 from edgefuse.bench.timing import Timed, TimingConfig, ratio_to, round_medians, run_rounds, summarize
+from edgefuse.bench.torch_variants import Variant, cuda_variants
+from edgefuse.color import as_hwc
 
 if TYPE_CHECKING:
-    from edgefuse.bench.drift import Reference
     from edgefuse.bench.exports import Prepared
+    from edgefuse.bench.options import SuiteOptions
     from edgefuse.bench.plan import Plan
-    from edgefuse.bench.suite import SuiteOptions
     from edgefuse.checkpoint import CheckpointInfo
+    from edgefuse.drift import Reference
     from edgefuse.model import FusionProxy
 
 Progress = Callable[[str], None]
@@ -46,7 +50,6 @@ def build_targets(
     threads: int,
     progress: Progress,
 ) -> list[Target]:
-    from edgefuse.bench.torch_variants import Variant, cuda_variants
 
     h, w = plan.height, plan.width
     out: list[Target] = []
@@ -108,7 +111,7 @@ def build_targets(
         tid = name if plan.budget_sizes.get(name) == p.profile.size else f"{name}@{p.profile.size}"
         if p.path is None:
             t = Target(tid, "artifact", p.profile.backend, p.profile.precision.value, profile=p.profile)
-            t.status, t.reason = "error", f"export failed: {p.message}"
+            t.status, t.reason = Status.ERROR, f"export failed: {p.message}"
             out.append(t)
             continue
         progress(f"loading {tid}")
@@ -150,7 +153,6 @@ def build_targets(
 
 
 def reference_nabf(ref: Reference) -> list[float]:
-    from edgefuse.bench.suite import as_hwc
     from edgefuse.metrics import fusion_metrics
 
     return [
@@ -163,8 +165,6 @@ def drift_pass(
     t: Target, ref: Reference, ref_nabf: list[float], budgets: dict[str, Any], progress: Progress
 ) -> None:
     """Run the target over every frame: drift vs the reference, fusion metrics, memory, first warm-up."""
-    from edgefuse.bench import drift
-    from edgefuse.bench.suite import as_hwc
     from edgefuse.metrics import fusion_metrics
 
     if not t.ready or t.predict is None:
@@ -252,7 +252,6 @@ def time_targets(
 
 def sample_panels(targets: list[Target], ref: Reference) -> dict[str, Any]:
     """Outputs of every target on the pair with the worst drift (lowest PSNR over all targets)."""
-    from edgefuse.bench.suite import as_hwc
 
     frames = list(ref.frames)
     worst = np.full(len(frames), np.inf)

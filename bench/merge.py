@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgefuse.bench.report import MERGED_SCHEMA, SCHEMA_VERSION, _md_table, created_now, fmt, load_report, num
+from edgefuse.bench.records import MERGED_SCHEMA, SCHEMA_VERSION
+from edgefuse.bench.report import _md_table, created_now, fmt, load_report, num
 from edgefuse.errors import DataError
 
 

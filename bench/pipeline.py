@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgefuse.bench.timing import summarize
+from edgefuse.calibration import fit
+from edgefuse.synthetic import write_synthetic
 
 if TYPE_CHECKING:
     from edgefuse.calibration import Frames
@@ -46,7 +48,6 @@ def _to_nchw(visible: np.ndarray, thermal: np.ndarray) -> tuple[np.ndarray, np.n
 def _sources(frames: Frames, data: Path | None, scratch: Path, count: int) -> list[tuple[Path, Path]]:
     """Image files behind the frames (real pairs), or a few synthetic pairs written as PNG to decode."""
     from edgefuse.data import find_pairs
-    from edgefuse.synthetic import write_synthetic
 
     if data is not None:
         folder = find_pairs(data, resize_ir=True)
@@ -61,7 +62,6 @@ def time_pipeline(
     frames: Frames, data: Path | None, reference_output: np.ndarray, passes: int = 5, count: int = 4
 ) -> dict[str, Any]:
     """Per-stage latency summaries (ms) over ``passes`` passes of up to ``count`` pairs."""
-    from edgefuse.calibration import fit
     from edgefuse.data import read_thermal, read_visible, resize_to
     from edgefuse.inference import to_uint8
 

@@ -8,13 +8,18 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from edgefuse.bench.exports import at_size, profile_from_manifest, why_not_here
+from edgefuse.calibration import synthetic_frames, validation_frames
 from edgefuse.errors import ArtifactMismatchError, CheckpointError, DataError, EdgefuseError
+from edgefuse.manifest import ArtifactManifest, read_manifest
+from edgefuse.profiles import Precision, list_profiles, resolve_target
+from edgefuse.spec import IOSpec
 
 if TYPE_CHECKING:
     from edgefuse.calibration import Frames
-    from edgefuse.model import FusionProxy
+    from edgefuse.checkpoint import LoadedModel
     from edgefuse.profiles import Profile
 
 
@@ -24,7 +29,7 @@ class Plan:
     width: int
     profiles: list[Profile] = field(default_factory=list)  # to export or reuse, at the bench size
     budget_sizes: dict[str, str] = field(default_factory=dict)  # profile name -> size its budgets are for
-    artifacts: list[tuple[Path, Profile | None, dict[str, Any]]] = field(default_factory=list)
+    artifacts: list[tuple[Path, Profile | None, ArtifactManifest]] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)  # {"id", "reason"}
 
 
@@ -41,11 +46,8 @@ def make_plan(
     data: Path | None,
     calib: Path | None,
 ) -> Plan:
-    from edgefuse.bench.exports import at_size, profile_from_manifest, why_not_here
-    from edgefuse.profiles import list_profiles, resolve_target
-    from edgefuse.runtimes.base import manifest_io, read_manifest
 
-    given: list[tuple[Path, Profile | None, dict[str, Any]]] = []
+    given: list[tuple[Path, Profile | None, ArtifactManifest]] = []
     budget_sizes: dict[str, str] = {}
     for path in artifacts:
         if not path.is_dir():
@@ -60,7 +62,7 @@ def make_plan(
         wanted += [p for p in resolve_target(name) if p not in wanted]
     if not given and not wanted:
         wanted = list_profiles()
-    sizes = {(m_io.height, m_io.width) for _, _, m in given if (m_io := manifest_io(m)) is not None}
+    sizes = {(m_io.height, m_io.width) for _, _, m in given if (m_io := m.io) is not None}
     if size is None:
         sizes |= {(p.io.height, p.io.width) for p in wanted}
         if len(sizes) > 1:
@@ -68,7 +70,7 @@ def make_plan(
             raise DataError(f"bench one input size at a time: got {shown} (pass --size HxW)")
         size = sizes.pop() if sizes else (480, 640)
     for path, _, m in given:
-        m_io = manifest_io(m)
+        m_io = m.io
         if m_io is not None and (m_io.height, m_io.width) != size:
             raise DataError(
                 f"{path}: built for {m_io.height}x{m_io.width}, the benchmark runs at {size[0]}x{size[1]}"
@@ -76,7 +78,7 @@ def make_plan(
     plan = Plan(size[0], size[1], artifacts=given, budget_sizes=budget_sizes)
     for p in wanted:
         why = why_not_here(p, device)
-        if not why and p.precision.value == "int8" and not _calib_dir(p, data, calib).is_dir():
+        if not why and p.precision is Precision.INT8 and not _calib_dir(p, data, calib).is_dir():
             why = (
                 f"int8 export needs real calibration pairs ({_calib_dir(p, data, calib)} not found): "
                 "pass --data DIR or --calib DIR"
@@ -92,36 +94,32 @@ def make_plan(
     return plan
 
 
-def pick_checkpoint(given: str | None, plan: Plan) -> FusionProxy:
+def pick_checkpoint(given: str | None, plan: Plan) -> LoadedModel:
     """``--checkpoint``, else the one the given artifacts were built from, else the bundled student."""
     from edgefuse.checkpoint import load_model
-    from edgefuse.runtimes.base import check_manifest
 
     if given is None and plan.artifacts and not plan.profiles:
-        recorded = plan.artifacts[0][2].get("checkpoint") or {}
+        recorded = plan.artifacts[0][2].checkpoint or {}
         path = recorded.get("path") if isinstance(recorded, dict) else None
         if path and Path(path).is_file():
             given = str(path)
     try:
-        model = load_model(given)
+        loaded = load_model(given)
     except CheckpointError as exc:
         if given is None:
             raise CheckpointError(f"{exc}; pass --checkpoint PATH") from None
         raise
-    weights = model.checkpoint_info.weights_sha256  # type: ignore[union-attr]
+    weights = loaded.info.weights_sha256
     for _, _, manifest in plan.artifacts:
         try:
-            check_manifest(manifest, checkpoint_sha256=weights)
+            manifest.check(checkpoint_sha256=weights)
         except ArtifactMismatchError as exc:
             raise ArtifactMismatchError(f"{exc} (pass the --checkpoint it was exported from)") from None
-    return model
+    return loaded
 
 
 def frames_for(data: Path | None, height: int, width: int, pairs: int) -> Frames:
     """Held-out real pairs from ``data`` (calibration's split), else the synthetic set, labelled so."""
-    from edgefuse.calibration import synthetic_frames, validation_frames
-    from edgefuse.profiles import list_profiles
-    from edgefuse.spec import IOSpec
 
     if data is None:
         frames = synthetic_frames(height, width, pairs)

@@ -11,19 +11,16 @@ import dataclasses
 import datetime as dt
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgefuse.bench.records import SCHEMA, SCHEMA_VERSION, TargetRecord
 from edgefuse.errors import DataError
+from edgefuse.io import atomic_write_text, dumps_strict
 
 if TYPE_CHECKING:
     from edgefuse.bench.targets import Target
 
-SCHEMA = "edgefuse.bench.report"
-MERGED_SCHEMA = "edgefuse.bench.merged"
-SCHEMA_VERSION = 1
 METRIC_ORDER = ("EN", "SD", "SF", "AG", "MI", "SCD", "CC", "PSNR", "VIF", "Qabf", "SSIM", "Nabf")
 
 
@@ -32,18 +29,18 @@ def target_record(t: Target, budget_sizes: dict[str, str]) -> dict[str, Any]:
     drift = None
     if t.drift is not None:
         drift = {k: v for k, v in t.drift.to_dict().items() if k != "frames"}
-    return {
-        "id": t.id,
-        "kind": t.kind,
-        "backend": t.backend,
-        "precision": t.precision,
-        "device": t.device,
-        "batch": t.batch,
-        "threads": t.threads,
-        "runtime": t.runtime,
-        "status": t.status,
-        "reason": t.reason,
-        "profile": None
+    return TargetRecord(
+        id=t.id,
+        kind=t.kind,
+        backend=t.backend,
+        precision=t.precision,
+        device=t.device,
+        batch=t.batch,
+        threads=t.threads,
+        runtime=t.runtime,
+        status=t.status,
+        reason=t.reason,
+        profile=None
         if p is None
         else {
             "name": p.name,
@@ -52,55 +49,24 @@ def target_record(t: Target, budget_sizes: dict[str, str]) -> dict[str, Any]:
             "size": p.size,
             "budget_size": budget_sizes.get(p.name, p.size),
         },
-        "artifact": t.artifact or None,
-        "load_seconds": t.load_seconds,
-        "warmup": t.warmup or None,
-        "latency": t.latency or None,
-        "ratio_to_reference": t.ratio or None,
-        "memory": t.memory or None,
-        "drift": drift,
-        "metrics": t.metrics or None,
-        "budgets": {
+        artifact=t.artifact or None,
+        load_seconds=t.load_seconds,
+        warmup=t.warmup or None,
+        latency=t.latency or None,
+        ratio_to_reference=t.ratio or None,
+        memory=t.memory or None,
+        drift=drift,
+        metrics=t.metrics or None,
+        budgets={
             "latency": dataclasses.asdict(p.latency) if p is not None else None,
             "drift": drift["budget"] if drift else (dataclasses.asdict(p.drift) if p is not None else None),
         },
-        "notes": t.notes,
-    }
-
-
-def jsonable(x: Any) -> Any:
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    if isinstance(x, dict):
-        return {str(k): jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [jsonable(v) for v in x]
-    if isinstance(x, Path):
-        return str(x)
-    if hasattr(x, "item") and callable(x.item):  # numpy scalars
-        return jsonable(x.item())
-    return x
-
-
-def write_text(path: Path, text: str) -> None:
-    """Atomic write: a temp file in the same directory, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a report is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        notes=t.notes,
+    ).to_dict()
 
 
 def save_json(report: dict[str, Any], path: Path) -> None:
-    write_text(path, json.dumps(jsonable(report), indent=1, allow_nan=False) + "\n")
+    atomic_write_text(path, dumps_strict(report, indent=1))
 
 
 def load_report(path: str | Path, schema: str = SCHEMA) -> dict[str, Any]:
@@ -222,16 +188,6 @@ def _md_row(cells: list[str]) -> str:
 
 def _md_table(head: list[str], rows: list[list[str]]) -> list[str]:
     return [_md_row(head), _md_row(["---"] * len(head)), *(_md_row(r) for r in rows)]
-
-
-def to_markdown(report: dict[str, Any]) -> str:
-    from edgefuse.bench.markdown import details
-
-    lines = [f"# edgefuse bench: {report['environment'].get('label', '?')}", "", headline(report), ""]
-    rows = [[summary(t)[key] for key, _ in COLUMNS] for t in report["targets"]]
-    lines += _md_table([title for _, title in COLUMNS], rows)
-    lines += details(report)
-    return "\n".join(lines) + "\n"
 
 
 def created_now() -> str:

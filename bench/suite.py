@@ -13,15 +13,22 @@ import datetime as dt
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
+from edgefuse import __version__, drift
+from edgefuse.bench.env import environment, usable_cores
+from edgefuse.bench.exports import prepare
+from edgefuse.bench.gate import apply_checks
+from edgefuse.bench.measure import build_targets, drift_pass, reference_nabf, sample_panels, time_targets
+from edgefuse.bench.options import SuiteOptions
+from edgefuse.bench.pipeline import time_pipeline
+from edgefuse.bench.plan import frames_for, make_plan, pick_checkpoint
+from edgefuse.bench.records import SCHEMA_VERSION, Report
+from edgefuse.bench.report import target_record
 from edgefuse.bench.targets import Target
-from edgefuse.bench.timing import PRESETS, TimingConfig
 from edgefuse.errors import RuntimeUnavailableError
+from edgefuse.exporters.base import ExportSession
 
 Progress = Callable[[str], None]
 # drift budgets of targets without a profile (torch variants): informational, never gated
@@ -32,35 +39,6 @@ VARIANT_BUDGETS = {
 
 
 @dataclass
-class SuiteOptions:
-    artifacts: list[Path] = field(default_factory=list)
-    profiles: list[str] = field(default_factory=list)
-    checkpoint: str | None = None
-    data: Path | None = None
-    calib: Path | None = None
-    pairs: int = 8
-    size: tuple[int, int] | None = None
-    threads: int | None = None
-    device: str = "cpu"
-    timing: str = "default"
-    rounds: int | None = None
-    exports: Path = Path("exports")
-    latency_budgets: str = "auto"  # auto | on | off
-    max_ratio: float | None = None
-    label: str | None = None
-    variants: bool = True
-    torch_compile: str = "max-autotune"  # a torch.compile mode, or "off" (CUDA only)
-    batches: tuple[int, ...] = (16, 64)  # batched throughput (CUDA only)
-    command: str = ""
-
-    def timing_config(self) -> TimingConfig:
-        import dataclasses
-
-        cfg = PRESETS[self.timing]
-        return dataclasses.replace(cfg, rounds=self.rounds) if self.rounds else cfg
-
-
-@dataclass
 class SuiteResult:
     report: dict[str, Any]
     panels: dict[str, Any] | None = None  # sample images for the HTML report (not in the JSON)
@@ -68,10 +46,6 @@ class SuiteResult:
 
 def run_suite(opts: SuiteOptions, progress: Progress = lambda _: None) -> SuiteResult:
     import torch
-
-    from edgefuse.bench import drift
-    from edgefuse.bench.env import environment, usable_cores
-    from edgefuse.bench.plan import frames_for, make_plan, pick_checkpoint
 
     start = time.perf_counter()
     device = "cuda" if opts.device in ("cuda", "gpu") else opts.device
@@ -84,8 +58,8 @@ def run_suite(opts: SuiteOptions, progress: Progress = lambda _: None) -> SuiteR
         opts.artifacts, opts.profiles, size=opts.size, device=device, data=opts.data, calib=opts.calib
     )
     progress("loading the checkpoint and frames")
-    model = pick_checkpoint(opts.checkpoint, plan)
-    info = model.checkpoint_info  # type: ignore[union-attr]
+    loaded = pick_checkpoint(opts.checkpoint, plan)
+    model, info = loaded
     env = environment(opts.label)
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)
@@ -102,21 +76,11 @@ def run_suite(opts: SuiteOptions, progress: Progress = lambda _: None) -> SuiteR
         lap("frames_and_reference")
         prepared = []
         if plan.profiles:
-            from edgefuse.bench.exports import prepare
-            from edgefuse.exporters.base import ExportSession
-
             session = ExportSession(
-                model, calib_dir=opts.calib or opts.data, val_pairs=opts.pairs, threads=threads
+                loaded, calib_dir=opts.calib or opts.data, val_pairs=opts.pairs, threads=threads
             )
             prepared = prepare(session, plan.profiles, opts.exports, progress)
         lap("exports")
-        from edgefuse.bench.measure import (
-            build_targets,
-            drift_pass,
-            reference_nabf,
-            sample_panels,
-            time_targets,
-        )
 
         targets = build_targets(opts, plan, prepared, model, info, device, threads, progress)
         lap("loading")
@@ -128,7 +92,6 @@ def run_suite(opts: SuiteOptions, progress: Progress = lambda _: None) -> SuiteR
         time_targets(targets, list(frames), timing, progress)
         lap("timing")
         panels = sample_panels(targets, ref)
-        from edgefuse.bench.pipeline import time_pipeline
 
         progress("timing pre- and post-processing")
         pipeline = time_pipeline(frames, opts.data, ref.outputs[0])
@@ -139,17 +102,14 @@ def run_suite(opts: SuiteOptions, progress: Progress = lambda _: None) -> SuiteR
         if session is not None:
             session.close()
         torch.set_flush_denormal(False)
-    from edgefuse.bench.gate import apply_checks
-    from edgefuse.bench.report import SCHEMA, SCHEMA_VERSION, target_record
 
-    report: dict[str, Any] = {
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "edgefuse_version": _version(),
-        "command": opts.command,
-        "environment": env,
-        "settings": {
+    report = Report(
+        schema_version=SCHEMA_VERSION,
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        edgefuse_version=__version__,
+        command=opts.command,
+        environment=env,
+        settings={
             "device": device,
             "threads": threads,
             "size": f"{plan.height}x{plan.width}",
@@ -164,15 +124,15 @@ def run_suite(opts: SuiteOptions, progress: Progress = lambda _: None) -> SuiteR
             "timed_call": "the backend call alone on preloaded inputs (no decode, resize or NaN scan); "
             "CUDA: CUDA events around the call, waited for",
         },
-        "checkpoint": {k: v for k, v in info.to_dict().items() if k != "config"},
-        "data": frames.to_dict(),
-        "reference": next((t.id for t in targets if t.kind == "reference"), None),
-        "pipeline": pipeline,
-        "targets": [target_record(t, plan.budget_sizes) for t in targets],
-        "skipped": plan.skipped,
-        "phase_seconds": phases,
-        "notes": _notes(frames, device),
-    }
+        checkpoint={k: v for k, v in info.to_dict().items() if k != "config"},
+        data=frames.to_dict(),
+        reference=next((t.id for t in targets if t.kind == "reference"), None),
+        pipeline=pipeline,
+        targets=[target_record(t, plan.budget_sizes) for t in targets],
+        skipped=plan.skipped,
+        phase_seconds=phases,
+        notes=_notes(frames, device),
+    ).to_dict()
     apply_checks(report, opts.latency_budgets, opts.max_ratio)
     report["wall_seconds"] = round(time.perf_counter() - start, 1)
     return SuiteResult(report, panels)
@@ -188,12 +148,6 @@ def _stopwatch(phases: dict[str, float]) -> Callable[[str], None]:
         last[0] = now
 
     return lap
-
-
-def _version() -> str:
-    from edgefuse import __version__
-
-    return __version__
 
 
 def _notes(frames: Any, device: str) -> list[str]:
@@ -213,9 +167,3 @@ def _notes(frames: Any, device: str) -> list[str]:
 
 def finite(x: Any) -> bool:
     return isinstance(x, int | float) and math.isfinite(x)
-
-
-def as_hwc(x: np.ndarray) -> np.ndarray:
-    """1×C×H×W or C×H×W -> H×W×C (H×W for one channel)."""
-    x = x[0] if x.ndim == 4 else x
-    return x[0] if x.shape[0] == 1 else np.ascontiguousarray(x.transpose(1, 2, 0))

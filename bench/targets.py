@@ -18,8 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgefuse.bench.timing import Clock, peak_rss_mb, reset_peak_rss, rss_mb, wall_clock
+from edgefuse import backends
+from edgefuse.bench.records import Status
+from edgefuse.bench.timing import Clock, cuda_clock, peak_rss_mb, reset_peak_rss, rss_mb, wall_clock
+from edgefuse.bench.torch_variants import TorchVariant
 from edgefuse.errors import EdgefuseError
+from edgefuse.manifest import MANIFEST, ArtifactManifest, read_manifest
+from edgefuse.runtimes.base import runtime_for
+from edgefuse.runtimes.pytorch import TorchRuntime
 
 if TYPE_CHECKING:
     import torch
@@ -45,7 +51,7 @@ class Target:
     load_seconds: float = math.nan
     memory: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
-    status: str = "ok"  # ok | not_run | error
+    status: Status = Status.OK
     reason: str = ""
     predict: Callable[[Inputs], dict[str, np.ndarray]] | None = None
     make_step: Callable[[list[Inputs]], Callable[[], object]] | None = None
@@ -61,10 +67,10 @@ class Target:
 
     @property
     def ready(self) -> bool:
-        return self.status == "ok" and self.predict is not None
+        return self.status is Status.OK and self.predict is not None
 
     def fail(self, exc: BaseException) -> None:
-        self.status = "error"
+        self.status = Status.ERROR
         text = str(exc) if isinstance(exc, EdgefuseError) else f"{type(exc).__name__}: {exc}"
         first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
         self.reason = first[:300]  # compiler errors run to pages; the first line names the problem
@@ -117,7 +123,6 @@ def artifact_target(
     path: Path, profile: Profile | None, target_id: str, *, threads: int, device: str
 ) -> Target:
     """Open an artifact directory with its runtime; ``not_run`` when that runtime cannot run here."""
-    from edgefuse.runtimes.base import read_manifest, runtime_for
 
     manifest = read_manifest(path)
     cls = runtime_for(path)
@@ -125,7 +130,7 @@ def artifact_target(
         target_id,
         "artifact",
         cls.name,
-        str(manifest.get("precision", "?")),
+        manifest.precision or "?",
         device=device,
         threads=threads,
         profile=profile,
@@ -133,16 +138,16 @@ def artifact_target(
     )
     ok, why = cls.is_available()
     if not ok:
-        t.status, t.reason = "not_run", f"{cls.name} cannot run here: {why}"
+        t.status, t.reason = Status.NOT_RUN, f"{cls.name} cannot run here: {why}"
         return t
-    if device != "cpu" and cls.name not in ("onnxruntime", "tensorrt"):
-        t.status, t.reason = "not_run", f"{cls.name} runs on the CPU; bench it with --device cpu"
+    if device != "cpu" and not backends.runs_on(cls.name, device):
+        t.status, t.reason = Status.NOT_RUN, f"{cls.name} runs on the CPU; bench it with --device cpu"
         return t
     probe = MemoryProbe()
     try:
         runner = cls(path, threads=threads, profile=profile, device=device)
     except EdgefuseError as exc:
-        t.status, t.reason = "not_run", str(exc)
+        t.status, t.reason = Status.NOT_RUN, str(exc)
         return t
     t.runtime = f"{cls.name} {why.split(' ')[0]}"
     precision = getattr(runner, "inference_precision", None)  # what OpenVINO really executes at
@@ -158,8 +163,6 @@ def torch_target(
 ) -> Target:
     """The CPU PyTorch runtime: the fp32 reference (or its channels-last variant)."""
     import torch
-
-    from edgefuse.runtimes.pytorch import TorchRuntime
 
     kind = "variant" if channels_last else "reference"
     t = Target(target_id, kind, "torch", "fp32", threads=threads)
@@ -194,8 +197,6 @@ def variant_target(
     compile_mode: str = "max-autotune",
 ) -> Target:
     """A torch variant (CUDA graphs, compile, fp16, batched) on ``device``."""
-    from edgefuse.bench.timing import cuda_clock
-    from edgefuse.bench.torch_variants import TorchVariant
 
     cuda = device.startswith("cuda")
     t = Target(target_id, kind, "torch", variant.dtype, device=device, batch=variant.batch)
@@ -214,17 +215,17 @@ def variant_target(
     return t
 
 
-def artifact_info(path: Path, manifest: dict[str, Any]) -> dict[str, Any]:
+def artifact_info(path: Path, manifest: ArtifactManifest) -> dict[str, Any]:
     """Path, size and hash of an artifact directory from its manifest (size measured when not recorded)."""
-    total = manifest.get("total_bytes")
+    total = manifest.total_bytes
     if not isinstance(total, int):
-        total = sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and p.name != "edgefuse.json")
+        total = sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and p.name != MANIFEST)
     return {
         "path": str(path),
-        "file": manifest.get("artifact"),
+        "file": manifest.artifact or None,  # fields a hand-written manifest leaves out are null
         "bytes": total,
-        "artifact_bytes": manifest.get("artifact_bytes"),
-        "sha256": manifest.get("artifact_sha256"),
-        "profile": manifest.get("profile"),
-        "created": manifest.get("created"),
+        "artifact_bytes": manifest.artifact_bytes,
+        "sha256": manifest.artifact_sha256 or None,
+        "profile": manifest.profile or None,
+        "created": manifest.created or None,
     }

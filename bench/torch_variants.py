@@ -35,11 +35,6 @@ class Variant:
         return f"torch-{device}-{self.dtype}-{self.mode}-b{self.batch}"
 
 
-def cpu_variants() -> list[Variant]:
-    """Beside the eager fp32 reference: channels-last, which oneDNN runs faster on x86."""
-    return [Variant("fp32", "channels_last")]
-
-
 def cuda_variants(batches: tuple[int, ...] = (16, 64), compile: bool = True) -> list[Variant]:
     """Batch 1 in every mode and precision (compile: fp16 only); batched throughput with CUDA graphs in
     both precisions and, for the first batch size, compiled fp16. Compilation (autotuning) costs minutes

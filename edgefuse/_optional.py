@@ -3,29 +3,26 @@
 from __future__ import annotations
 
 import importlib
+import re
 from types import ModuleType
 
+from edgefuse import backends
 from edgefuse.errors import MissingExtraError
 
-# module name -> (pip package, edgefuse extra)
-EXTRAS: dict[str, tuple[str, str]] = {
-    "onnx": ("onnx", "onnx"),
-    "onnxruntime": ("onnxruntime", "onnx"),
-    "onnxscript": ("onnxscript", "onnx"),
-    "onnxslim": ("onnxslim", "onnx"),
-    "openvino": ("openvino", "openvino"),
-    "nncf": ("nncf", "openvino"),
-    "coremltools": ("coremltools", "coreml"),
-    "litert_torch": ("litert-torch", "tflite"),
-    "ai_edge_litert": ("ai-edge-litert", "tflite"),
-    "tflite_runtime": ("tflite-runtime", "tflite"),
-    "tensorrt": ("tensorrt", "tensorrt"),
+# modules no backend provides: module name -> (pip package, edgefuse extra); backends' own packages and
+# extras come from their registry entries (edgefuse.backends)
+OTHER_EXTRAS: dict[str, tuple[str, str]] = {
     "cv2": ("opencv-python-headless", "video"),
     "diffusers": ("diffusers", "teacher"),
-    "ai_edge_quantizer": ("ai-edge-quantizer", "tflite"),
     # not in an extra: timm pulls torchvision, which must match the installed torch exactly
     "timm": ("timm", ""),
 }
+
+
+def extra_for(module: str) -> tuple[str, str]:
+    """(pip package, edgefuse extra) that provides ``module`` (extra "all" when nothing says)."""
+    top = module.split(".")[0]
+    return backends.distribution(top) or OTHER_EXTRAS.get(top, (module, "all"))
 
 
 def require(module: str) -> ModuleType:
@@ -33,7 +30,7 @@ def require(module: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        package, extra = EXTRAS.get(module.split(".")[0], (module, "all"))
+        package, extra = extra_for(module)
         raise MissingExtraError(package, extra, reason=str(exc).splitlines()[0]) from exc
 
 
@@ -44,3 +41,8 @@ def available(module: str) -> tuple[bool, str]:
     except Exception as exc:  # a broken install can raise more than ImportError; report it
         return False, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
     return True, str(getattr(mod, "__version__", "unknown version"))
+
+
+def version_tuple(text: str) -> tuple[int, ...]:
+    """The first three numbers of a version string: "2024.4.0-16579" -> (2024, 4, 0), "8.6" -> (8, 6)."""
+    return tuple(int(p) for p in re.findall(r"\d+", text)[:3])

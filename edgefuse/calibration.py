@@ -8,7 +8,7 @@ part and validation from the held-out part, so an int8 build is never judged on 
 calibrated on (unless the folder is too small to split, which the result says).
 
 Adapters: :func:`ort_reader` (ONNX Runtime ``CalibrationDataReader``), :func:`nncf_dataset`,
-:func:`samples` (dicts for LiteRT / CoreML), :func:`torch_samples`, :func:`tensorrt_calibrator`.
+:func:`samples` (dicts for LiteRT / CoreML), :func:`torch_samples`.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgefuse.errors import DataError
+from edgefuse.synthetic import SyntheticPairs
 
 if TYPE_CHECKING:
     import torch
@@ -186,7 +187,6 @@ def validation_frames(
 
 
 def synthetic_frames(height: int, width: int, count: int, seed: int = 0) -> Frames:
-    from edgefuse.synthetic import SyntheticPairs
 
     pairs = SyntheticPairs(n=count, seed=seed, height=height, width=width)
     vis, ir = zip(*(fit(*pairs[i], height, width) for i in range(len(pairs))), strict=True)
@@ -244,40 +244,3 @@ def nncf_dataset(frames: Frames) -> Any:
     import nncf
 
     return nncf.Dataset(list(frames))
-
-
-def tensorrt_calibrator(frames: Frames, cache: str | Path) -> Any:
-    """An ``IInt8EntropyCalibrator2`` for implicit (non-QDQ) TensorRT int8 builds; needs tensorrt and CUDA.
-
-    The default int8 route is explicit quantization (the QDQ ONNX); this exists for builds that ask
-    TensorRT to calibrate itself (e.g. DLA on older JetPacks).
-    """
-    import tensorrt as trt
-    import torch
-
-    class Calibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc,name-defined]
-        def __init__(self) -> None:
-            super().__init__()
-            self.items = list(frames)
-            self.pos = 0
-            self.cache = Path(cache)
-            self.device: dict[str, torch.Tensor] = {}
-
-        def get_batch_size(self) -> int:
-            return 1
-
-        def get_batch(self, names: list[str]) -> list[int] | None:
-            if self.pos >= len(self.items):
-                return None
-            item = self.items[self.pos]
-            self.pos += 1
-            self.device = {n: torch.from_numpy(item[n]).cuda() for n in names}
-            return [int(self.device[n].data_ptr()) for n in names]
-
-        def read_calibration_cache(self) -> bytes | None:
-            return self.cache.read_bytes() if self.cache.is_file() else None
-
-        def write_calibration_cache(self, data: bytes) -> None:
-            self.cache.write_bytes(bytes(data))
-
-    return Calibrator()

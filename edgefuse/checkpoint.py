@@ -9,15 +9,16 @@ import hashlib
 import json
 import os
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
+from edgefuse import __version__
 from edgefuse.errors import CheckpointError
+from edgefuse.io import atomic_path, sha256_file
 from edgefuse.model import ARCH, CONFIGS, DEFAULT_SIZE, FusionProxy, FusionProxyConfig
 from edgefuse.spec import IOSpec
 
@@ -68,12 +69,7 @@ def resolve(name_or_path: str | os.PathLike[str] | None) -> Path:
     return path
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+file_sha256 = sha256_file  # the checkpoint file's hash, as manifests and reports record it
 
 
 def weights_sha256(state: dict[str, torch.Tensor]) -> str:
@@ -201,8 +197,17 @@ def load_checkpoint(
     return state, info
 
 
-def load_model(name_or_path: str | os.PathLike[str] | None = None, map_location: str = "cpu") -> FusionProxy:
-    """Build the model a checkpoint describes and load its weights strictly; eval mode."""
+class LoadedModel(NamedTuple):
+    """A model and what its checkpoint says about it (hashes, config, provenance), kept together."""
+
+    model: FusionProxy
+    info: CheckpointInfo
+
+
+def load_model(name_or_path: str | os.PathLike[str] | None = None, map_location: str = "cpu") -> LoadedModel:
+    """Build the model a checkpoint describes and load its weights strictly; eval mode.
+
+    ``model, info = load_model(path)``: the info travels beside the model, not as an attribute of it."""
     state, info = load_checkpoint(name_or_path)
     model = FusionProxy(info.config)
     expected = model.state_dict()
@@ -212,8 +217,7 @@ def load_model(name_or_path: str | os.PathLike[str] | None = None, map_location:
     if bad:
         raise CheckpointError(f"{info.path}: non-finite weights in {bad[0]}")
     model.load_state_dict(state, strict=True)
-    model.checkpoint_info = info  # type: ignore[assignment]
-    return model.to(map_location).eval()
+    return LoadedModel(model.to(map_location).eval(), info)
 
 
 def flush_denormals(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -250,8 +254,6 @@ def save_checkpoint(
     """Write ``model`` atomically as safetensors with edgefuse metadata; returns the path."""
     from safetensors.torch import save_file
 
-    from edgefuse import __version__
-
     state = flush_denormals(
         {k: v.detach().to("cpu").float().contiguous() for k, v in model.state_dict().items()}
     )
@@ -272,13 +274,6 @@ def save_checkpoint(
         "edgefuse.weights_sha256": weights_sha256(state),
     }
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(state, tmp, metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path, mode=None) as tmp:  # mode None: keep mkstemp's 0600, as before
+        save_file(state, str(tmp), metadata=meta)
     return path

@@ -67,7 +67,7 @@ def get_model(checkpoint: str | None = None, device: str = "cpu") -> torch.nn.Mo
 
     key = (str(checkpoint or DEFAULT_CHECKPOINT), device)
     if key not in _MODELS:
-        _MODELS[key] = load_model(key[0], map_location=device)
+        _MODELS[key] = load_model(key[0], map_location=device).model
     return _MODELS[key]
 
 

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 import numpy as np
 from scipy import ndimage
 
+from edgefuse.color import BT601_Q15
+
 METRIC_NAMES = ("EN", "SD", "SF", "AG", "MI", "SCD", "CC", "PSNR", "VIF", "Qabf", "SSIM", "Nabf")
 HIGHER_IS_BETTER: dict[str, bool] = {name: name != "Nabf" for name in METRIC_NAMES}
 DRIFT_NAMES: tuple[str, ...] = ("max_abs", "mean_abs", "p99_abs", "psnr", "ssim", "nonfinite")
@@ -23,7 +25,7 @@ DRIFT_HIGHER_IS_BETTER: dict[str, bool] = {name: name in ("psnr", "ssim") for na
 _EPS = 1e-10  # VIF eps
 _SIGMA_NSQ = 2.0  # VIF noise variance
 # BT.601 exactly as OpenCV (4.x/5.x) rounds BGR2GRAY for 8-bit: (R*9798 + G*19235 + B*3735 + 2**14) >> 15
-_GRAY_WEIGHTS = np.array([9798, 19235, 3735], dtype=np.int64)
+_GRAY_WEIGHTS = np.array(BT601_Q15, dtype=np.int64)
 
 
 # --- input handling -------------------------------------------------------------------------------------

@@ -133,7 +133,7 @@ class FusionProxy(nn.Module):
         """The bundled default (``fusionproxy-s``) or any edgefuse/PyTorch checkpoint file."""
         from edgefuse.checkpoint import load_model
 
-        return load_model(name_or_path, map_location=map_location)
+        return load_model(name_or_path, map_location=map_location).model
 
 
 def create_model(name: str = DEFAULT_SIZE, pretrained: bool = False) -> FusionProxy:

@@ -9,7 +9,6 @@ backend gets them the same way.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.metadata
 import io
 import os
@@ -17,34 +16,27 @@ import re
 import shutil
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
+from edgefuse import backends
 from edgefuse._optional import require
+from edgefuse.calibration import calibration_frames, validation_frames
+from edgefuse.drift import reference
+from edgefuse.profiles import Precision
 
 if TYPE_CHECKING:
-    from edgefuse.bench.drift import Reference
     from edgefuse.calibration import Frames
+    from edgefuse.checkpoint import CheckpointInfo, LoadedModel
+    from edgefuse.drift import DriftResult, Reference
     from edgefuse.model import FusionProxy
     from edgefuse.profiles import Profile
 
+T = TypeVar("T")
+
 SCRATCH_PREFIX = "edgefuse-export-"  # + "<pid>-": a later session can tell a killed session's leftovers
-# pip distribution names of the tools a manifest records (module name -> distribution)
-DISTRIBUTIONS = {
-    "torch": "torch",
-    "onnx": "onnx",
-    "onnxruntime": "onnxruntime",
-    "onnxslim": "onnxslim",
-    "openvino": "openvino",
-    "nncf": "nncf",
-    "coremltools": "coremltools",
-    "litert_torch": "litert-torch",
-    "ai_edge_litert": "ai-edge-litert",
-    "ai_edge_quantizer": "ai-edge-quantizer",
-    "tensorrt": "tensorrt",
-}
 
 
 @dataclass(frozen=True)
@@ -69,6 +61,20 @@ class Build:
     details: dict[str, Any] = field(default_factory=dict)  # backend specifics for the manifest
 
 
+@dataclass
+class MixedSearch:
+    """A mixed-precision search's record: its steps (probes per step) and the groups it kept."""
+
+    steps: list[dict[str, Any]]
+    kept: list[str]
+
+
+class Background(Protocol):
+    """A preparation running beside the session (the LiteRT conversion worker)."""
+
+    def stop(self) -> None: ...
+
+
 class ExportSession:
     """Everything the exports of one command share: the fp32 model, its hashes, frames and caches.
 
@@ -78,31 +84,63 @@ class ExportSession:
 
     def __init__(
         self,
-        model: FusionProxy,
+        loaded: LoadedModel,
         *,
         calib_dir: str | Path | None = None,
         val_pairs: int = 8,
         threads: int | None = None,
     ) -> None:
-        from edgefuse.checkpoint import CheckpointInfo
-
-        info = getattr(model, "checkpoint_info", None)
-        if not isinstance(info, CheckpointInfo):
-            raise TypeError("the model must come from edgefuse.checkpoint.load_model (it records its hashes)")
+        if not (isinstance(loaded, tuple) and len(loaded) == 2):
+            raise TypeError(
+                "pass edgefuse.checkpoint.load_model(...): the session records the checkpoint's hashes"
+            )
+        model, info = loaded
         self.model = model.eval()
-        self.info = info
+        self.info: CheckpointInfo = info
         self.calib_dir = calib_dir
         self.val_pairs = val_pairs
         self.threads = threads or os.cpu_count() or 1
         _clean_stale_scratch()
         self.scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-"))
-        self._cache: dict[tuple[Any, ...], Any] = {}
+        # what the session remembers, one typed store per kind (see the methods that read them)
+        self._files: dict[tuple[Hashable, ...], Any] = {}  # converters' intermediates (fp32 ONNX, ...)
+        self._frames: dict[tuple[Hashable, ...], Frames] = {}
+        self._references: dict[int, Reference] = {}
+        self._measured: dict[tuple[Hashable, ...], DriftResult] = {}
+        self._searches: dict[tuple[Hashable, ...], MixedSearch] = {}
+        self._workers: dict[Hashable, Background] = {}
+        self.mixed_hint: list[str] = []  # the groups the last passing mixed-precision search kept
         self._closers: list[Callable[[], None]] = []  # e.g. stop background workers
 
-    def cached(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
-        if key not in self._cache:
-            self._cache[key] = make()
-        return self._cache[key]
+    def cached(self, key: tuple[Hashable, ...], make: Callable[[], T]) -> T:
+        """A converter's intermediate (the fp32 ONNX of an IO size, a calibration result), made once per
+        session; ``key`` starts with a name saying what it is."""
+        if key not in self._files:
+            self._files[key] = make()
+        value: T = self._files[key]
+        return value
+
+    def measured(self, key: tuple[Hashable, ...]) -> DriftResult | None:
+        """The validation of an identical file (same bytes, runtime, knobs and reference), if any."""
+        return self._measured.get(key)
+
+    def remember_measured(self, key: tuple[Hashable, ...], result: DriftResult) -> None:
+        self._measured[key] = result
+
+    def search(self, key: tuple[Hashable, ...]) -> MixedSearch | None:
+        """A mixed-precision search already run on an identical int8 build under the same budget."""
+        return self._searches.get(key)
+
+    def remember_search(self, key: tuple[Hashable, ...], search: MixedSearch) -> None:
+        self._searches[key] = search
+
+    def worker(self, key: Hashable) -> Background | None:
+        return self._workers.get(key)
+
+    def add_worker(self, key: Hashable, worker: Background) -> None:
+        """A background preparation (stopped when the session closes)."""
+        self._workers[key] = worker
+        self.on_close(worker.stop)
 
     def scratch_dir(self, *parts: str) -> Path:
         path = self.scratch.joinpath(*parts)
@@ -110,7 +148,6 @@ class ExportSession:
         return path
 
     def calibration(self, profile: Profile) -> Frames:
-        from edgefuse.calibration import calibration_frames
 
         key = (
             "calib",
@@ -118,21 +155,26 @@ class ExportSession:
             profile.calibration.count,
             profile.io,
         )
-        return self.cached(key, lambda: calibration_frames(profile, self.calib_dir))
+        if key not in self._frames:
+            self._frames[key] = calibration_frames(profile, self.calib_dir)
+        return self._frames[key]
 
     def reference(self, profile: Profile, probe: bool = False) -> Reference:
         """fp32 PyTorch outputs on the validation frames, computed once per session and shared by every
         profile of the same input size (``probe``: the first two, sliced from the same reference)."""
-        from edgefuse.bench.drift import reference
-        from edgefuse.calibration import validation_frames
 
-        source = str(self.calib_dir or profile.calibration.path())
-        frames = self.cached(
-            ("val", source, self.val_pairs, profile.io),
-            lambda: validation_frames(profile, self.calib_dir, self.val_pairs),
-        )
-        full = self.cached(("ref", id(frames)), lambda: reference(self.model, frames, workers=self.threads))
-        return self.cached(("probe", id(full)), lambda: full.head(2)) if probe else full
+        key = ("val", str(self.calib_dir or profile.calibration.path()), self.val_pairs, profile.io)
+        if key not in self._frames:
+            self._frames[key] = validation_frames(profile, self.calib_dir, self.val_pairs)
+        frames = self._frames[key]
+        if id(frames) not in self._references:
+            self._references[id(frames)] = reference(self.model, frames, workers=self.threads)
+        full = self._references[id(frames)]
+        if not probe:
+            return full
+        if id(full) not in self._references:  # keyed by the full reference it is sliced from
+            self._references[id(full)] = full.head(2)
+        return self._references[id(full)]
 
     def on_close(self, fn: Callable[[], None]) -> None:
         self._closers.append(fn)
@@ -183,8 +225,8 @@ class Job:
         return self.session.model
 
     @property
-    def precision(self) -> str:
-        return self.profile.precision.value
+    def precision(self) -> Precision:
+        return self.profile.precision
 
     def sample(self) -> tuple[Any, Any]:
         """Zero tensors of the profile's static input shape (tracing needs only the shapes)."""
@@ -274,31 +316,10 @@ def quiet() -> Iterator[None]:
 # --- files and versions --------------------------------------------------------------------------------
 
 
-def sha256_path(path: Path) -> str:
-    """sha256 of a file, or of a directory's files (relative names and bytes, sorted) such as .mlpackage."""
-    h = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for f in files:
-        if path.is_dir():
-            h.update(str(f.relative_to(path)).encode())
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
-
-
-def size_bytes(path: Path) -> int:
-    return (
-        path.stat().st_size
-        if path.is_file()
-        else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-    )
-
-
 def tool_versions(modules: Sequence[str]) -> dict[str, str]:
     out = {}
     for module in modules:
-        dist = DISTRIBUTIONS.get(module, module)
+        dist = (backends.distribution(module) or (module, ""))[0]  # import name -> pip distribution
         try:
             out[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:

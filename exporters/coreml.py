@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from edgefuse._optional import require
+from edgefuse.calibration import torch_samples
 from edgefuse.errors import ExportError
 from edgefuse.exporters.base import Build, Exporter, Job, Validation
+from edgefuse.profiles import Precision
 from edgefuse.spec import INPUT_NAMES, OUTPUT_NAMES
 
 MODEL = "model.mlpackage"
@@ -50,8 +52,6 @@ def _calibrated_w8a8(job: Job) -> Any:
         ModuleLinearQuantizerConfig,
     )
 
-    from edgefuse.calibration import torch_samples
-
     # milestones: observers on from step 0, fake-quant only from step 10**6, i.e. pure observation
     config = ModuleLinearQuantizerConfig(quantization_scheme="symmetric", milestones=[0, 10**6, 10**6, 0])
     quantizer = LinearQuantizer(copy.deepcopy(job.model), LinearQuantizerConfig(global_config=config))
@@ -73,7 +73,7 @@ def convert(job: Job) -> tuple[Any, str]:
     logging.getLogger("coremltools").setLevel(logging.ERROR)
     target = _target(ct, job.profile.coreml.minimum_deployment_target)
     model, line = job.model, ""
-    if job.precision == "int8":
+    if job.precision is Precision.INT8:
         if _supports_a8(ct, target):
             model, line = (
                 _calibrated_w8a8(job),
@@ -91,10 +91,12 @@ def convert(job: Job) -> tuple[Any, str]:
             inputs=inputs,
             outputs=[ct.TensorType(name=OUTPUT_NAMES[0], dtype=np.float32)],
             convert_to="mlprogram",
-            compute_precision=ct.precision.FLOAT32 if job.precision == "fp32" else ct.precision.FLOAT16,
+            compute_precision=ct.precision.FLOAT32
+            if job.precision is Precision.FP32
+            else ct.precision.FLOAT16,
             minimum_deployment_target=target,
         )
-    if job.precision == "int8":
+    if job.precision is Precision.INT8:
         opt = require("coremltools.optimize.coreml")
         weights = opt.OptimizationConfig(
             global_config=opt.OpLinearQuantizerConfig(mode="linear_symmetric", granularity="per_channel")

@@ -10,11 +10,13 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgefuse.exporters.base import Build, Exporter, Job, quiet, sha256_path
+from edgefuse.drift import FAILED, budget_dict, check
+from edgefuse.exporters.base import Build, Exporter, Job, MixedSearch, quiet
 from edgefuse.exporters.validate import PROBE, PROBE_METRICS, SEARCH, groups_of, validate
+from edgefuse.io import sha256_path
 
 if TYPE_CHECKING:
-    from edgefuse.bench.drift import DriftResult
+    from edgefuse.drift import DriftResult
     from edgefuse.exporters.validate import Report
 
 
@@ -35,23 +37,22 @@ def mixed_precision(
 
     When an earlier search in this run kept some groups, that answer is tried first, shortest prefix
     first, and used only if this backend's own validation passes with it."""
-    from edgefuse.bench.drift import budget_dict
 
     groups = groups_of(job, exporter)
     bud = budget_dict(job.profile.drift)
     # an identical int8 build under the same budget was searched already (e.g. two TensorRT int8 profiles)
     key = ("mixed", exporter.backend, sha256_path(work / first_build.artifact), tuple(sorted(bud.items())))
-    known: dict[str, Any] | None = job.session._cache.get(key)
-    hint = [g for g in job.session._cache.get(("mixed-hint",), []) if g in groups]
+    known = job.session.search(key)
+    hint = [g for g in job.session.mixed_hint if g in groups]
     failed: set[frozenset[str]] = set()  # kept sets whose build missed the budget here
     # an identical search is replayed whatever it found; an earlier one's groups are tried shortest first
-    for answer in [known["kept"]] if known else [hint[: i + 1] for i in range(len(hint))]:
+    for answer in [known.kept] if known else [hint[: i + 1] for i in range(len(hint))]:
         build, result = _keep(job, exporter, work, groups, answer, report)
         failed.add(frozenset(answer))
-        if known or result.status != "failed":
-            prior = known["steps"] if known else []
+        if known or result.status is not FAILED:
+            prior = known.steps if known else []
             how = "the groups an identical search kept" if known else "the groups an earlier search kept"
-            job.session._cache[key] = {"steps": prior, "kept": answer}
+            job.session.remember_search(key, MixedSearch(prior, answer))
             return build, result, _info(first, f"{how}, confirmed by this validation", prior, answer, result)
     kept: list[str] = []
     steps: list[dict[str, Any]] = []
@@ -63,13 +64,13 @@ def mixed_precision(
         if frozenset(kept) in failed:
             continue  # built and missed already, as an earlier search's answer: measure the next step
         build, result = _keep(job, exporter, work, groups, kept, report)
-        if result.status != "failed":
+        if result.status is not FAILED:
             break
     if frozenset(kept) in failed:  # the last step was skipped: ``work`` holds an earlier build
         build, result = _keep(job, exporter, work, groups, kept, report)
-    job.session._cache[key] = {"steps": steps, "kept": kept}
-    if result.status != "failed":
-        job.session._cache[("mixed-hint",)] = kept
+    job.session.remember_search(key, MixedSearch(steps, kept))
+    if result.status is not FAILED:
+        job.session.mixed_hint = kept
     method = (
         "greedy: per step, a probe per remaining group with it and the kept groups unquantized, scored "
         f"against the budget (drift and {', '.join(PROBE_METRICS)} vs fp32 on 2 held-out frames); the "
@@ -89,7 +90,7 @@ def _info(
         "sensitivity": steps[0]["probes"] if steps else {},
         "steps": steps,
         "kept": kept,
-        "met_budget": result.status != "failed",
+        "met_budget": result.status is not FAILED,
     }
 
 
@@ -138,7 +139,6 @@ def budget_use(result: DriftResult, bud: dict[str, float]) -> dict[str, Any]:
     """How much of its budget a result uses. Per item, the share of its allowance: the MSE against the MSE
     the PSNR floor allows (worst pair), max |Δ| against its bound, each scored fusion metric's change
     against the limit; ``budget_used`` is the largest (> 1: a miss), ``total`` their sum."""
-    from edgefuse.bench.drift import check
 
     drift = result.drift
     if not result.ran or drift.get("nonfinite") or "psnr_min" not in drift:

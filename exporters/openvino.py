@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgefuse._optional import require
+from edgefuse.calibration import nncf_dataset
 from edgefuse.exporters.base import Build, Exporter, Job, Validation, group_nodes
+from edgefuse.profiles import Precision
 from edgefuse.spec import OUTPUT_NAMES
 
 if TYPE_CHECKING:
@@ -45,7 +47,6 @@ def quantize(job: Job, src: Path, dst: Path, exclude: Sequence[str]) -> None:
     import rich
 
     ov, nncf = require("openvino"), require("nncf")
-    from edgefuse.calibration import nncf_dataset
 
     nncf.set_log_level(logging.ERROR)
     frames = job.session.calibration(job.profile)
@@ -116,32 +117,34 @@ class OpenVINOExporter(Exporter):
     tools = ("torch", "openvino", "nncf")
 
     def modules_for(self, profile: Profile) -> tuple[str, ...]:
-        return ("openvino", "nncf") if profile.precision.value == "int8" else ("openvino",)
+        return ("openvino", "nncf") if profile.precision is Precision.INT8 else ("openvino",)
 
     def build(self, job: Job, out: Path, exclude: Sequence[str] = (), quick: bool = False) -> Build:
         ov = require("openvino")
         src, dst, precision = fp32_ir(job), out / MODEL, job.precision
-        if precision == "int8" and quick:
+        if precision is Precision.INT8 and quick:
             strip_quantizers(full_int8(job), dst, exclude)
             line = "int8 probe"
-        elif precision == "int8":
+        elif precision is Precision.INT8:
             quantize(job, src, dst, exclude) if exclude else _copy_ir(full_int8(job), dst)
             kept = " (excluded layers float)" if exclude else ""
             line = f"int8 (NNCF MIXED preset: symmetric weights, asymmetric activations){kept}; IO float32"
         else:
-            ov.save_model(ov.Core().read_model(str(src)), str(dst), compress_to_fp16=precision == "fp16")
-            line = "fp32 weights" if precision == "fp32" else "fp16 weights (compress_to_fp16)"
+            ov.save_model(
+                ov.Core().read_model(str(src)), str(dst), compress_to_fp16=precision is Precision.FP16
+            )
+            line = "fp32 weights" if precision is Precision.FP32 else "fp16 weights (compress_to_fp16)"
             line += f"; executes at {job.profile.openvino.inference_precision}; IO float32"
         return Build(
             artifact=MODEL,
             precision_detail=line,
             validate=Validation("openvino", dst),
-            calibrated=precision == "int8",
+            calibrated=precision is Precision.INT8,
             details=ir_details(dst, job.profile),
         )
 
     def groups(self, job: Job) -> dict[str, list[str]]:
-        if job.precision != "int8":
+        if job.precision is not Precision.INT8:
             return {}
         ov = require("openvino")
         model = ov.Core().read_model(str(fp32_ir(job)))

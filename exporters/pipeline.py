@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -18,10 +17,13 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgefuse.errors import ExportError
+from edgefuse import __version__
+from edgefuse.drift import FAILED, PASSED
+from edgefuse.errors import ArtifactMismatchError, ExportError
 from edgefuse.exporters.base import (
     Build,
     Exporter,
@@ -29,19 +31,30 @@ from edgefuse.exporters.base import (
     Job,
     owner_alive,
     quiet,
-    sha256_path,
-    size_bytes,
     tool_versions,
 )
 from edgefuse.exporters.mixed import mixed_precision
 from edgefuse.exporters.validate import FULL, SEARCH, Report, groups_of, incomplete, validate
+from edgefuse.io import sha256_path, size_bytes
+from edgefuse.manifest import MANIFEST, SCHEMA_VERSION, ArtifactManifest
+from edgefuse.profiles import Precision
 
 if TYPE_CHECKING:
-    from edgefuse.bench.drift import DriftResult
+    from edgefuse.drift import DriftResult
     from edgefuse.profiles import Profile
 
-SCHEMA_VERSION = 1
-MANIFEST = "edgefuse.json"
+
+class ExportStatus(str, Enum):
+    """One profile's export: what ``edgefuse export`` prints and its JSON says."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    NOT_VALIDATED = "not_validated"  # built; no runtime for it here (the reason is in the message)
+    UP_TO_DATE = "up_to_date"  # built earlier from this checkpoint for this profile
+    ERROR = "error"  # the export raised (the command line records it and goes on)
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass
@@ -49,7 +62,7 @@ class Outcome:
     """The result of exporting one profile, as the CLI reports it."""
 
     profile: str
-    status: str  # passed | failed | not_validated | up_to_date
+    status: ExportStatus
     path: Path
     seconds: float = 0.0
     validation: dict[str, Any] = field(default_factory=dict)
@@ -58,7 +71,7 @@ class Outcome:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("passed", "not_validated", "up_to_date")
+        return self.status in (ExportStatus.PASSED, ExportStatus.NOT_VALIDATED, ExportStatus.UP_TO_DATE)
 
 
 def build_order(profiles: Sequence[Profile]) -> list[Profile]:
@@ -69,21 +82,21 @@ def build_order(profiles: Sequence[Profile]) -> list[Profile]:
     searches try (shortest prefix first, accepted only when their own validation passes), which spares
     them a sensitivity measurement of their own. Each answer is still confirmed by its own backend's
     validation: the order only decides which candidates are tried first."""
-    return sorted(profiles, key=lambda p: not (p.backend == "tensorrt" and p.precision.value == "int8"))
+    return sorted(profiles, key=lambda p: not (p.backend == "tensorrt" and p.precision is Precision.INT8))
 
 
-def existing_status(profile: Profile, target: Path, session: ExportSession) -> str | None:
+def existing_status(profile: Profile, target: Path, session: ExportSession) -> ExportStatus | None:
     """``None`` when nothing is at ``target``; "up_to_date" when it was built from this checkpoint for this
     profile; otherwise :class:`ExportError` (a different build is there: ``--force`` replaces it)."""
     if not target.exists():
         return None
     try:
-        manifest = json.loads((target / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        manifest = ArtifactManifest.read(target)
+    except ArtifactMismatchError:
         raise ExportError(
             f"{target}: exists without a readable {MANIFEST}; pass --force to replace it"
         ) from None
-    calibrated = profile.precision.value == "int8"
+    calibrated = profile.precision is Precision.INT8
     want = {
         "schema_version": SCHEMA_VERSION,
         "weights_sha256": session.info.weights_sha256,
@@ -91,17 +104,17 @@ def existing_status(profile: Profile, target: Path, session: ExportSession) -> s
         "calibration source": str(session.calib_dir or profile.calibration.path()) if calibrated else None,
     }
     got = {
-        "schema_version": manifest.get("schema_version"),
-        "weights_sha256": (manifest.get("checkpoint") or {}).get("weights_sha256"),
-        "profile": _spec(manifest.get("profile_spec") or {}),
-        "calibration source": (manifest.get("calibration") or {}).get("source") if calibrated else None,
+        "schema_version": manifest.schema_version,
+        "weights_sha256": (manifest.checkpoint or {}).get("weights_sha256"),
+        "profile": _spec(manifest.profile_spec or {}),
+        "calibration source": (manifest.calibration or {}).get("source") if calibrated else None,
     }
     diff = [k for k in want if want[k] != got[k]]
     if diff:
         raise ExportError(
             f"{target}: an artifact with a different {', '.join(diff)} exists; pass --force to replace it"
         )
-    return "up_to_date"
+    return ExportStatus.UP_TO_DATE
 
 
 def _spec(d: dict[str, Any]) -> dict[str, Any]:
@@ -120,12 +133,12 @@ def export_profile(
 ) -> Outcome:
     target = out_root / profile.name
     clean_interrupted(out_root, profile.name)
-    if not force and existing_status(profile, target, session) == "up_to_date":
-        manifest = json.loads((target / MANIFEST).read_text(encoding="utf-8"))
-        val = manifest.get("validation") or {}
-        kept = manifest.get("kept_in_higher_precision", [])
+    if not force and existing_status(profile, target, session) is ExportStatus.UP_TO_DATE:
+        manifest = ArtifactManifest.read(target)
+        val = manifest.validation or {}
+        kept = manifest.kept_in_higher_precision
         note = "already built from this checkpoint (--force rebuilds)"
-        return Outcome(profile.name, "up_to_date", target, 0.0, val, kept, note)
+        return Outcome(profile.name, ExportStatus.UP_TO_DATE, target, 0.0, val, kept, note)
     out_root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{profile.name}.tmp-{os.getpid()}-", dir=out_root))
     try:
@@ -134,23 +147,23 @@ def export_profile(
         report("building")
         with quiet():
             build = exporter.build(job, work)
-        fallback = profile.precision.value == "int8" and bool(groups_of(job, exporter))
+        fallback = profile.precision is Precision.INT8 and bool(groups_of(job, exporter))
         result = validate(job, build, report, SEARCH if fallback else FULL)
         mixed: dict[str, Any] | None = None
-        if result.status == "failed" and fallback:
+        if result.status is FAILED and fallback:
             build, result, mixed = mixed_precision(job, exporter, work, build, result, report)
         if incomplete(result):  # the verdict that is recorded always has every metric
             result = validate(job, build, report, FULL)
         seconds = time.perf_counter() - start
         _write_manifest(job, exporter, build, result, mixed, work, seconds)
-        if result.status == "failed":
+        if result.status is FAILED:
             rejected = out_root / f"{profile.name}.rejected"
             _install(work, rejected)
-            return Outcome(profile.name, "failed", rejected, seconds, result.to_dict(), build.kept,
+            return Outcome(profile.name, ExportStatus.FAILED, rejected, seconds, result.to_dict(), build.kept,
                            "; ".join(result.misses))  # fmt: skip
         _install(work, target)
         shutil.rmtree(out_root / f"{profile.name}.rejected", ignore_errors=True)  # superseded
-        status = "passed" if result.status == "passed" else "not_validated"
+        status = ExportStatus.PASSED if result.status is PASSED else ExportStatus.NOT_VALIDATED
         msg = result.summary() if result.ran else f"not validated here: {result.reason}"
         return Outcome(profile.name, status, target, seconds, result.to_dict(), build.kept, msg)
     finally:
@@ -202,55 +215,39 @@ def _write_manifest(
     work: Path,
     seconds: float,
 ) -> None:
-    from edgefuse import __version__
-
     profile, info = job.profile, job.session.info
     artifact = work / build.artifact
-    files = {
+    files: dict[str, dict[str, Any]] = {
         p.name: {"sha256": sha256_path(p), "bytes": size_bytes(p)}
         for p in sorted(work.iterdir())
         if p.name != MANIFEST
     }
-    manifest = {
-        "schema_version": SCHEMA_VERSION,
-        "edgefuse_version": __version__,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "profile": profile.name,
-        "profile_spec": profile.to_dict(),
-        "backend": profile.backend,
-        "precision": profile.precision.value,
-        "precision_detail": build.precision_detail,
-        "io": profile.io.to_dict(),
-        "checkpoint": {
+    ArtifactManifest(
+        schema_version=SCHEMA_VERSION,
+        edgefuse_version=__version__,
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        profile=profile.name,
+        profile_spec=profile.to_dict(),
+        backend=profile.backend,
+        precision=profile.precision.value,
+        precision_detail=build.precision_detail,
+        io=profile.io,
+        checkpoint={
             "path": info.path,
             "file_sha256": info.file_sha256,
             "weights_sha256": info.weights_sha256,
             "size": info.config.name,
         },
-        "artifact": build.artifact,
-        "artifact_sha256": sha256_path(artifact),
-        "artifact_bytes": size_bytes(artifact),
-        "files": files,
-        "total_bytes": sum(f["bytes"] for f in files.values()),
-        "tools": tool_versions(exporter.tools),
-        "export_seconds": round(seconds, 2),
-        "kept_in_higher_precision": build.kept,
-        "mixed_precision": mixed,
-        "calibration": job.session.calibration(profile).to_dict() if build.calibrated else None,
-        "validation": result.to_dict(),
-        "backend_details": build.details,
-    }
-    tmp = work / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(_jsonable(manifest), indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, work / MANIFEST)
-
-
-def _jsonable(x: Any) -> Any:
-    """Strict JSON: non-finite floats (PSNR of identical outputs is inf) become the strings "inf"/"nan"."""
-    if isinstance(x, float) and not math.isfinite(x):
-        return str(x)
-    if isinstance(x, dict):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    return x
+        artifact=build.artifact,
+        artifact_sha256=sha256_path(artifact),
+        artifact_bytes=size_bytes(artifact),
+        files=files,
+        total_bytes=sum(f["bytes"] for f in files.values()),
+        tools=tool_versions(exporter.tools),
+        export_seconds=round(seconds, 2),
+        kept_in_higher_precision=build.kept,
+        mixed_precision=mixed,
+        calibration=job.session.calibration(profile).to_dict() if build.calibrated else None,
+        validation=result.to_dict(),
+        backend_details=build.details,
+    ).write(work)

@@ -12,16 +12,18 @@ manifest and validation say so.
 
 from __future__ import annotations
 
-import re
 import shlex
 import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgefuse._optional import version_tuple
 from edgefuse.errors import ExportError
 from edgefuse.exporters.base import Build, Exporter, Job, Validation
-from edgefuse.exporters.onnx import MODEL, build_onnx, fp32_onnx, onnx_details, onnx_groups, to_fp16
+from edgefuse.exporters.onnxruntime import MODEL, build_onnx, fp32_onnx, onnx_details, onnx_groups, to_fp16
+from edgefuse.profiles import Precision
+from edgefuse.runtimes.tensorrt import TensorRTRuntime
 
 if TYPE_CHECKING:
     from edgefuse.profiles import Profile
@@ -32,20 +34,16 @@ EMULATED_INT8 = "TensorRT int8 numerics emulated via QDQ in ONNX Runtime"
 EMULATED_FP16 = "TensorRT fp16 numerics emulated via the fp16 ONNX in ONNX Runtime"
 
 
-def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", text)[:2])
-
-
 def trtexec_args(profile: Profile) -> list[str]:
     """The trtexec flags for this profile (the same settings the Python build uses)."""
-    knobs, precision = profile.tensorrt, profile.precision.value
+    knobs, precision = profile.tensorrt, profile.precision
     args = [f"--onnx={MODEL}", f"--saveEngine={ENGINE}"]
-    if precision == "int8":
+    if precision is Precision.INT8:
         args.append("--int8")
-    if precision == "fp16" or (precision == "int8" and knobs.fp16_fallback):
+    if precision is Precision.FP16 or (precision is Precision.INT8 and knobs.fp16_fallback):
         args.append("--fp16")
     newest = profile.constraints.max_backend_version
-    if newest and _version(newest) < (8, 4):  # memory pools arrived in 8.4; JetPack 4.6 ships 8.2
+    if newest and version_tuple(newest) < (8, 4):  # memory pools arrived in 8.4; JetPack 4.6 ships 8.2
         args.append(f"--workspace={knobs.workspace_mb}")
     else:
         args.append(f"--memPoolSize=workspace:{knobs.workspace_mb}")
@@ -75,12 +73,11 @@ def build_engine(profile: Profile, onnx_path: Path, engine: Path) -> str:
     """Serialize an engine with the TensorRT Python API (needs TensorRT and a CUDA GPU here)."""
     import tensorrt as trt
 
-    knobs, precision = profile.tensorrt, profile.precision.value
+    knobs, precision = profile.tensorrt, profile.precision
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    explicit = (
-        1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH) if _version(trt.__version__) < (10,) else 0
-    )
+    pre10 = version_tuple(trt.__version__) < (10,)  # TensorRT 10 is explicit-batch only (the flag is gone)
+    explicit = 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH) if pre10 else 0
     network = builder.create_network(explicit)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx_path.read_bytes()):
@@ -88,9 +85,9 @@ def build_engine(profile: Profile, onnx_path: Path, engine: Path) -> str:
         raise ExportError(f"{onnx_path.name}: TensorRT's ONNX parser failed ({errors})")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, knobs.workspace_mb << 20)
-    if precision == "int8":
+    if precision is Precision.INT8:
         config.set_flag(trt.BuilderFlag.INT8)
-    if precision == "fp16" or (precision == "int8" and knobs.fp16_fallback):
+    if precision is Precision.FP16 or (precision is Precision.INT8 and knobs.fp16_fallback):
         config.set_flag(trt.BuilderFlag.FP16)
     if knobs.dla_core >= 0:
         config.default_device_type = trt.DeviceType.DLA
@@ -106,7 +103,6 @@ def build_engine(profile: Profile, onnx_path: Path, engine: Path) -> str:
 
 
 def engine_possible() -> tuple[bool, str]:
-    from edgefuse.runtimes.tensorrt import TensorRTRuntime
 
     return TensorRTRuntime.is_available()
 
@@ -118,14 +114,14 @@ class TensorRTExporter(Exporter):
 
     def build(self, job: Job, out: Path, exclude: Sequence[str] = (), quick: bool = False) -> Build:
         profile = job.profile
-        fp16_graph = profile.precision.value == "fp16"
+        fp16_graph = profile.precision is Precision.FP16
         if fp16_graph:  # TensorRT wants the fp32 graph and the --fp16 flag
             src, _ = fp32_onnx(job)
             (out / MODEL).write_bytes(src.read_bytes())
             onnx_path, precision = out / MODEL, "fp16 (TensorRT --fp16 over the fp32 ONNX); IO float32"
         else:
             onnx_path, precision = build_onnx(job, out, exclude, quick, symmetric=True)
-        if profile.precision.value == "fp32":
+        if profile.precision is Precision.FP32:
             precision = "fp32 (TensorRT, no reduced-precision flags); IO float32"
         write_script(profile, out)
         _, simplifier = fp32_onnx(job)
@@ -138,7 +134,7 @@ class TensorRTExporter(Exporter):
             return Build(ENGINE, precision, Validation("tensorrt", out / ENGINE), calibrated=not fp16_graph,
                          details=details)  # fmt: skip
         details["engine"] = {"file": None, "why_not_built_here": why, "build_on_device": f"sh {SCRIPT}"}
-        if profile.precision.value == "int8":
+        if profile.precision is Precision.INT8:
             validation = Validation("onnxruntime", onnx_path, EMULATED_INT8)
         elif fp16_graph:
             validation = Validation("onnxruntime", self._fp16_twin(job), EMULATED_FP16)
@@ -148,7 +144,7 @@ class TensorRTExporter(Exporter):
             )
         details["validated_with"] = validation.emulation
         return Build(
-            MODEL, precision, validation, calibrated=profile.precision.value == "int8", details=details
+            MODEL, precision, validation, calibrated=profile.precision is Precision.INT8, details=details
         )
 
     def _fp16_twin(self, job: Job) -> Path:
@@ -157,7 +153,7 @@ class TensorRTExporter(Exporter):
         return job.session.cached(("fp16-twin", str(src)), lambda: to_fp16(src, src.with_name("fp16.onnx")))
 
     def groups(self, job: Job) -> dict[str, list[str]]:
-        return onnx_groups(job) if job.precision == "int8" else {}
+        return onnx_groups(job) if job.precision is Precision.INT8 else {}
 
 
 __all__ = ["EMULATED_FP16", "EMULATED_INT8", "TensorRTExporter", "build_engine", "trtexec_args"]

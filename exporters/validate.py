@@ -17,11 +17,13 @@ import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from edgefuse.drift import FAILED, METRICS, PASSED, budget_dict, check, not_run, validate_artifact
 from edgefuse.errors import ExportError
-from edgefuse.exporters.base import Build, Exporter, Job, quiet, sha256_path
+from edgefuse.exporters.base import Build, Exporter, Job, quiet
+from edgefuse.io import sha256_path
 
 if TYPE_CHECKING:
-    from edgefuse.bench.drift import DriftResult, Reference
+    from edgefuse.drift import DriftResult, Reference
 
 Report = Callable[[str], None]  # progress: the stage a profile's export is in
 
@@ -33,7 +35,6 @@ PROBE_METRICS = ("EN", "SD", "SF", "AG", "MI", "SCD", "CC", "PSNR")
 
 def validate(job: Job, build: Build, report: Report, mode: str = FULL) -> DriftResult:
     """Run ``build`` with its runtime on the session's held-out frames and check the profile's budget."""
-    from edgefuse.bench.drift import METRICS, not_run, validate_artifact
 
     budget = job.profile.drift
     if build.validate is None:
@@ -47,10 +48,10 @@ def validate(job: Job, build: Build, report: Report, mode: str = FULL) -> DriftR
     v = build.validate
     # the knobs of the runtime that runs it (a TensorRT profile emulated in ONNX Runtime: ORT's defaults)
     key = ("drift", v.backend, sha256_path(v.path), repr(getattr(job.profile, v.backend, None)), id(ref))
-    cached: DriftResult | None = session._cache.get(key)
+    cached = session.measured(key)
     if cached is not None:  # identical file already measured (another profile, an earlier search step)
         again = rebudget(cached, budget)
-        if mode == PROBE or not incomplete(again) or (mode == SEARCH and again.status == "failed"):
+        if mode == PROBE or not incomplete(again) or (mode == SEARCH and again.status is FAILED):
             return again
     with quiet():
         result = validate_artifact(
@@ -58,7 +59,7 @@ def validate(job: Job, build: Build, report: Report, mode: str = FULL) -> DriftR
             emulation=v.emulation, metrics_if_drift_passes=mode == SEARCH,
             metric_names=PROBE_METRICS if mode == PROBE else METRICS,
         )  # fmt: skip
-    session._cache[key] = result
+    session.remember_measured(key, result)
     return result
 
 
@@ -76,10 +77,9 @@ def groups_of(job: Job, exporter: Exporter) -> dict[str, list[str]]:
 def rebudget(result: DriftResult, budget: Any) -> DriftResult:
     """A measured result re-checked against another budget (an identical file for another profile).
     An incomplete result can only be trusted here when it still fails: :func:`validate` sees to that."""
-    from edgefuse.bench.drift import budget_dict, check
 
     bud = budget_dict(budget)
     if not result.ran or not result.drift.get("psnr_min"):
         return dataclasses.replace(result, budget=bud)
     misses = check(result.drift, result.metric_change_pct, bud)
-    return dataclasses.replace(result, budget=bud, misses=misses, status="failed" if misses else "passed")
+    return dataclasses.replace(result, budget=bud, misses=misses, status=FAILED if misses else PASSED)

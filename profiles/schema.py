@@ -15,10 +15,11 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from edgefuse import backends
+from edgefuse._optional import version_tuple
 from edgefuse.errors import ProfileError
 from edgefuse.spec import IOSpec
 
-BACKENDS = ("tensorrt", "openvino", "coreml", "litert", "onnxruntime")
 # the source tree's ../shared/data (an installed package lives elsewhere: see data_root)
 SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
@@ -42,10 +43,6 @@ class Precision(str, Enum):
 
     def __str__(self) -> str:
         return self.value
-
-
-def _choices(*values: str) -> dict[str, Any]:
-    return {"choices": values}
 
 
 def _at_least(low: float) -> dict[str, Any]:
@@ -95,54 +92,15 @@ class DriftBudget:
     max_abs_8bit: float = field(metadata={"gt": 0, "max": 255})
 
 
-@dataclass(frozen=True)
-class TensorRTKnobs:
-    workspace_mb: int = field(default=1024, metadata=_at_least(16))
-    dla_core: int = field(default=-1, metadata=_at_least(-1))  # -1: GPU only
-    builder_optimization_level: int = field(default=3, metadata={"min": 0, "max": 5})
-    fp16_fallback: bool = True  # int8 builds: let layers without an int8 kernel run in fp16, not fp32
+def exportable_backends() -> tuple[str, ...]:
+    """Backends a profile may name: every registered backend with a converter (edgefuse.backends)."""
+    return backends.names_of(exportable=True)
 
 
-@dataclass(frozen=True)
-class OpenVINOKnobs:
-    performance_hint: str = field(default="LATENCY", metadata=_choices("LATENCY", "THROUGHPUT"))
-    num_streams: int = field(default=1, metadata=_at_least(0))  # 0: let the plugin choose
-    # CPUs with bf16 (AMX, AVX512_BF16) execute in bf16 unless this is pinned: fp32 profiles must say f32
-    inference_precision: str = field(default="f32", metadata=_choices("f32", "f16", "bf16"))
-
-
-@dataclass(frozen=True)
-class CoreMLKnobs:
-    compute_units: str = field(
-        default="ALL", metadata=_choices("ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE")
-    )
-    # a coremltools.target name
-    minimum_deployment_target: str = field(
-        default="macOS13", metadata={"pattern": r"(iOS|macOS|watchOS|tvOS)\d+(_\d+)?"}
-    )
-
-
-@dataclass(frozen=True)
-class LiteRTKnobs:
-    threads: int = field(default=4, metadata=_at_least(1))
-    delegate: str = field(default="xnnpack", metadata=_choices("xnnpack", "gpu", "none"))
-
-
-@dataclass(frozen=True)
-class ONNXRuntimeKnobs:
-    intra_op_threads: int = field(default=0, metadata=_at_least(0))  # 0: onnxruntime's default
-    graph_optimization_level: str = field(
-        default="all", metadata=_choices("disable", "basic", "extended", "all")
-    )
-
-
-KNOBS: dict[str, type] = {
-    "tensorrt": TensorRTKnobs,
-    "openvino": OpenVINOKnobs,
-    "coreml": CoreMLKnobs,
-    "litert": LiteRTKnobs,
-    "onnxruntime": ONNXRuntimeKnobs,
-}
+def knobs_class(backend: str) -> type:
+    knobs = backends.get(backend).knobs
+    assert knobs is not None  # an exportable backend always has one (BackendSpec checks)
+    return knobs
 
 
 @dataclass(frozen=True)
@@ -156,22 +114,31 @@ class Profile:
     calibration: Calibration
     latency: LatencyBudget
     drift: DriftBudget
-    tensorrt: TensorRTKnobs = TensorRTKnobs()
-    openvino: OpenVINOKnobs = OpenVINOKnobs()
-    coreml: CoreMLKnobs = CoreMLKnobs()
-    litert: LiteRTKnobs = LiteRTKnobs()
-    onnxruntime: ONNXRuntimeKnobs = ONNXRuntimeKnobs()
+    knobs: Any = None  # the knobs dataclass of this profile's backend (its [<backend>] table); None: defaults
     source: str = field(default="", compare=False)  # the file it came from
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "precision", Precision(self.precision))
-        if self.backend not in BACKENDS:
-            raise ValueError(f"backend {self.backend!r} is not one of {', '.join(BACKENDS)}")
+        if self.backend not in exportable_backends():
+            raise ValueError(f"backend {self.backend!r} is not one of {', '.join(exportable_backends())}")
+        cls = knobs_class(self.backend)
+        if self.knobs is None:
+            object.__setattr__(self, "knobs", cls())
+        elif not isinstance(self.knobs, cls):
+            raise TypeError(
+                f"knobs for {self.backend} must be {cls.__name__}, got {type(self.knobs).__name__}"
+            )
 
-    @property
-    def knobs(self) -> Any:
-        """The knob dataclass of this profile's own backend."""
-        return getattr(self, self.backend)
+    def __getattr__(self, name: str) -> Any:
+        """``profile.openvino`` reads like the TOML table: this profile's knobs for its own backend, a
+        backend's defaults for another registered backend."""
+        if name.startswith("_") or name in ("backend", "knobs"):
+            raise AttributeError(name)
+        if name == self.backend:
+            return self.knobs
+        if backends.canonical(name) == name and backends.get(name).knobs is not None:
+            return knobs_class(name)()
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def size(self) -> str:
@@ -181,9 +148,9 @@ class Profile:
         d = dataclasses.asdict(self)
         d["precision"] = self.precision.value
         d["io"] = {"height": self.io.height, "width": self.io.width, "batch": self.io.batch}
-        for other in BACKENDS:
-            if other != self.backend:
-                d.pop(other)
+        source = d.pop("source")
+        d[self.backend] = d.pop("knobs")  # keyed by backend, as in the TOML
+        d["source"] = source
         return d
 
 
@@ -256,7 +223,8 @@ def _build(cls: type, table: Any, src: str, prefix: str) -> Any:
 
 def parse_profile(data: dict[str, Any], src: str, stem: str | None = None) -> Profile:
     """Validate a parsed TOML document; ``src`` names it in errors, ``stem`` must equal ``name`` if given."""
-    allowed = {*_TOP_SCALARS, *_SECTIONS, "input", *BACKENDS}
+    names = exportable_backends()
+    allowed = {*_TOP_SCALARS, *_SECTIONS, "input", *names}
     for key in data:
         if key not in allowed:
             close = difflib.get_close_matches(key, sorted(allowed), n=1)
@@ -267,20 +235,18 @@ def parse_profile(data: dict[str, Any], src: str, stem: str | None = None) -> Pr
     name = _check_value(src, "name", data["name"], str, {})
     if stem is not None and name != stem:
         raise _fail(src, "name", f"{name!r} must equal the file name stem {stem!r}")
-    backend = _check_value(src, "backend", data["backend"], str, {"choices": BACKENDS})
+    backend = _check_value(src, "backend", data["backend"], str, {"choices": names})
     prec = _check_value(
         src, "precision", data["precision"], str, {"choices": tuple(x.value for x in Precision)}
     )
     sections = {key: _build(cls, data.get(key, {}), src, key) for key, cls in _SECTIONS.items()}
     io = _parse_io(data["input"], src)
-    knobs = {}
-    for other in BACKENDS:
-        if other in data:
-            if other != backend:
-                raise _fail(src, other, f"knobs for {other} in a profile whose backend is {backend}")
-            knobs[other] = _build(KNOBS[other], data[other], src, other)
+    for other in names:
+        if other in data and other != backend:
+            raise _fail(src, other, f"knobs for {other} in a profile whose backend is {backend}")
+    knobs = _build(knobs_class(backend), data.get(backend, {}), src, backend)
     profile = Profile(
-        name=name, backend=backend, precision=Precision(prec), io=io, source=src, **sections, **knobs
+        name=name, backend=backend, precision=Precision(prec), io=io, source=src, knobs=knobs, **sections
     )
     _check_consistency(profile, src)
     return profile
@@ -303,20 +269,16 @@ def _parse_io(table: Any, src: str) -> IOSpec:
         raise _fail(src, "input", str(exc)) from None
 
 
-def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", text)[:3])
-
-
 def _check_consistency(p: Profile, src: str) -> None:
     if p.latency.p99_ms < p.latency.p50_ms:
         raise _fail(src, "latency.p99_ms", f"{p.latency.p99_ms} is below latency.p50_ms {p.latency.p50_ms}")
     lo, hi = p.constraints.min_backend_version, p.constraints.max_backend_version
     for key, text in (("min_backend_version", lo), ("max_backend_version", hi)):
-        if text and not _version(text):
+        if text and not version_tuple(text):
             raise _fail(src, f"constraints.{key}", f"{text!r} is not a version like 8.6 or 2024.4")
-    if lo and hi and _version(lo) > _version(hi):
+    if lo and hi and version_tuple(lo) > version_tuple(hi):
         raise _fail(src, "constraints.max_backend_version", f"{hi!r} is older than the minimum {lo!r}")
-    if p.backend == "openvino" and p.precision is Precision.FP32 and p.openvino.inference_precision != "f32":
+    if p.backend == "openvino" and p.precision is Precision.FP32 and p.knobs.inference_precision != "f32":
         why = "an fp32 profile must pin f32 (CPUs with bf16 otherwise run bf16)"
         raise _fail(src, "openvino.inference_precision", why)
     m = _NAME_RE.match(p.name)
@@ -331,9 +293,9 @@ def _check_consistency(p: Profile, src: str) -> None:
 
 def version_in_range(p: Profile, version: str) -> bool:
     """Whether a backend version satisfies the profile's min/max constraints (missing bounds are open)."""
-    v = _version(version)
+    v = version_tuple(version)
     lo, hi = p.constraints.min_backend_version, p.constraints.max_backend_version
-    if lo and v < _version(lo):
+    if lo and v < version_tuple(lo):
         return False
     # a max of "8.6" admits 8.6.x: compare only as many parts as the bound gives
-    return not (hi and v[: len(_version(hi))] > _version(hi))
+    return not (hi and v[: len(version_tuple(hi))] > version_tuple(hi))

@@ -1,4 +1,5 @@
-"""Runtimes: one module per backend behind one Protocol, looked up by name through a lazy registry.
+"""Runtimes: one module per backend (named like its converter in ``exporters/``) behind ``BaseRuntime``, found
+through the backend registry (:mod:`edgefuse.backends`).
 
 ``open_artifact(dir)`` picks the runtime an export's ``edgefuse.json`` names and loads it; every runtime takes
 and returns dicts of named numpy arrays. Only ``base`` is imported here: backend SDKs load on first use.
@@ -7,23 +8,21 @@ and returns dicts of named numpy arrays. Only ``base`` is imported here: backend
 from __future__ import annotations
 
 from edgefuse.runtimes.base import (
-    RUNTIMES,
     BaseRuntime,
-    Runtime,
     get_runtime,
     make_inputs,
     open_artifact,
     read_manifest,
     runtime_for,
+    runtime_names,
 )
 
 __all__ = [
-    "RUNTIMES",
     "BaseRuntime",
-    "Runtime",
     "get_runtime",
     "make_inputs",
     "open_artifact",
     "read_manifest",
     "runtime_for",
+    "runtime_names",
 ]

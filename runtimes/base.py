@@ -1,4 +1,4 @@
-"""What every backend runtime shares: the Protocol, a lazy registry, the artifact manifest, IO checks.
+"""What every backend runtime shares: ``BaseRuntime``, lookup through the backend registry, IO checks.
 
 A runtime takes and returns dicts keyed by tensor name (``visible``, ``thermal`` -> ``fused``), so the input
 order can never drift between backends. Backend SDKs are imported only when a runtime is built.
@@ -6,64 +6,26 @@ order can never drift between backends. Backend SDKs are imported only when a ru
 An artifact is a directory holding ``edgefuse.json`` (the manifest) and the file it names under
 ``"artifact"`` (model.onnx, model.xml + model.bin, model.tflite, model.mlpackage, model.engine); a runtime
 also accepts the model file itself (its directory's manifest is used when there is one), and the torch
-runtime a checkpoint file. Manifest fields read here::
-
-    {"backend": "openvino", "artifact": "model.xml", "precision": "fp32",
-     "io": IOSpec.to_dict(), "checkpoint": {"file_sha256": "...", "weights_sha256": "..."}}
+runtime a checkpoint file. The manifest is :class:`edgefuse.manifest.ArtifactManifest`; a runtime reads its
+``backend``, ``artifact``, ``io`` and checkpoint hashes.
 """
 
 from __future__ import annotations
 
-import difflib
-import importlib
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from edgefuse import backends
 from edgefuse.errors import ArtifactMismatchError, DataError, NonFiniteOutputError, RuntimeUnavailableError
+from edgefuse.manifest import MANIFEST, ArtifactManifest, artifact_dir, read_manifest
 from edgefuse.spec import IOSpec
 
 if TYPE_CHECKING:
     from edgefuse.profiles import Profile
-
-MANIFEST = "edgefuse.json"
-
-# name -> "module:Class"; imported on first use so a missing backend never breaks the others
-RUNTIMES: dict[str, str] = {
-    "torch": "edgefuse.runtimes.pytorch:TorchRuntime",
-    "onnxruntime": "edgefuse.runtimes.onnxruntime:OnnxRuntime",
-    "openvino": "edgefuse.runtimes.openvino:OpenVINORuntime",
-    "litert": "edgefuse.runtimes.litert:LiteRTRuntime",
-    "coreml": "edgefuse.runtimes.coreml:CoreMLRuntime",
-    "tensorrt": "edgefuse.runtimes.tensorrt:TensorRTRuntime",
-}
-# other spellings a manifest, a profile or a user may give
-ALIASES = {
-    "pytorch": "torch",
-    "onnx": "onnxruntime",
-    "ort": "onnxruntime",
-    "tflite": "litert",
-    "trt": "tensorrt",
-}
-
-
-@runtime_checkable
-class Runtime(Protocol):
-    name: ClassVar[str]
-    load_seconds: float
-
-    @classmethod
-    def is_available(cls) -> tuple[bool, str]:
-        """(True, version) or (False, why not) without raising."""
-        ...
-
-    def __call__(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
-
-    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -76,93 +38,26 @@ class Expect:
 
 
 def canonical_name(name: str) -> str:
-    key = name.strip().lower()
-    key = ALIASES.get(key, key)
-    if key not in RUNTIMES:
-        close = difflib.get_close_matches(key, [*RUNTIMES, *ALIASES], n=2)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(RUNTIMES)}"
-        raise RuntimeUnavailableError(f"unknown runtime {name!r}{hint}")
+    key = backends.canonical(name)
+    if key is None:
+        raise RuntimeUnavailableError(f"unknown runtime {name!r}{backends.suggest(name)}")
     return key
+
+
+def runtime_names() -> tuple[str, ...]:
+    """Every registered runtime, in registration order (torch first)."""
+    return backends.names_of()
 
 
 def get_runtime(name: str) -> type[BaseRuntime]:
     """The runtime class for a name (or alias). Import errors in the runtime module itself propagate."""
-    module, _, cls = RUNTIMES[canonical_name(name)].partition(":")
-    return getattr(importlib.import_module(module), cls)
-
-
-def artifact_dir(artifact: str | Path) -> Path:
-    path = Path(artifact).expanduser()
-    # a .mlpackage is a directory but a model, not an artifact dir
-    return path if path.is_dir() and path.suffix != ".mlpackage" else path.parent
-
-
-def read_manifest(artifact: str | Path) -> dict[str, Any]:
-    """``edgefuse.json`` of an artifact directory (or of the directory holding a model file)."""
-    path = artifact_dir(artifact) / MANIFEST
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ArtifactMismatchError(f"{path}: no manifest (not written by edgefuse export?)") from None
-    except (OSError, ValueError) as exc:
-        raise ArtifactMismatchError(f"{path}: unreadable manifest ({exc})") from None
-    if not isinstance(data, dict) or "backend" not in data:
-        raise ArtifactMismatchError(f"{path}: manifest has no 'backend' field")
-    data.setdefault("_path", str(path))
-    return data
-
-
-def manifest_io(manifest: dict[str, Any]) -> IOSpec | None:
-    io = manifest.get("io")
-    if not io:
-        return None
-    try:
-        return IOSpec.from_dict(io)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ArtifactMismatchError(f"{manifest.get('_path', MANIFEST)}: malformed 'io' ({exc})") from None
-
-
-def manifest_checkpoint_hashes(manifest: dict[str, Any]) -> set[str]:
-    """Every checkpoint hash the manifest records (file and weights sha256)."""
-    ck = manifest.get("checkpoint") or {}
-    hashes = {manifest.get("checkpoint_sha256")}
-    if isinstance(ck, dict):
-        hashes |= {ck.get("sha256"), ck.get("file_sha256"), ck.get("weights_sha256")}
-    return {h for h in hashes if isinstance(h, str) and h}
-
-
-def check_manifest(
-    manifest: dict[str, Any],
-    checkpoint_sha256: str | None = None,
-    io: IOSpec | None = None,
-    backend: str | None = None,
-) -> None:
-    """Raise :class:`ArtifactMismatchError` when the artifact was not built from / for what is expected."""
-    where = manifest.get("_path", MANIFEST)
-    if backend is not None and canonical_name(str(manifest["backend"])) != canonical_name(backend):
-        raise ArtifactMismatchError(f"{where}: artifact is for {manifest['backend']!r}, not {backend!r}")
-    if checkpoint_sha256 is not None:
-        recorded = manifest_checkpoint_hashes(manifest)
-        if not recorded:
-            raise ArtifactMismatchError(f"{where}: records no checkpoint sha256 to check against")
-        if checkpoint_sha256 not in recorded:
-            raise ArtifactMismatchError(
-                f"{where}: built from checkpoint {sorted(recorded)[0][:12]}…, not {checkpoint_sha256[:12]}…"
-            )
-    if io is not None:
-        got = manifest_io(manifest)
-        if got is None:
-            raise ArtifactMismatchError(f"{where}: records no IO spec to check against")
-        if (got.batch, got.height, got.width) != (io.batch, io.height, io.width):
-            raise ArtifactMismatchError(
-                f"{where}: built for {got.batch}x{got.height}x{got.width} (NxHxW), "
-                f"not {io.batch}x{io.height}x{io.width}"
-            )
+    cls: type[BaseRuntime] = backends.get(canonical_name(name)).runtime_class()
+    return cls
 
 
 def runtime_for(artifact: str | Path) -> type[BaseRuntime]:
     """The runtime class an artifact needs, from its manifest's ``backend``."""
-    return get_runtime(str(read_manifest(artifact)["backend"]))
+    return get_runtime(read_manifest(artifact).backend)
 
 
 def open_artifact(artifact: str | Path, **kwargs: Any) -> BaseRuntime:
@@ -200,11 +95,11 @@ class BaseRuntime:
         self.artifact = Path(artifact).expanduser()
         if not self.artifact.exists():
             raise ArtifactMismatchError(f"{self.artifact}: no such artifact")
-        self.manifest: dict[str, Any] | None = self._find_manifest()
+        self.manifest: ArtifactManifest | None = self._find_manifest()
         self.model_path = self._model_path()
         if expect is not None:
             self._check_expect(expect)
-        self.io: IOSpec | None = manifest_io(self.manifest) if self.manifest else None
+        self.io: IOSpec | None = self.manifest.io if self.manifest else None
         self.input_shapes: dict[str, tuple[int, ...]] = {}
         start = time.perf_counter()
         self._load(self.model_path)
@@ -261,7 +156,7 @@ class BaseRuntime:
                 shown = "x".join("?" if w < 0 else str(w) for w in want)
                 raise DataError(f"{self.name}: input {key!r} has shape {tuple(arr.shape)}, expected {shown}")
 
-    def _find_manifest(self) -> dict[str, Any] | None:
+    def _find_manifest(self) -> ArtifactManifest | None:
         if (artifact_dir(self.artifact) / MANIFEST).is_file():
             return read_manifest(self.artifact)
         return None
@@ -269,7 +164,7 @@ class BaseRuntime:
     def _model_path(self) -> Path:
         if not self.artifact.is_dir() or self.artifact.suffix == ".mlpackage":
             return self.artifact
-        named = str(self.manifest.get("artifact", "")) if self.manifest else ""
+        named = self.manifest.artifact if self.manifest else ""
         # the manifest's file, unless it is another backend's (onnxruntime on a TensorRT dir's model.onnx)
         if named and named.endswith(self.suffixes):
             path = self.artifact / named
@@ -287,7 +182,7 @@ class BaseRuntime:
         if self.manifest is None:
             where = artifact_dir(self.artifact) / MANIFEST
             raise ArtifactMismatchError(f"{where}: no manifest to check the artifact against")
-        check_manifest(self.manifest, expect.checkpoint_sha256, expect.io, expect.backend or self.name)
+        self.manifest.check(expect.checkpoint_sha256, expect.io, expect.backend or self.name)
 
 
 def check_finite(outputs: dict[str, np.ndarray], where: str) -> None:

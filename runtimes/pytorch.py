@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from edgefuse.errors import ArtifactMismatchError, DataError, RuntimeUnavailableError
-from edgefuse.runtimes.base import BaseRuntime, Expect, check_manifest
+from edgefuse.runtimes.base import BaseRuntime, Expect
 from edgefuse.spec import MULTIPLE
 
 
@@ -48,12 +48,12 @@ class TorchRuntime(BaseRuntime):
         # the checkpoint is its own record: its hashes are compared once it is loaded; the backend is moot
         self._expect = expect
         if expect.io is not None and self.manifest is not None:
-            check_manifest(self.manifest, io=expect.io)
+            self.manifest.check(io=expect.io)
 
     def _load(self, path: Path) -> None:
         import torch
 
-        from edgefuse.checkpoint import CheckpointInfo, load_model
+        from edgefuse.checkpoint import load_model
 
         device = "cuda" if self.device == "gpu" else self.device
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -62,8 +62,7 @@ class TorchRuntime(BaseRuntime):
             raise RuntimeUnavailableError("torch runtime: fp16 runs on cuda only (CPU half kernels are slow)")
         if self.threads:
             torch.set_num_threads(self.threads)
-        model = load_model(path, map_location=device)
-        info: CheckpointInfo = model.checkpoint_info  # type: ignore[assignment]
+        model, info = load_model(path, map_location=device)
         want = self._expect.checkpoint_sha256 if self._expect is not None else None
         if want and want not in (info.file_sha256, info.weights_sha256):
             raise ArtifactMismatchError(f"{path}: sha256 {info.file_sha256[:12]}… is not {want[:12]}…")

@@ -141,13 +141,14 @@ def main(argv: list[str] | None = None) -> int:
     from edgefuse.teacher.cache import TeacherCache
 
     students = dict(s.split("=", 1) for s in args.student)
-    models = {k: load_model(p, map_location=args.device) for k, p in students.items()}
+    loaded = {k: load_model(p, map_location=args.device) for k, p in students.items()}
+    models, infos = {k: v.model for k, v in loaded.items()}, {k: v.info for k, v in loaded.items()}
     rs, cache_rs = find_pairs(args.rs), TeacherCache(args.cache_rs)
     _, val = split_pairs(rs.pairs, val_fraction=args.val_fraction, seed=args.split_seed)
     val_stems = [p.stem for p in val]
     leaks = {}
-    for k, m in models.items():
-        trained = set(m.checkpoint_info.provenance.get("train_pairs") or [])
+    for k in models:
+        trained = set(infos[k].provenance.get("train_pairs") or [])
         leaks[k] = sorted(trained & set(val_stems))
     prior_train = set(cache_rs.manifest.get("teacher", {}).get("prior_train_stems") or [])
     leaks["prior"] = sorted(prior_train & set(val_stems))
@@ -196,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
                 "label": LABELS.get(r, r),
                 "checkpoint": students.get(r),
                 "sha256": file_sha256(students[r]) if r in students else None,
-                "method": models[r].checkpoint_info.provenance.get("method") if r in models else "teacher",
+                "method": infos[r].provenance.get("method") if r in models else "teacher",
                 **results[r],
             }
             for r in rows

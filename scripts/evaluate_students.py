@@ -54,12 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     from edgefuse.metrics import METRIC_NAMES, mean_metrics
 
     students = dict(s.split("=", 1) for s in args.student)
-    models = {name: load_model(path) for name, path in students.items()}
+    loaded = {name: load_model(path) for name, path in students.items()}
+    models, infos = {k: v.model for k, v in loaded.items()}, {k: v.info for k, v in loaded.items()}
     rs = find_pairs(args.rs)
     _, val = split_indices(rs.pairs, val_fraction=0.2, seed=0)
     val_stems = {rs.pairs[i].stem for i in val}
-    for name, m in models.items():  # never score a pair a student was trained on
-        trained = set(m.checkpoint_info.provenance.get("train_pairs", []))
+    for name in models:  # never score a pair a student was trained on
+        trained = set(infos[name].provenance.get("train_pairs", []))
         if trained & val_stems:
             print(f"error: {name} was trained on validation pairs {sorted(trained & val_stems)[:3]}")
             return 2

@@ -21,20 +21,37 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-class BackendSelection(frozenset):
-    """Backends named with --backend; empty means all, so ``name in selection`` is then always True."""
+def _selection(config: pytest.Config) -> frozenset[str]:
+    """Backends named with --backend (aliases resolved through the registry); empty: every backend."""
+    from edgefuse import backends
 
-    def __contains__(self, name: object) -> bool:
-        return not self or frozenset.__contains__(self, str(name).lower())
+    raw = config.getoption("--backend") or []
+    names = {n.strip() for item in raw for n in item.split(",") if n.strip()}
+    chosen = set()
+    for name in names:
+        key = backends.canonical(name)
+        if key is None:
+            raise pytest.UsageError(f"--backend: unknown backend {name!r}{backends.suggest(name)}")
+        chosen.add(key)
+    return frozenset(chosen)
 
-    def allows(self, name: str) -> bool:
-        return name in self
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With --backend, a test marked for other backends only is skipped; unmarked tests always run."""
+    from edgefuse import backends
+
+    chosen = _selection(config)
+    if not chosen:
+        return
+    for item in items:
+        marked = {backends.canonical(m.name) for m in item.iter_markers()} - {None}
+        if marked and not marked & chosen:
+            item.add_marker(pytest.mark.skip(reason=f"--backend {','.join(sorted(chosen))} given"))
 
 
 @pytest.fixture(scope="session")
-def selected_backends(request: pytest.FixtureRequest) -> BackendSelection:
-    raw = request.config.getoption("--backend") or []
-    return BackendSelection(n.strip().lower() for item in raw for n in item.split(",") if n.strip())
+def selected_backends(request: pytest.FixtureRequest) -> frozenset[str]:
+    return _selection(request.config)
 
 
 @pytest.fixture(scope="session")

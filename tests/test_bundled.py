@@ -7,14 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import edgefuse
 from edgefuse.checkpoint import load_model
 from edgefuse.model import count_macs, count_params
 
 
 def test_bundled_loads_and_meets_size_budget() -> None:
-    model = edgefuse.FusionProxy.from_pretrained()
-    info = model.checkpoint_info
+    model, info = load_model()
     assert info.config.name == "s"
     assert info.provenance["data"].startswith("roadscene_train")
     assert count_params(model) <= 300_000
@@ -26,7 +24,7 @@ def test_bundled_never_saw_the_validation_split(roadscene: Path) -> None:
     from edgefuse.data import find_pairs, split_pairs
 
     _, val = split_pairs(find_pairs(roadscene).pairs, val_fraction=0.2, seed=0)
-    trained = set(load_model().checkpoint_info.provenance["train_pairs"])
+    trained = set(load_model().info.provenance["train_pairs"])
     assert trained and not trained & {p.stem for p in val}
 
 
@@ -40,7 +38,7 @@ def test_bundled_beats_mean_fusion_on_held_out_pairs(roadscene: Path) -> None:
 
     source = find_pairs(roadscene)
     _, val = split_indices(source.pairs, val_fraction=0.2, seed=0)
-    model = load_model()
+    model = load_model().model
     ours, mean = [], []
     for i in val[:6]:
         vis, ir = source[i]

@@ -123,6 +123,7 @@ def bench(
 ) -> None:
     """Benchmark latency and drift per platform; exit 1 on a failed target, budget miss or regression."""
     from edgefuse.bench.gate import LATENCY_RULES
+    from edgefuse.bench.records import LatencyBudgets
     from edgefuse.bench.report import load_report
     from edgefuse.bench.suite import SuiteOptions, run_suite
     from edgefuse.bench.timing import PRESETS
@@ -130,7 +131,7 @@ def bench(
     from edgefuse.spec import parse_size
 
     start = time.perf_counter()
-    if latency_budgets not in LATENCY_RULES:
+    if latency_budgets not in set(LatencyBudgets):  # one line and exit 2, not typer's choice panel
         raise DataError(
             f"--latency-budgets must be one of {', '.join(LATENCY_RULES)}, got {latency_budgets!r}"
         )
@@ -156,7 +157,7 @@ def bench(
         timing=timing,
         rounds=rounds,
         exports=exports,
-        latency_budgets=latency_budgets,
+        latency_budgets=LatencyBudgets(latency_budgets),
         max_ratio=max_ratio,
         label=label,
         variants=variants,
@@ -239,21 +240,23 @@ def _notes(report: dict[str, Any]) -> list[str]:
 def write_outputs(
     result: SuiteResult, json_path: Path | None, md: Path | None, html: Path | None, junit: Path | None
 ) -> None:
-    from edgefuse.bench.report import save_json, to_markdown, write_text
+    from edgefuse.bench.markdown import to_markdown
+    from edgefuse.bench.report import save_json
+    from edgefuse.io import atomic_write_text
 
     report = result.report
     if json_path is not None:
         save_json(report, json_path)
     if md is not None:
-        write_text(md, to_markdown(report))
+        atomic_write_text(md, to_markdown(report))
     if html is not None:
         from edgefuse.bench.html import report_html
 
-        write_text(html, report_html(report, result.panels))
+        atomic_write_text(html, report_html(report, result.panels))
     if junit is not None:
         from edgefuse.bench.gate import junit_xml
 
-        write_text(junit, junit_xml(report))
+        atomic_write_text(junit, junit_xml(report))
     for path in (json_path, md, html, junit):
         if path is not None:
             console.print(f"wrote {escape(str(path))}", highlight=False)

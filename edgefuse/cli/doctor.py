@@ -3,53 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import platform
-import re
-import subprocess
-import sys
 from importlib import metadata
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from edgefuse.cli._common import cli_command, console
-
-# packages the exporters convert with (version from metadata: no slow imports)
-CONVERTERS = ("onnx", "onnxscript", "onnxslim", "nncf", "litert-torch", "coremltools", "tensorrt")
-# CPU features that change how a profile behaves (int8 dot products, bf16 defaults in OpenVINO, fp16 math)
-CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "avx512_fp16")
-ARM_FLAGS = ("asimd", "asimdhp", "asimddp", "i8mm", "bf16", "sve")
-
-
-def cpu_info() -> dict[str, Any]:
-    """CPU model, logical cores (and how many this process may use), notable ISA flags."""
-    model, flags = platform.processor() or platform.machine(), set()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        text = cpuinfo.read_text(errors="replace")
-        m = re.search(r"^(model name|Model|Hardware)\s*:\s*(.+)$", text, re.M)
-        model = m.group(2).strip() if m else model
-        f = re.search(r"^(flags|Features)\s*:\s*(.+)$", text, re.M)
-        flags = set(f.group(2).split()) if f else set()
-    elif sys.platform == "darwin":
-        try:
-            out = subprocess.run(["sysctl", "-n", "machdep.cpu.brand_string"], capture_output=True, text=True)
-            model = out.stdout.strip() or model
-        except OSError:
-            pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    known = CPU_FLAGS if platform.machine() in ("x86_64", "AMD64") else ARM_FLAGS
-    return {
-        "model": model,
-        "arch": platform.machine(),
-        "logical_cores": os.cpu_count(),
-        "usable_cores": usable,
-        "flags": [f for f in known if f in flags],
-        "os": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-    }
 
 
 def torch_info() -> dict[str, Any]:
@@ -67,13 +26,13 @@ def torch_info() -> dict[str, Any]:
 
 def backend_rows() -> list[dict[str, Any]]:
     from edgefuse.profiles import list_profiles
-    from edgefuse.runtimes.base import RUNTIMES, get_runtime
+    from edgefuse.runtimes.base import get_runtime, runtime_names
 
     per_backend: dict[str, int] = {}
     for p in list_profiles():
         per_backend[p.backend] = per_backend.get(p.backend, 0) + 1
     rows = []
-    for name in RUNTIMES:
+    for name in runtime_names():
         ok, detail = get_runtime(name).is_available()
         n_profiles = per_backend.get(name, 0)
         rows.append({"runtime": name, "available": ok, "detail": detail, "profiles": n_profiles})
@@ -81,8 +40,11 @@ def backend_rows() -> list[dict[str, Any]]:
 
 
 def converter_rows() -> list[dict[str, Any]]:
+    """Packages the exporters convert with (version from metadata: no slow imports), per the registry."""
+    from edgefuse import backends
+
     rows = []
-    for pkg in CONVERTERS:
+    for pkg in dict.fromkeys(p for spec in backends.specs() for p in spec.converter_tools):
         try:
             rows.append({"package": pkg, "installed": True, "version": metadata.version(pkg)})
         except metadata.PackageNotFoundError:
@@ -96,6 +58,7 @@ def doctor(
 ) -> None:
     """Every runtime backend (its version, or why it cannot run here), converters, torch/CUDA and the CPU."""
     from edgefuse import __version__ as edgefuse_version
+    from edgefuse.bench.env import cpu_info
 
     report: dict[str, Any] = {
         "edgefuse": edgefuse_version,

@@ -6,8 +6,6 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +13,7 @@ import typer
 
 from edgefuse.cli._common import cli_command, console, err_console
 from edgefuse.errors import DataError
+from edgefuse.io import atomic_write_text
 
 CONVENTION_NOTE = "convention A, no min-max stretching (see docs/metrics.md)"
 
@@ -40,18 +39,6 @@ def _listing(stems: list[str], limit: int = 8) -> str:
 
 def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None  # strict JSON has no NaN/Infinity
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _csv_text(names: tuple[str, ...], per_pair: dict[str, dict[str, float]], means: dict[str, float]) -> str:
@@ -145,8 +132,8 @@ def evaluate(
             s: {k: _finite_or_none(v) for k, v in row.items()} for s, row in per_pair.items()
         }
         payload["convention"] = "A"
-        _write_atomic(json_path, json.dumps(payload, indent=2) + "\n")
+        atomic_write_text(json_path, json.dumps(payload, indent=2) + "\n")
         console.print(f"[green]wrote[/] {json_path}", highlight=False)
     if csv_path is not None:
-        _write_atomic(csv_path, _csv_text(METRIC_NAMES, per_pair, means))
+        atomic_write_text(csv_path, _csv_text(METRIC_NAMES, per_pair, means))
         console.print(f"[green]wrote[/] {csv_path}", highlight=False)

@@ -62,8 +62,8 @@ def export(
     from edgefuse.errors import DataError
     from edgefuse.exporters import get_exporter
     from edgefuse.exporters.base import ExportSession, Job
-    from edgefuse.exporters.pipeline import clean_interrupted, existing_status
-    from edgefuse.profiles import resolve_target
+    from edgefuse.exporters.pipeline import ExportStatus, clean_interrupted, existing_status
+    from edgefuse.profiles import Precision, resolve_target
 
     profiles = resolve_target(target)
     exporters = {p.name: get_exporter(p.backend) for p in profiles}
@@ -72,16 +72,16 @@ def export(
     if calib is not None and not calib.is_dir():
         raise DataError(f"{calib}: --calib must be a folder of visible/thermal pairs")
     for p in profiles:
-        if p.precision.value == "int8" and calib is None and not p.calibration.path().is_dir():
+        if p.precision is Precision.INT8 and calib is None and not p.calibration.path().is_dir():
             raise DataError(
                 f"{p.calibration.path()}: calibration set of {p.name} not found; pass --calib DIR"
             )
-    model = load_model(checkpoint)
-    with _terminate_cleanly(), ExportSession(model, calib_dir=calib, val_pairs=pairs) as session:
+    loaded = load_model(checkpoint)
+    with _terminate_cleanly(), ExportSession(loaded, calib_dir=calib, val_pairs=pairs) as session:
         todo: dict[str, list[Job]] = {}  # per backend, the profiles that will be built
         for p in profiles:
             clean_interrupted(output, p.name)  # what a killed export left (its artifact swap undone)
-            if force or existing_status(p, output / p.name, session) != "up_to_date":
+            if force or existing_status(p, output / p.name, session) is not ExportStatus.UP_TO_DATE:
                 todo.setdefault(p.backend, []).append(Job(session, p))
         for jobs in todo.values():  # slow self-contained preparations start now, in the background
             exporters[jobs[0].profile.name].prefetch(jobs)
@@ -120,7 +120,7 @@ def _run(
     from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
     from edgefuse.errors import EdgefuseError
-    from edgefuse.exporters.pipeline import Outcome, build_order, export_profile
+    from edgefuse.exporters.pipeline import ExportStatus, Outcome, build_order, export_profile
 
     outcomes: dict[str, Outcome] = {}
     columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
@@ -135,10 +135,12 @@ def _run(
             try:
                 outcome = export_profile(session, p, exporters[p.name], output, force=force, report=report)
             except EdgefuseError as exc:
-                outcome = Outcome(p.name, "error", output / p.name, message=str(exc))
+                outcome = Outcome(p.name, ExportStatus.ERROR, output / p.name, message=str(exc))
             except Exception as exc:  # a converter crash fails this target, not the whole run
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-                outcome = Outcome(p.name, "error", output / p.name, message=f"{type(exc).__name__}: {first}")
+                outcome = Outcome(
+                    p.name, ExportStatus.ERROR, output / p.name, message=f"{type(exc).__name__}: {first}"
+                )
             style = _STYLE.get(outcome.status, "white")
             progress.update(task, description=f"{p.name}: [{style}]{outcome.status}[/]", total=1, completed=1)
             progress.advance(overall)
@@ -148,6 +150,8 @@ def _run(
 
 def _summary(outcomes: list[Outcome], output: Path) -> None:
     from rich.table import Table
+
+    from edgefuse.exporters.pipeline import ExportStatus
 
     table = Table(title=f"edgefuse export -> {output}")
     for col in ("profile", "status", "s", "PSNR", "max|Δ|", "worst metric", "float"):
@@ -169,7 +173,7 @@ def _summary(outcomes: list[Outcome], output: Path) -> None:
         )
         if v.get("emulation"):
             notes.append(f"{o.profile}: {v['emulation']}")
-        if o.status in ("not_validated", "error"):
+        if o.status in (ExportStatus.NOT_VALIDATED, ExportStatus.ERROR):
             notes.append(f"{o.profile}: {o.message}")
     width = console.width
     console.width = max(width, 118)  # piped output defaults to 80 columns: too narrow for profile names

@@ -19,7 +19,7 @@ def info(
     """Describe the student: parameters and GMAC per size and resolution, IO spec, training provenance."""
     from rich.table import Table
 
-    from edgefuse.checkpoint import CheckpointInfo, load_model
+    from edgefuse.checkpoint import load_model
     from edgefuse.model import CONFIGS, FusionProxy, count_macs, count_params
     from edgefuse.spec import parse_size
 
@@ -29,8 +29,7 @@ def info(
             raise typer.BadParameter(
                 f"{h}x{w}: height and width must be multiples of 16", param_hint="--size"
             )
-    model = load_model(checkpoint)
-    ci: CheckpointInfo = model.checkpoint_info  # type: ignore[assignment]  # set by load_model
+    model, ci = load_model(checkpoint)
     rows = []
     for name, cfg in CONFIGS.items():
         m = FusionProxy(cfg)

@@ -29,7 +29,8 @@ def merge(
     from rich.table import Table
 
     from edgefuse.bench.merge import cell_text, drift_text, merge, merged_markdown
-    from edgefuse.bench.report import save_json, write_text
+    from edgefuse.bench.report import save_json
+    from edgefuse.io import atomic_write_text
 
     merged = merge(list(reports))
     labels = [h["label"] for h in merged["hosts"]]
@@ -49,11 +50,11 @@ def merge(
     if json_path is not None:
         save_json(merged, json_path)
     if md is not None:
-        write_text(md, merged_markdown(merged))
+        atomic_write_text(md, merged_markdown(merged))
     if html is not None:
         from edgefuse.bench.html import merged_html
 
-        write_text(html, merged_html(merged))
+        atomic_write_text(html, merged_html(merged))
     for path in (json_path, md, html):
         if path is not None:
             console.print(f"wrote {escape(str(path))}", highlight=False)

@@ -12,6 +12,7 @@ in-process instead, so the artifact is the same either way.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -21,6 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from edgefuse._optional import require
+from edgefuse.calibration import Frames, calibration_frames_in, samples
+from edgefuse.io import atomic_write_text
 
 if TYPE_CHECKING:
     from edgefuse.exporters.base import ExportSession, Job
@@ -78,8 +83,7 @@ def start(session: ExportSession, io: IOSpec, int8: Job | None) -> None:
     """Start the worker for this IO size (once per session); ``int8``: also calibrate for that job."""
     from safetensors.torch import save_file
 
-    key = ("litert-worker", io)
-    if key in session._cache:
+    if session.worker(("litert", io)) is not None:
         return
     folder = session.scratch_dir("litert-worker", f"{io.batch}x{io.height}x{io.width}")
     save_file({k: v.contiguous() for k, v in session.model.state_dict().items()}, str(folder / WEIGHTS))
@@ -111,15 +115,50 @@ def start(session: ExportSession, io: IOSpec, int8: Job | None) -> None:
             [sys.executable, "-m", __name__, str(folder)],
             cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
         )  # fmt: skip
-    worker = _Worker(proc, folder)
-    session._cache[key] = worker
-    session.on_close(worker.stop)
+    session.add_worker(("litert", io), _Worker(proc, folder))
 
 
 def result(session: ExportSession, io: IOSpec) -> Done | None:
     """The worker's output for this IO size (waiting for it); None when none was started or it failed."""
-    worker: _Worker | None = session._cache.get(("litert-worker", io))
-    return worker.wait() if worker is not None else None
+    worker = session.worker(("litert", io))
+    return worker.wait() if isinstance(worker, _Worker) else None
+
+
+def quiet_loggers() -> None:
+    for name in ("absl", "litert_torch", "ai_edge_quantizer", "tensorflow"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def convert_float(model: Any, sample: tuple[Any, Any], path: Path) -> Path:
+    """The float .tflite of ``model`` at the sample's shapes, with named inputs and output (the slow step,
+    ~8 s at 480×640)."""
+    import torch
+
+    litert_torch = require("litert_torch")
+    quiet_loggers()
+
+    class Named(torch.nn.Module):
+        def __init__(self, model: torch.nn.Module) -> None:
+            super().__init__()
+            self.m = model
+
+        def forward(self, visible: torch.Tensor, thermal: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"fused": self.m(visible, thermal)}
+
+    visible, thermal = sample
+    edge = litert_torch.convert(Named(model).eval(), sample_kwargs={"visible": visible, "thermal": thermal})
+    edge.export(str(path))
+    return path
+
+
+def calibrate(src: Path, frames: Frames, threads: int) -> dict[str, Any]:
+    """ai_edge_quantizer's calibration result (per-tensor min/max) for the int8 recipe on ``frames``."""
+    from ai_edge_quantizer import quantizer, recipe
+
+    quiet_loggers()
+    qt = quantizer.Quantizer(str(src))
+    qt.load_quantization_recipe(recipe.static_wi8_ai8())
+    return dict(qt.calibrate({"serving_default": samples(frames)}, num_threads=threads))
 
 
 # --- the child ---------------------------------------------------------------------------------------------
@@ -141,8 +180,6 @@ def main(folder: Path) -> int:
     import torch
     from safetensors.torch import load_file
 
-    from edgefuse.calibration import calibration_frames_in
-    from edgefuse.exporters.tflite import calibrate, convert_float
     from edgefuse.model import FusionProxy, FusionProxyConfig
 
     spec = json.loads((folder / SPEC).read_text(encoding="utf-8"))
@@ -150,7 +187,7 @@ def main(folder: Path) -> int:
     torch.set_num_threads(spec["threads"])
     model = FusionProxy(FusionProxyConfig.from_dict(spec["config"]))
     model.load_state_dict(load_file(str(folder / WEIGHTS)), strict=True)
-    sample = tuple(torch.zeros(spec["inputs"][name]) for name in ("visible", "thermal"))
+    sample = (torch.zeros(spec["inputs"]["visible"]), torch.zeros(spec["inputs"]["thermal"]))
     convert_float(model.eval(), sample, folder / MODEL)
     done: dict[str, Any] = {"calibrated_on": None, "tensors": []}
     calib = spec.get("calibration")
@@ -164,11 +201,13 @@ def main(folder: Path) -> int:
             folder / QSVS, **{f"{i}.{k}": qsvs[n][k] for i, n in enumerate(names) for k in ("min", "max")}
         )
         done = {"calibrated_on": {"source": frames.source, "stems": list(frames.stems)}, "tensors": names}
-    tmp = folder / f".{DONE}.tmp"
-    tmp.write_text(json.dumps(done), encoding="utf-8")
-    os.replace(tmp, folder / DONE)
+    atomic_write_text(folder / DONE, json.dumps(done))  # last: its presence says the rest is complete
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1])))
+    # run under the module's own name, not as __main__: litert-torch names tensors after the classes on the
+    # call stack (convert_float's wrapper among them), and the worker's model must match the in-process one
+    from edgefuse.exporters.litert_worker import main as _main
+
+    sys.exit(_main(Path(sys.argv[1])))

@@ -17,20 +17,18 @@ import torch
 
 from edgefuse.checkpoint import file_sha256, save_checkpoint
 from edgefuse.errors import ArtifactMismatchError, DataError, NonFiniteOutputError, RuntimeUnavailableError
+from edgefuse.manifest import MANIFEST, read_manifest
 from edgefuse.model import create_model
 from edgefuse.profiles import get_profile
 from edgefuse.runtimes.base import (
-    MANIFEST,
-    RUNTIMES,
     BaseRuntime,
     Expect,
     check_finite,
-    check_manifest,
     get_runtime,
     make_inputs,
     open_artifact,
-    read_manifest,
     runtime_for,
+    runtime_names,
 )
 from edgefuse.spec import IOSpec
 
@@ -101,8 +99,8 @@ def onnx_dir(model: torch.nn.Module, checkpoint: Path, tmp_path_factory: pytest.
 
 
 def test_registry_names_and_aliases() -> None:
-    assert set(RUNTIMES) == {"torch", "onnxruntime", "openvino", "litert", "coreml", "tensorrt"}
-    for name in RUNTIMES:
+    assert set(runtime_names()) == {"torch", "onnxruntime", "openvino", "litert", "coreml", "tensorrt"}
+    for name in runtime_names():
         cls = get_runtime(name)
         assert cls.name == name
         ok, detail = cls.is_available()
@@ -124,13 +122,13 @@ def test_manifest_checks(tmp_path: Path) -> None:
     write_manifest(tmp_path, "onnxruntime", "model.onnx", "a" * 64)
     manifest = read_manifest(tmp_path)
     assert runtime_for(tmp_path) is get_runtime("onnxruntime")
-    check_manifest(manifest, checkpoint_sha256="a" * 64, io=IO, backend="onnx")  # all match: no error
+    manifest.check(checkpoint_sha256="a" * 64, io=IO, backend="onnx")  # all match: no error
     with pytest.raises(ArtifactMismatchError, match="checkpoint"):
-        check_manifest(manifest, checkpoint_sha256="b" * 64)
+        manifest.check(checkpoint_sha256="b" * 64)
     with pytest.raises(ArtifactMismatchError, match="64x96"):
-        check_manifest(manifest, io=IOSpec(480, 640))
+        manifest.check(io=IOSpec(480, 640))
     with pytest.raises(ArtifactMismatchError, match="openvino"):
-        check_manifest(manifest, backend="openvino")
+        manifest.check(backend="openvino")
 
 
 def test_missing_or_broken_manifest(tmp_path: Path) -> None:

@@ -20,12 +20,15 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgefuse.color import as_hwc
 from edgefuse.errors import NonFiniteOutputError, RuntimeUnavailableError
+from edgefuse.runtimes.base import get_runtime, runtime_for
 
 if TYPE_CHECKING:
     import torch
@@ -34,7 +37,20 @@ if TYPE_CHECKING:
     from edgefuse.profiles import DriftBudget, Profile
 
 Predict = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
-PASSED, FAILED, NOT_RUN = "passed", "failed", "not_run"
+
+
+class Verdict(str, Enum):
+    """A validation's ``status`` (written to JSON as its value)."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    NOT_RUN = "not_run"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+PASSED, FAILED, NOT_RUN = Verdict.PASSED, Verdict.FAILED, Verdict.NOT_RUN
 # every fusion metric but Nabf: an artifact measure near zero, whose relative change is meaningless
 METRICS = ("EN", "SD", "SF", "AG", "MI", "SCD", "CC", "PSNR", "VIF", "Qabf", "SSIM")
 
@@ -43,7 +59,7 @@ METRICS = ("EN", "SD", "SF", "AG", "MI", "SCD", "CC", "PSNR", "VIF", "Qabf", "SS
 class DriftResult:
     """What one artifact's validation found; ``status`` is passed, failed or not_run (with ``reason``)."""
 
-    status: str
+    status: Verdict
     runtime: str = ""  # what executed the artifact here
     emulation: str = ""  # set when something other than the target runtime stood in, and what
     reason: str = ""  # why validation did not run
@@ -55,13 +71,16 @@ class DriftResult:
     misses: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
+    def __post_init__(self) -> None:
+        self.status = Verdict(self.status)  # from_dict hands the JSON string
+
     @property
     def passed(self) -> bool:
-        return self.status == PASSED
+        return self.status is PASSED
 
     @property
     def ran(self) -> bool:
-        return self.status != NOT_RUN
+        return self.status is not NOT_RUN
 
     def summary(self) -> str:
         if not self.ran:
@@ -93,12 +112,6 @@ class Reference:
         return Reference(self.frames.head(n), self.outputs[:n], self.metrics[:n])
 
 
-def _hwc(x: np.ndarray) -> np.ndarray:
-    """1×C×H×W (or C×H×W) -> H×W×C (H×W for one channel)."""
-    x = x[0] if x.ndim == 4 else x
-    return x[0] if x.shape[0] == 1 else x.transpose(1, 2, 0)
-
-
 def _pool_map(fn: Callable[..., Any], args: Iterable[tuple[Any, ...]], workers: int | None) -> list[Any]:
     """``[fn(*a) for a in args]``, on up to ``workers`` threads (default: the CPU count)."""
     jobs = list(args)
@@ -114,7 +127,7 @@ def _scores(
 ) -> dict[str, float]:
     from edgefuse.metrics import fusion_metrics
 
-    return fusion_metrics(out, _hwc(item["thermal"]), _hwc(item["visible"]), names)
+    return fusion_metrics(out, as_hwc(item["thermal"]), as_hwc(item["visible"]), names)
 
 
 def _scores_unless_same(
@@ -145,7 +158,7 @@ def reference(
             fused = (
                 model(torch.from_numpy(item["visible"]), torch.from_numpy(item["thermal"])).float().numpy()
             )
-            outs.append(np.ascontiguousarray(_hwc(fused)))
+            outs.append(np.ascontiguousarray(as_hwc(fused)))
     mets = _pool_map(_scores, zip(outs, frames, strict=True), workers) if with_metrics else []
     return Reference(frames, tuple(outs), tuple(mets))
 
@@ -217,7 +230,7 @@ def measure(
         if not np.isfinite(out).all():
             return _failed_nonfinite("output has NaN/Inf values", stem, ref, bud, runtime, emulation, start)
         # a copy: a runtime may hand out a view of a buffer its next call overwrites
-        outs.append(np.array(_hwc(np.asarray(out, dtype=np.float32)), order="C", copy=True))
+        outs.append(np.array(as_hwc(np.asarray(out, dtype=np.float32)), order="C", copy=True))
     pairs = list(zip(ref.outputs, outs, strict=True))
     per_pair: list[dict[str, Any]] = [
         {"stem": stem, **{k: float(v) for k, v in d.items()}}
@@ -291,7 +304,6 @@ def validate_artifact(
     which must then be named in ``emulation``). A runtime that cannot run on this host gives ``not_run``.
     ``threads`` is the runtime's and the metric scoring's. See :func:`measure` for the other options.
     """
-    from edgefuse.runtimes.base import get_runtime, runtime_for
 
     cls = get_runtime(backend) if backend else runtime_for(artifact)
     ok, why = cls.is_available()

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgefuse.bench import drift
+from edgefuse import drift
 from edgefuse.calibration import calibration_frames, fit, ort_reader, spread, validation_frames
 from edgefuse.checkpoint import load_model, save_checkpoint
 from edgefuse.data import find_pairs, split_pairs
@@ -339,7 +339,7 @@ def test_litert_int8_round_trip_float_io_and_worker(
 ) -> None:
     """Round trip; and the background worker (started first, running meanwhile) converts and calibrates
     byte-for-byte what the session does in-process, while a worker that died leaves the work to it."""
-    from edgefuse.exporters import tflite, tflite_worker
+    from edgefuse.exporters import litert, litert_worker
     from edgefuse.exporters.base import Job
 
     profile = small("rpi5_litert-int8_480x640", budget=LOOSE)
@@ -357,9 +357,9 @@ def test_litert_int8_round_trip_float_io_and_worker(
         assert_int8_close(ref, out)
 
         here = Job(session, profile)
-        src = tflite.fp32_tflite(here)
-        ranges = tflite._calibrated(here, src)
-        done = tflite_worker.result(bg, profile.io)
+        src = litert.fp32_tflite(here)
+        ranges = litert._calibrated(here, src)
+        done = litert_worker.result(bg, profile.io)
         assert done is not None, next((bg.scratch / "litert-worker").rglob("worker.log")).read_text()
         assert done.model.read_bytes() == src.read_bytes()
         frames = bg.calibration(profile)
@@ -370,11 +370,11 @@ def test_litert_int8_round_trip_float_io_and_worker(
             for t in ranges
             for k in ("min", "max")
         )
-        assert tflite.fp32_tflite(Job(bg, profile)) == done.model  # the session takes the worker's model
+        assert litert.fp32_tflite(Job(bg, profile)) == done.model  # the session takes the worker's model
     with ExportSession(load_model(assets["ckpt"]), calib_dir=assets["pairs"], val_pairs=3, threads=1) as s:
-        tflite_worker.start(s, profile.io, None)
-        s._cache[("litert-worker", profile.io)].stop()  # killed mid-way
-        assert tflite_worker.result(s, profile.io) is None  # so the build converts in-process
+        litert_worker.start(s, profile.io, None)
+        s.worker(("litert", profile.io)).stop()  # killed mid-way
+        assert litert_worker.result(s, profile.io) is None  # so the build converts in-process
 
 
 @pytest.mark.coreml

@@ -16,10 +16,13 @@ from typer.testing import CliRunner
 
 from edgefuse.bench.gate import apply_checks, compare, junit_xml
 from edgefuse.bench.html import merged_html, report_html
+from edgefuse.bench.markdown import to_markdown
 from edgefuse.bench.merge import merge, merged_markdown
-from edgefuse.bench.report import SCHEMA, SCHEMA_VERSION, jsonable, load_report, save_json, to_markdown
+from edgefuse.bench.records import SCHEMA, SCHEMA_VERSION
+from edgefuse.bench.report import load_report, save_json
 from edgefuse.cli import app
 from edgefuse.errors import DataError
+from edgefuse.io import jsonable
 
 runner = CliRunner()
 BUDGET = {"min_psnr_db": 35.0, "max_metric_change_pct": 2.0, "max_abs_8bit": 32.0}

@@ -15,7 +15,6 @@ litert-torch's PT2E route was tried first: it folds the thermal input's quantize
 from __future__ import annotations
 
 import copy
-import logging
 import platform
 import re
 import shutil
@@ -24,12 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgefuse._optional import require
+from edgefuse.exporters import litert_worker
 from edgefuse.exporters.base import Build, Exporter, Job, Validation, group_nodes
+from edgefuse.exporters.litert_worker import MODEL, calibrate, convert_float, quiet_loggers
+from edgefuse.profiles import Precision
 
 if TYPE_CHECKING:
-    from edgefuse.calibration import Frames
+    pass
 
-MODEL = "model.tflite"
 # litert-torch names a tensor by the module classes and attribute names on its call stack; ModuleLists
 # vanish from it, so FusionProxy's lists are told apart by what they hold
 _PATHS = [
@@ -42,54 +43,13 @@ _PATHS = [
 ]
 
 
-def _quiet() -> None:
-    for name in ("absl", "litert_torch", "ai_edge_quantizer", "tensorflow"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-
-def convert_float(model: Any, sample: tuple[Any, Any], path: Path) -> Path:
-    """The float .tflite of ``model`` at the sample's shapes, with named inputs and output (the slow step,
-    ~8 s at 480×640)."""
-    import torch
-
-    litert_torch = require("litert_torch")
-    _quiet()
-
-    class Named(torch.nn.Module):
-        def __init__(self, model: torch.nn.Module) -> None:
-            super().__init__()
-            self.m = model
-
-        def forward(self, visible: torch.Tensor, thermal: torch.Tensor) -> dict[str, torch.Tensor]:
-            return {"fused": self.m(visible, thermal)}
-
-    visible, thermal = sample
-    edge = litert_torch.convert(Named(model).eval(), sample_kwargs={"visible": visible, "thermal": thermal})
-    edge.export(str(path))
-    return path
-
-
-def calibrate(src: Path, frames: Frames, threads: int) -> dict[str, Any]:
-    """ai_edge_quantizer's calibration result (per-tensor min/max) for the int8 recipe on ``frames``."""
-    from ai_edge_quantizer import quantizer, recipe
-
-    from edgefuse.calibration import samples
-
-    _quiet()
-    qt = quantizer.Quantizer(str(src))
-    qt.load_quantization_recipe(recipe.static_wi8_ai8())
-    return dict(qt.calibrate({"serving_default": samples(frames)}, num_threads=threads))
-
-
 def fp32_tflite(job: Job) -> Path:
     """The float .tflite for this IO size, once per session: from the background worker when one was
     started for it (:meth:`LiteRTExporter.prefetch`), else converted here."""
-    from edgefuse.exporters import tflite_worker
-
     io = job.profile.io
 
     def make() -> Path:
-        done = tflite_worker.result(job.session, io)
+        done = litert_worker.result(job.session, io)
         if done is not None:
             return done.model
         path = job.session.scratch_dir("litert", f"{io.batch}x{io.height}x{io.width}") / MODEL
@@ -120,12 +80,10 @@ def module_path(scope: str) -> str:
 def _calibrated(job: Job, src: Path) -> Any:
     """The calibration result on the profile's frames, computed once (or taken from the worker, when it
     calibrated this very model on these very frames)."""
-    from edgefuse.exporters import tflite_worker
-
     frames = job.session.calibration(job.profile)
 
     def make() -> Any:
-        done = tflite_worker.result(job.session, job.profile.io)
+        done = litert_worker.result(job.session, job.profile.io)
         if done is not None and done.model == src and done.calibrated_on == (frames.source, frames.stems):
             return done.qsvs()
         return calibrate(src, frames, job.session.threads)
@@ -139,9 +97,9 @@ def quantize(job: Job, src: Path, dst: Path, exclude: Sequence[str]) -> None:
     from ai_edge_quantizer.algorithm_manager import AlgorithmName
     from ai_edge_quantizer.qtyping import TFLOperationName as Op
 
-    _quiet()
+    quiet_loggers()
     qt = quantizer.Quantizer(str(src))
-    if job.precision == "fp16":
+    if job.precision is Precision.FP16:
         qt.add_weight_only_config(".*", Op.ALL_SUPPORTED, 16, algorithm_key=AlgorithmName.FLOAT_CASTING)
         result = qt.quantize()
     else:
@@ -165,14 +123,14 @@ class LiteRTExporter(Exporter):
 
     def build(self, job: Job, out: Path, exclude: Sequence[str] = (), quick: bool = False) -> Build:
         src, dst = fp32_tflite(job), out / MODEL
-        if job.precision == "fp32":
+        if job.precision is Precision.FP32:
             shutil.copyfile(src, dst)
             line = "fp32"
         else:
             quantize(job, src, dst, exclude)
             line = (
                 "fp16 weights (dequantized at load), float activations"
-                if job.precision == "fp16"
+                if job.precision is Precision.FP16
                 else "int8 weights (per channel) and activations, full-integer kernels"
                 + (" (excluded ops float)" if exclude else "")
             )
@@ -182,28 +140,32 @@ class LiteRTExporter(Exporter):
             "inputs": ["visible", "thermal"],
             "outputs": ["fused"],
             "quantizer": "ai_edge_quantizer static_wi8_ai8, INPUT/OUTPUT unquantized"
-            if job.precision == "int8"
-            else ("ai_edge_quantizer float_casting (fp16 weights)" if job.precision == "fp16" else None),
+            if job.precision is Precision.INT8
+            else (
+                "ai_edge_quantizer float_casting (fp16 weights)" if job.precision is Precision.FP16 else None
+            ),
             "delegate": job.profile.litert.delegate,
         }
         # fp16 arithmetic is XNNPACK's on ARMv8.2 cores; an x86 host dequantizes the weights and computes fp32
         on_arm = platform.machine() in ("aarch64", "arm64")
         note = "fp16 weights validated; fp16 arithmetic not emulated on this x86 host" if not on_arm else ""
-        validation = Validation("litert", dst, note if job.precision == "fp16" else "")
+        validation = Validation("litert", dst, note if job.precision is Precision.FP16 else "")
         return Build(
-            MODEL, line + "; IO float32", validation, calibrated=job.precision == "int8", details=details
+            MODEL,
+            line + "; IO float32",
+            validation,
+            calibrated=job.precision is Precision.INT8,
+            details=details,
         )
 
     def prefetch(self, jobs: Sequence[Job]) -> None:
         """Convert (and calibrate, for the first int8 job) in a worker process while other targets export."""
-        from edgefuse.exporters import tflite_worker
-
         for job in jobs:
-            int8 = [j for j in jobs if j.profile.io == job.profile.io and j.precision == "int8"]
-            tflite_worker.start(job.session, job.profile.io, int8[0] if int8 else None)
+            int8 = [j for j in jobs if j.profile.io == job.profile.io and j.precision is Precision.INT8]
+            litert_worker.start(job.session, job.profile.io, int8[0] if int8 else None)
 
     def groups(self, job: Job) -> dict[str, list[str]]:
-        if job.precision != "int8":
+        if job.precision is not Precision.INT8:
             return {}
         scopes = [s for s in op_scopes(fp32_tflite(job)) if s]
         # label each op by its module path (when the name carries one) so the shared grouping applies

@@ -21,8 +21,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edgefuse._optional import available
+from edgefuse.calibration import ort_reader
 from edgefuse.errors import ExportError
 from edgefuse.exporters.base import Build, Exporter, Job, Validation, group_nodes
+from edgefuse.profiles import Precision
 from edgefuse.spec import INPUT_NAMES, OUTPUT_NAMES
 
 if TYPE_CHECKING:
@@ -52,8 +55,6 @@ def torch_to_onnx(model: Any, sample: tuple[Any, Any], path: Path, opset: int) -
 def simplify(src: Path, dst: Path) -> str:
     """Simplify ``src`` into ``dst``; returns what did it (for the manifest)."""
     import onnx
-
-    from edgefuse._optional import available
 
     has_slim, version = available("onnxslim")
     if has_slim:
@@ -127,8 +128,6 @@ def to_int8(job: Job, src: Path, dst: Path, exclude: Sequence[str] = (), symmetr
     """QDQ int8; ``symmetric``: int8 activations with zero point 0 (TensorRT), else uint8 asymmetric
     activations (ONNX Runtime's u8s8 CPU kernels; a full 8 bits for non-negative [0, 1] tensors)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
-    from edgefuse.calibration import ort_reader
 
     frames = job.session.calibration(job.profile)
     key = abs(hash((str(src), frames.source, frames.stems)))
@@ -249,10 +248,10 @@ def build_onnx(
     src, _ = fp32_onnx(job)
     dst = out / MODEL
     precision = job.precision
-    if precision == "fp32":
+    if precision is Precision.FP32:
         shutil.copyfile(src, dst)
         return dst, "fp32 weights and activations; IO float32"
-    if precision == "fp16":
+    if precision is Precision.FP16:
         to_fp16(src, dst)
         return dst, "fp16 weights and activations; IO float32 (cast inside the graph)"
     if quick:
@@ -278,9 +277,9 @@ class OnnxExporter(Exporter):
             artifact=MODEL,
             precision_detail=precision,
             validate=Validation("onnxruntime", path),
-            calibrated=job.precision == "int8",
+            calibrated=job.precision is Precision.INT8,
             details=onnx_details(path, simplifier, job.profile.constraints.onnx_opset),
         )
 
     def groups(self, job: Job) -> dict[str, list[str]]:
-        return onnx_groups(job) if job.precision == "int8" else {}
+        return onnx_groups(job) if job.precision is Precision.INT8 else {}

@@ -33,9 +33,8 @@ def _same_output(a, b):
 
 def test_safetensors_round_trip_with_metadata(tmp_path, model):
     path = save_checkpoint(model, tmp_path / "m.safetensors", provenance={"data": "unit-test", "steps": 3})
-    loaded = load_model(path)
+    loaded, info = load_model(path)
     _same_output(model, loaded)
-    info = loaded.checkpoint_info
     assert info.config.name == "n"
     assert info.provenance["data"] == "unit-test" and info.provenance["steps"] == 3
     assert "edgefuse_version" in info.provenance and "git_revision" in info.provenance
@@ -49,8 +48,8 @@ def test_safetensors_round_trip_with_metadata(tmp_path, model):
 def test_plain_state_dict_with_prefixes(tmp_path, model, prefix):
     sd = {prefix + k: v for k, v in model.state_dict().items()}
     torch.save({"state_dict": sd}, tmp_path / "m.pt")
-    loaded = load_model(tmp_path / "m.pt")
-    assert loaded.config.name == "n"
+    loaded, info = load_model(tmp_path / "m.pt")
+    assert info.config.name == "n"
     _same_output(model, loaded)
 
 
@@ -131,7 +130,7 @@ def test_flush_denormals():
 def test_save_flushes_denormals(tmp_path, model):
     with torch.no_grad():
         model.head.weight.view(-1)[0] = 1e-40  # a denormal
-    loaded = load_model(save_checkpoint(model, tmp_path / "d.safetensors"))
+    loaded, _ = load_model(save_checkpoint(model, tmp_path / "d.safetensors"))
     assert loaded.head.weight.view(-1)[0].item() == 0.0
 
 

@@ -1,0 +1,153 @@
+"""The artifact manifest: ``edgefuse.json`` beside every exported model, as one typed record.
+
+This module is the only place that knows the file's name and its fields. ``edgefuse export`` writes it
+(:meth:`ArtifactManifest.write`, atomically, last, so a directory with a manifest is complete); the
+runtimes, ``edgefuse bench`` and the up-to-date check read it back (:func:`read_manifest`) and check an
+artifact against the checkpoint, IO size and backend expected (:meth:`ArtifactManifest.check`).
+
+Only ``backend`` is required when reading: a hand-written manifest for a model file needs no more. Field
+order is the order of the JSON file; non-finite floats are written as the strings "inf"/"nan".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgefuse import backends
+from edgefuse.errors import ArtifactMismatchError
+from edgefuse.io import atomic_write_text, dumps_strict
+from edgefuse.spec import IOSpec
+
+MANIFEST = "edgefuse.json"
+SCHEMA_VERSION = 1
+
+
+def artifact_dir(artifact: str | Path) -> Path:
+    """The directory holding an artifact's manifest: the path itself, or the folder of a model file."""
+    path = Path(artifact).expanduser()
+    # a .mlpackage is a directory but a model, not an artifact dir
+    return path if path.is_dir() and path.suffix != ".mlpackage" else path.parent
+
+
+@dataclass
+class ArtifactManifest:
+    backend: str
+    artifact: str = ""  # the file (or .mlpackage directory) the runtime loads, relative to the directory
+    precision: str = ""
+    io: IOSpec | None = None
+    schema_version: int | None = SCHEMA_VERSION
+    edgefuse_version: str = ""
+    created: str = ""
+    profile: str = ""
+    profile_spec: dict[str, Any] = field(default_factory=dict)
+    precision_detail: str = ""
+    checkpoint: dict[str, Any] = field(default_factory=dict)  # path, file_sha256, weights_sha256, size
+    artifact_sha256: str = ""
+    artifact_bytes: int | None = None
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {sha256, bytes}
+    total_bytes: int | None = None
+    tools: dict[str, str] = field(default_factory=dict)
+    export_seconds: float | None = None
+    kept_in_higher_precision: list[str] = field(default_factory=list)
+    mixed_precision: dict[str, Any] | None = None
+    calibration: dict[str, Any] | None = None
+    validation: dict[str, Any] = field(default_factory=dict)
+    backend_details: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = field(default=None, compare=False)  # where it was read from (never written)
+
+    # the order of the JSON file (as written since schema version 1)
+    ORDER = (
+        "schema_version", "edgefuse_version", "created", "profile", "profile_spec", "backend", "precision",
+        "precision_detail", "io", "checkpoint", "artifact", "artifact_sha256", "artifact_bytes", "files",
+        "total_bytes", "tools", "export_seconds", "kept_in_higher_precision", "mixed_precision",
+        "calibration", "validation", "backend_details",
+    )  # fmt: skip
+
+    @property
+    def where(self) -> str:
+        return str(self.path or MANIFEST)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        for key in self.ORDER:
+            value = getattr(self, key)
+            d[key] = value.to_dict() if isinstance(value, IOSpec) else value
+        return d
+
+    def to_json(self) -> str:
+        return dumps_strict(self.to_dict(), indent=2, default=str)
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str | Path = MANIFEST) -> ArtifactManifest:
+        if not isinstance(data, dict) or "backend" not in data:
+            raise ArtifactMismatchError(f"{where}: manifest has no 'backend' field")
+        known = {f.name for f in dataclasses.fields(cls)} - {"path", "io"}
+        kwargs = {k: v for k, v in data.items() if k in known}
+        io = data.get("io")
+        try:
+            spec = IOSpec.from_dict(io) if io else None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ArtifactMismatchError(f"{where}: malformed 'io' ({exc})") from None
+        return cls(**kwargs, io=spec, path=Path(where))
+
+    @classmethod
+    def read(cls, artifact: str | Path) -> ArtifactManifest:
+        """The manifest of an artifact directory (or of the directory holding a model file)."""
+        path = artifact_dir(artifact) / MANIFEST
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ArtifactMismatchError(f"{path}: no manifest (not written by edgefuse export?)") from None
+        except (OSError, ValueError) as exc:
+            raise ArtifactMismatchError(f"{path}: unreadable manifest ({exc})") from None
+        return cls.from_dict(data, path)
+
+    def write(self, directory: Path) -> Path:
+        return atomic_write_text(directory / MANIFEST, self.to_json())
+
+    def checkpoint_hashes(self) -> set[str]:
+        """Every checkpoint hash the manifest records (file and weights sha256)."""
+        ck = self.checkpoint if isinstance(self.checkpoint, dict) else {}
+        return {h for h in (ck.get("file_sha256"), ck.get("weights_sha256")) if isinstance(h, str) and h}
+
+    def check(
+        self, checkpoint_sha256: str | None = None, io: IOSpec | None = None, backend: str | None = None
+    ) -> None:
+        """Raise :class:`ArtifactMismatchError` when the artifact was not built from / for what is expected
+        (``None``: not checked)."""
+        where = self.where
+        if backend is not None and _canonical(self.backend, where) != _canonical(backend, where):
+            raise ArtifactMismatchError(f"{where}: artifact is for {self.backend!r}, not {backend!r}")
+        if checkpoint_sha256 is not None:
+            recorded = self.checkpoint_hashes()
+            if not recorded:
+                raise ArtifactMismatchError(f"{where}: records no checkpoint sha256 to check against")
+            if checkpoint_sha256 not in recorded:
+                got = sorted(recorded)[0]
+                raise ArtifactMismatchError(
+                    f"{where}: built from checkpoint {got[:12]}…, not {checkpoint_sha256[:12]}…"
+                )
+        if io is not None:
+            built = self.io
+            if built is None:
+                raise ArtifactMismatchError(f"{where}: records no IO spec to check against")
+            if (built.batch, built.height, built.width) != (io.batch, io.height, io.width):
+                raise ArtifactMismatchError(
+                    f"{where}: built for {built.batch}x{built.height}x{built.width} (NxHxW), "
+                    f"not {io.batch}x{io.height}x{io.width}"
+                )
+
+
+def _canonical(name: str, where: str) -> str:
+    key = backends.canonical(str(name))
+    if key is None:
+        raise ArtifactMismatchError(f"{where}: unknown backend {name!r}{backends.suggest(str(name))}")
+    return key
+
+
+def read_manifest(artifact: str | Path) -> ArtifactManifest:
+    return ArtifactManifest.read(artifact)
