@@ -9,7 +9,7 @@ import hashlib
 import json
 import os
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -139,10 +139,11 @@ def _is_safetensors(path: Path) -> bool:
 def _config_from_state(path: Path, state: dict[str, torch.Tensor]) -> FusionProxyConfig:
     """Infer the size of a plain state dict by matching the shapes against every known config."""
     shapes = {k: tuple(v.shape) for k, v in state.items()}
-    for cfg in CONFIGS.values():
-        ref = {k: tuple(v.shape) for k, v in FusionProxy(cfg).state_dict().items()}
-        if ref == shapes:
-            return cfg
+    for base in CONFIGS.values():
+        for cfg in (base, replace(base, select=not base.select)):  # both student forms
+            ref = {k: tuple(v.shape) for k, v in FusionProxy(cfg).state_dict().items()}
+            if ref == shapes:
+                return cfg
     raise CheckpointError(f"{path}: {describe_mismatch(FusionProxy(DEFAULT_SIZE).state_dict(), state)}")
 
 

@@ -3,6 +3,7 @@
 Per crop the loss is
 
     L = w_pix · mean_px( w ⊙ mean_c |F − M| ) + w_feat · L_feat + w_ssim · (1 − SSIM(Y_F, Y_M))
+        + w_src · (1 − mean(SSIM(Y_F, Y_V), SSIM(Y_F, T)))
 
 with F the student output, M the ensemble mean (RGB), and
 
@@ -45,6 +46,9 @@ class DistillConfig:
     w_pixel: float = 1.0
     w_feat: float = 0.05
     w_ssim: float = 0.1
+    # 1 − mean(SSIM(Y_F, Y_v), SSIM(Y_F, T)): the sources' structure term of the teacher-free loss, kept so
+    # that following the teacher's intensities does not cost the local structure of either source
+    w_source_ssim: float = 0.5
 
     def __post_init__(self) -> None:
         if self.pixel_weighting not in PIXEL_WEIGHTINGS:
@@ -128,9 +132,14 @@ class DistillLoss:
         if cfg.pixel_weighting == "variance":
             err = err * variance_weights(batch["var"], self.tau)
         l_pix = err.mean()
-        l_ssim = 1.0 - ssim(luma(fused), luma(mean)).mean()
+        yf = luma(fused)
+        l_ssim = 1.0 - ssim(yf, luma(mean)).mean()
         loss = cfg.w_pixel * l_pix + cfg.w_ssim * l_ssim
         logs = {"pix": float(l_pix.detach()), "ssim": float(l_ssim.detach())}
+        if cfg.w_source_ssim > 0:
+            l_src = 1.0 - 0.5 * (ssim(yf, luma(batch["visible"])) + ssim(yf, batch["thermal"])).mean()
+            loss = loss + cfg.w_source_ssim * l_src
+            logs["src_ssim"] = float(l_src.detach())
         if cfg.routing != "none" and cfg.w_feat > 0:
             l_feat, route = self._features(fused, batch)
             loss = loss + cfg.w_feat * l_feat

@@ -2,13 +2,13 @@
 
 Design (why it is shaped like this): on CPUs and small accelerators the cost at 480×640 is dominated by
 full-resolution memory traffic, not MACs. So the network never runs a convolution at full resolution. It
-sees luminance + thermal, encodes at 1/4..1/16 resolution, and predicts three smooth coefficient maps
-(a, b, c) at 1/4 resolution. Upsampled to full size they combine the *sources themselves*,
-``Y_f = a·Y_v + b·T + c``, so fine edges come straight from the inputs (a learned, spatially varying
-guided filter). Chroma is the visible frame's BT.601 Cb/Cr: converting ``(Y_f, Cb, Cr)`` back to RGB is
+sees luminance + thermal, encodes at 1/4..1/16 resolution, and predicts smooth coefficient maps at 1/4
+resolution. Upsampled to full size they combine the *sources themselves*, so fine edges come straight from the
+inputs: ``Y_f = (1 + a)·Y_v + b·T + c + w·(T − Y_v)`` with ``w = σ(k·(T − Y_v) + o)`` (a learned, spatially
+varying guided filter plus a per-pixel soft selection between the sources, evaluated at full resolution). Chroma is the visible frame's BT.601 Cb/Cr: converting ``(Y_f, Cb, Cr)`` back to RGB is
 exactly ``RGB_v + (Y_f − Y_v)`` per channel, which is what the graph computes.
 
-Operators: Conv (incl. depthwise), ReLU, Add, Mul, Concat, Resize (bilinear), Clip — all supported by
+Operators: Conv (incl. depthwise), ReLU, Add, Sub, Mul, Sigmoid, Concat, Resize (bilinear), Clip — all supported by
 TensorRT 8.x, OpenVINO, CoreML and LiteRT.
 """
 
@@ -37,6 +37,9 @@ class FusionProxyConfig:
     widths: tuple[int, int, int]
     depths: tuple[int, int, int]
     expansion: int = 2
+    # full-resolution per-pixel selection between the sources (see FusionProxy.forward); False is the
+    # first form (coefficients only), kept so that its checkpoints still load
+    select: bool = False
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -52,13 +55,14 @@ class FusionProxyConfig:
             widths=tuple(int(v) for v in d["widths"]),  # type: ignore[arg-type]
             depths=tuple(int(v) for v in d["depths"]),  # type: ignore[arg-type]
             expansion=int(d.get("expansion", 2)),
+            select=bool(d.get("select", False)),
         )
 
 
 CONFIGS: dict[str, FusionProxyConfig] = {
-    "n": FusionProxyConfig("n", stem=8, widths=(16, 32, 64), depths=(1, 1, 2)),
-    "s": FusionProxyConfig("s", stem=12, widths=(24, 48, 96), depths=(2, 2, 4)),
-    "m": FusionProxyConfig("m", stem=16, widths=(32, 64, 160), depths=(2, 3, 6)),
+    "n": FusionProxyConfig("n", stem=8, widths=(16, 32, 64), depths=(1, 1, 2), select=True),
+    "s": FusionProxyConfig("s", stem=12, widths=(24, 48, 96), depths=(2, 2, 4), select=True),
+    "m": FusionProxyConfig("m", stem=16, widths=(32, 64, 160), depths=(2, 3, 6), select=True),
 }
 DEFAULT_SIZE = "s"
 ARCH = "fusionproxy"
@@ -100,11 +104,12 @@ class FusionProxy(nn.Module):
         # lateral 1×1 at the coarse level, then upsample: cheaper than convolving after upsampling
         self.lateral = nn.ModuleList([nn.Conv2d(w[i + 1], w[i], 1) for i in range(2)])
         self.dec = nn.ModuleList([Block(w[i], e) for i in range(2)])
-        self.head = nn.Conv2d(w[0], 3, 3, padding=1)
-        # start as the plain average of the sources: Y_f = 0.5·Y_v + 0.5·T (see forward for the -1)
+        self.head = nn.Conv2d(w[0], 5 if config.select else 3, 3, padding=1)
+        # start as the plain average of the sources: Y_f = 0.5·Y_v + 0.5·T (see forward)
         nn.init.zeros_(self.head.weight)
         with torch.no_grad():
-            self.head.bias.copy_(torch.tensor([-0.5, 0.5, 0.0]))  # type: ignore[union-attr]
+            start = [0.0, 0.0, 0.0, 0.0, 0.0] if config.select else [-0.5, 0.5, 0.0]  # select: w = σ(0)
+            self.head.bias.copy_(torch.tensor(start))  # type: ignore[union-attr]
 
     def forward(self, visible: torch.Tensor, thermal: torch.Tensor) -> torch.Tensor:
         # BT.601 luminance; Mul+ReduceSum (a 3->1 1x1 conv is ~100x slower in oneDNN at full res)
@@ -121,12 +126,20 @@ class FusionProxy(nn.Module):
         # coefficients at 1/4 resolution, split there (a full-res split runs as a slow reference kernel in
         # OpenVINO); the only full-resolution work is the three resizes and the blend.
         coef = self.head(x)
-        a, b, c = (
+        maps = [
             F.interpolate(coef[:, i : i + 1], scale_factor=4.0, mode="bilinear", align_corners=False)
-            for i in range(3)
-        )
+            for i in range(coef.shape[1])
+        ]
+        a, b, c = maps[:3]
         # Y_f = (1 + a)·Y_v + b·T + c, and (Y_f, Cb_v, Cr_v) -> RGB == RGB_v + (Y_f − Y_v) per channel
-        return torch.clamp(visible + (a * y + b * thermal + c), 0.0, 1.0)
+        delta = a * y + b * thermal + c
+        if self.config.select:
+            # a per-pixel soft choice between the sources at full resolution: w = σ(k·(T − Y_v) + o) with
+            # smooth gain k and offset o, so a hot object's edge is taken pixel-exactly from the thermal frame
+            # (smooth coefficients alone cannot follow a selection boundary finer than 4 px)
+            diff = thermal - y
+            delta = delta + torch.sigmoid(maps[3] * diff + maps[4]) * diff
+        return torch.clamp(visible + delta, 0.0, 1.0)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str = "fusionproxy-s", map_location: str = "cpu") -> FusionProxy:

@@ -74,7 +74,7 @@ def main() -> None:
         for dtype in [dtypes[d] for d in args.dtypes.split(",")]:
             for mode in args.modes.split(","):
                 for batch in [int(b) for b in args.batches.split(",")]:
-                    model = load_model(args.checkpoint, map_location="cuda")
+                    model = load_model(args.checkpoint, map_location="cuda").model
                     try:
                         fn = variant(model, batch, h, w, dtype, mode)
                         ms = timed(fn, args.iters, warmup=30)

@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# The whole teacher -> distillation chain in one command, then the ablation table.
+# The teacher -> distillation chain, as stages that can run in separate (time-limited) GPU commands:
 #
-#   1. train the luminance prior on RoadScene's training split      (edgefuse teacher train-prior)
-#   2. sample the K-sample teacher ensemble over all RoadScene pairs (edgefuse teacher sample)
-#   3. in parallel: sample LLVIP (evaluation only) | train (a) | distil (b), (c), (d), (c)+unrouted features
-#   4. scripts/ablation.py: metrics on RoadScene val + LLVIP, fidelity to the teacher mean, timing
+#   prior     train the luminance prior on RoadScene's training split, both modalities (resumable:
+#             a second `prior` stage continues the schedule)                   edgefuse teacher train-prior
+#   tune      choose μ, η, jitter, steps of the sampler on the *tuning subset of the training pairs*
+#             (scripts/tune_teacher.py --stage sampler; the objective was chosen on the same pairs on CPU:
+#             docs/results/teacher_tuning_objective.json)
+#   sample    the K-sample ensemble over all RoadScene pairs and the LLVIP pairs   edgefuse teacher sample
+#   students  3 seeds × rows (a) train, (b) uniform, (c) variance, (d) variance + routed features, one
+#             process each, spread over the visible GPUs
+#   ablation  scripts/ablation.py: every row on RoadScene val + LLVIP (mean ± std over seeds), the teacher
+#             with and without its prior, ensemble-spread statistics, maps
+#   speed     scripts/gpu_speed.py: batch-1 latency of the bundled form and the distilled student
 #
-# Every size/steps knob is an environment variable (defaults: the H100 run, ~6-7 min; see
-# docs/distillation.md for the estimate). Tiny CPU check:
-#   DEVICE=cpu PRIOR_CROP=32 PRIOR_CHANNELS=8,16,32 PRIOR_STEPS=20 PRIOR_MINUTES=0 K=2 STEPS=2 SUBSET=6 \
-#   LLVIP_LIMIT=2 EPOCHS=1 REPEAT=1 CROP=64 BATCH=4 PARALLEL=0 scripts/teacher_chain.sh
-# Results (<= 8 files) land in $OUT: ablation.json, ablation.md, previews.png, chain.log, students.tar, prior.tar.
+#   STAGES="prior tune sample" scripts/teacher_chain.sh; STAGES="students ablation speed" scripts/teacher_chain.sh
+#
+# Tiny CPU check (a minute): DEVICE=cpu PRIOR_CROP=32 PRIOR_CHANNELS=8,16,32 PRIOR_MINUTES=0.1 PRIOR_BATCH=8 \
+#   TUNE_LIMIT=2 TUNE_GRID=tiny K=2 SUBSET=6 LLVIP_LIMIT=2 EPOCHS=1 REPEAT=1 CROP=64 BATCH=4 SEEDS=0 \
+#   STAGES="prior tune sample students ablation" scripts/teacher_chain.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,23 +27,23 @@ WORK=${WORK:-runs/teacher_chain}
 OUT=${OUT:-$WORK/out}
 DEVICE=${DEVICE:-cuda}
 PRECISION=${PRECISION:-bf16}
+STAGES=${STAGES:-prior tune sample students ablation speed}
 # prior
 PRIOR_CROP=${PRIOR_CROP:-64}
 PRIOR_CHANNELS=${PRIOR_CHANNELS:-16,32,64,128}
 PRIOR_LPB=${PRIOR_LPB:-2}
-PRIOR_BATCH=${PRIOR_BATCH:-128}
-PRIOR_STEPS=${PRIOR_STEPS:-100000}
-PRIOR_MINUTES=${PRIOR_MINUTES:-2.5}
+PRIOR_BATCH=${PRIOR_BATCH:-256}
+PRIOR_STEPS=${PRIOR_STEPS:-200000}
+PRIOR_MINUTES=${PRIOR_MINUTES:-4}
 PRIOR_LR=${PRIOR_LR:-5e-4}
-# teacher sampling
+# teacher
+OBJECTIVE_JSON=${OBJECTIVE_JSON:-docs/results/teacher_tuning_objective.json}
+TUNE_LIMIT=${TUNE_LIMIT:-0}
+TUNE_GRID=${TUNE_GRID:-full}
 K=${K:-8}
-STEPS=${STEPS:-20}
-PHI=${PHI:-3.0}
-PRIOR_WEIGHT=${PRIOR_WEIGHT:-1.0}
-EM_ITERS=${EM_ITERS:-3}
-SUBSET=${SUBSET:-0}  # >0: use only the first N RoadScene pairs (symlinked into $WORK/data_rs), for tiny checks
+SUBSET=${SUBSET:-0}  # >0: only the first N RoadScene pairs (symlinked into $WORK/data_rs), for tiny checks
 LLVIP_LIMIT=${LLVIP_LIMIT:-0}
-# students (same size and budget for every row)
+# students (same size, recipe and budget for every row)
 SIZE=${SIZE:-s}
 EPOCHS=${EPOCHS:-10}
 REPEAT=${REPEAT:-8}
@@ -44,14 +51,13 @@ CROP=${CROP:-256}
 BATCH=${BATCH:-16}
 LR=${LR:-2e-3}
 WORKERS=${WORKERS:-2}
-PARALLEL=${PARALLEL:-1}
-JOB_THREADS=${JOB_THREADS:-2}  # intra-op CPU threads of each parallel job (6 jobs share the host's cores)
-SEED=${SEED:-0}
+SEEDS=${SEEDS:-0 1 2}
+JOB_THREADS=${JOB_THREADS:-2}
 EDGEFUSE=${EDGEFUSE:-python -m edgefuse}
 
 mkdir -p "$WORK/logs" "$OUT"
 LOG="$OUT/chain.log"
-: >"$LOG"
+touch "$LOG"
 T0=$(date +%s)
 say() { echo "[chain +$(($(date +%s) - T0))s] $*" | tee -a "$LOG"; }
 run() { # run NAME CMD...: log to its own file, append a tail to chain.log, fail loudly
@@ -62,8 +68,16 @@ run() { # run NAME CMD...: log to its own file, append a tail to chain.log, fail
     else
         say "$name FAILED ($(($(date +%s) - t)) s):"; tail -n 30 "$WORK/logs/$name.log" | tee -a "$LOG"; return 1
     fi
-    grep -v -E 'torchao|_pytree|register_constant|Failed to load|accelerate|Warning|float\(loss\)|^\s*$' \
-        "$WORK/logs/$name.log" | tail -n 3 >>"$LOG" || true
+    grep -v -E 'torchao|_pytree|register_constant|Failed to load|accelerate|Warning|^\s*$' \
+        "$WORK/logs/$name.log" | tail -n 2 >>"$LOG" || true
+}
+has() { [[ " $STAGES " == *" $1 "* ]]; }
+ngpu() {
+    if [[ "$DEVICE" == cuda* ]]; then python -c 'import torch; print(max(1, torch.cuda.device_count()))'; else echo 1; fi
+}
+NGPU=$(ngpu)
+gpu_env() { # gpu_env N: the CUDA_VISIBLE_DEVICES prefix for job N (round robin)
+    if [[ "$DEVICE" == cuda* ]]; then echo "CUDA_VISIBLE_DEVICES=$(($1 % NGPU))"; else echo ""; fi
 }
 if [[ "$SUBSET" -gt 0 ]]; then
     python - "$DATA_RS" "$WORK/data_rs" "$SUBSET" <<'PY'
@@ -81,54 +95,78 @@ for p in src.pairs[:n]:
 PY
     DATA_RS="$WORK/data_rs"
 fi
-say "device=$DEVICE K=$K steps=$STEPS prior=$PRIOR_CHANNELS@$PRIOR_CROP ${PRIOR_MINUTES}min students=$SIZE ${EPOCHS}x${REPEAT}"
+say "stages: $STAGES; device=$DEVICE ($NGPU GPU) K=$K prior=$PRIOR_CHANNELS@$PRIOR_CROP ${PRIOR_MINUTES}min"
 
-if [[ -f "$WORK/prior/model_index.json" && "${REUSE_PRIOR:-0}" == 1 ]]; then
-    say "prior: reusing $WORK/prior"
-else
+if has prior; then
     run train_prior $EDGEFUSE teacher train-prior --data "$DATA_RS" -o "$WORK/prior" --crop "$PRIOR_CROP" \
         --channels "$PRIOR_CHANNELS" --layers-per-block "$PRIOR_LPB" --batch-size "$PRIOR_BATCH" --lr "$PRIOR_LR" \
-        --steps "$PRIOR_STEPS" --minutes "$PRIOR_MINUTES" --seed "$SEED" --device "$DEVICE" --precision "$PRECISION"
+        --steps "$PRIOR_STEPS" --minutes "$PRIOR_MINUTES" --seed 0 --device "$DEVICE" --precision "$PRECISION" --resume
+    cp "$WORK/prior/edgefuse_prior.json" "$OUT/prior_info.json"
+    tar -cf "$OUT/prior.tar" -C "$WORK" prior  # back early: a later stage may hit the command's time limit
 fi
 
-SAMPLE=(teacher sample --prior "$WORK/prior" --k "$K" --steps "$STEPS" --phi "$PHI" --prior-weight "$PRIOR_WEIGHT"
-    --em-iters "$EM_ITERS" --seed "$SEED" --device "$DEVICE" --precision "$PRECISION" --resume)
-run sample_rs $EDGEFUSE "${SAMPLE[@]}" --data "$DATA_RS" -o "$WORK/cache_rs"
+if has tune; then
+    run tune_sampler python scripts/tune_teacher.py --stage sampler --rs "$DATA_RS" --prior "$WORK/prior" \
+        --em "$OBJECTIVE_JSON" --device "$DEVICE" --workers "$(( $(nproc) > 4 ? $(nproc) - 2 : 2 ))" \
+        --limit "$TUNE_LIMIT" --grid "$TUNE_GRID" --json "$OUT/tune_sampler.json"
+fi
 
-COMMON=(--data "$DATA_RS" --size "$SIZE" --epochs "$EPOCHS" --repeat "$REPEAT" --crop "$CROP" --batch-size "$BATCH"
-    --lr "$LR" --seed "$SEED" --device "$DEVICE" --workers "$WORKERS")
-DISTILL=(distill --cache "$WORK/cache_rs" "${COMMON[@]}")
-jobs_=(
-    "sample_llvip|$EDGEFUSE ${SAMPLE[*]@Q} --data ${DATA_LLVIP@Q} -o ${WORK@Q}/cache_llvip --limit $LLVIP_LIMIT --no-save-samples"
-    "train_a|$EDGEFUSE train ${COMMON[*]@Q} -o ${WORK@Q}/students/a.safetensors"
-    "distill_b|$EDGEFUSE ${DISTILL[*]@Q} --pixel-weighting uniform --routing none -o ${WORK@Q}/students/b.safetensors"
-    "distill_c|$EDGEFUSE ${DISTILL[*]@Q} --pixel-weighting variance --routing none -o ${WORK@Q}/students/c.safetensors"
-    "distill_d|$EDGEFUSE ${DISTILL[*]@Q} --pixel-weighting variance --routing feature -o ${WORK@Q}/students/d.safetensors"
-    "distill_c_all|$EDGEFUSE ${DISTILL[*]@Q} --pixel-weighting variance --routing all -o ${WORK@Q}/students/c_all.safetensors"
-)
-mkdir -p "$WORK/students"
-pids=()
-for job in "${jobs_[@]}"; do
-    name=${job%%|*}; cmd=${job#*|}
-    if [[ "$PARALLEL" == 1 ]]; then
-        OMP_NUM_THREADS=$JOB_THREADS run "$name" bash -c "$cmd" &
-        pids+=($!)
-    else
-        run "$name" bash -c "$cmd"
+if has sample; then
+    SAMPLE=(teacher sample --prior "$WORK/prior" --config "$OUT/tune_sampler.json" --k "$K" --seed 0
+        --device "$DEVICE" --precision "$PRECISION" --resume)
+    pids=()
+    env $(gpu_env 0) $EDGEFUSE "${SAMPLE[@]}" --data "$DATA_RS" -o "$WORK/cache_rs" >"$WORK/logs/sample_rs.log" 2>&1 &
+    pids+=($!)
+    env $(gpu_env 1) $EDGEFUSE "${SAMPLE[@]}" --data "$DATA_LLVIP" -o "$WORK/cache_llvip" --limit "$LLVIP_LIMIT" \
+        >"$WORK/logs/sample_llvip.log" 2>&1 &
+    pids+=($!)
+    for p in "${pids[@]}"; do wait "$p" || { say "sampling FAILED"; tail -n 20 "$WORK"/logs/sample_*.log; exit 1; }; done
+    say "sampling ok: $(tail -n 1 "$WORK/logs/sample_rs.log") | $(tail -n 1 "$WORK/logs/sample_llvip.log")"
+    cp "$WORK/cache_rs/manifest.json" "$OUT/cache_rs_manifest.json"
+fi
+
+if has students; then
+    COMMON=(--data "$DATA_RS" --size "$SIZE" --epochs "$EPOCHS" --repeat "$REPEAT" --crop "$CROP"
+        --batch-size "$BATCH" --lr "$LR" --device "$DEVICE" --workers "$WORKERS")
+    DISTILL=(distill --cache "$WORK/cache_rs" "${COMMON[@]}")
+    mkdir -p "$WORK/students"
+    pids=(); n=0
+    for seed in $SEEDS; do
+        for row in a b c d; do
+            case $row in
+                a) cmd=(train "${COMMON[@]}") ;;
+                b) cmd=("${DISTILL[@]}" --pixel-weighting uniform --routing none) ;;
+                c) cmd=("${DISTILL[@]}" --pixel-weighting variance --routing none) ;;
+                d) cmd=("${DISTILL[@]}" --pixel-weighting variance --routing feature) ;;
+            esac
+            env $(gpu_env $n) OMP_NUM_THREADS=$JOB_THREADS $EDGEFUSE "${cmd[@]}" --seed "$seed" \
+                -o "$WORK/students/${row}_s$seed.safetensors" >"$WORK/logs/${row}_s$seed.log" 2>&1 &
+            pids+=($!); n=$((n + 1))
+        done
+    done
+    status=0
+    for p in "${pids[@]}"; do wait "$p" || status=1; done
+    if [[ $status != 0 ]]; then
+        say "a student FAILED"; for f in "$WORK"/logs/[abcd]_s*.log; do echo "== $f"; tail -n 5 "$f"; done; exit 1
     fi
-done
-status=0
-for pid in "${pids[@]}"; do wait "$pid" || status=1; done
-[[ $status == 0 ]] || { say "a stage failed; see above"; exit 1; }
+    say "students ok"
+fi
 
-ABL=(--rs "$DATA_RS" --cache-rs "$WORK/cache_rs" --llvip "$DATA_LLVIP" --cache-llvip "$WORK/cache_llvip"
-    --json "$OUT/ablation.json" --md "$OUT/ablation.md" --previews "$OUT/previews.png" --device "$DEVICE")
-for k in a b c d c_all; do ABL+=(--student "$k=$WORK/students/$k.safetensors"); done
-run ablation python scripts/ablation.py "${ABL[@]}"
-cat "$OUT/ablation.md" >>"$LOG"
+if has ablation; then
+    ABL=(--rs "$DATA_RS" --cache-rs "$WORK/cache_rs" --llvip "$DATA_LLVIP" --cache-llvip "$WORK/cache_llvip"
+        --json "$OUT/ablation.json" --md "$OUT/ablation.md" --previews "$OUT/previews.jpg"
+        --spread-maps "$OUT/spread_maps.jpg" --device "$DEVICE" --reference fusionproxy-s)
+    for f in "$WORK"/students/*.safetensors; do k=$(basename "$f" .safetensors); ABL+=(--student "$k=$f"); done
+    run ablation python scripts/ablation.py "${ABL[@]}"
+    cat "$OUT/ablation.md" >>"$LOG"
+    tar -cf "$OUT/students.tar" -C "$WORK" students logs
+fi
 
-# bring back checkpoints and small reports, never the sample caches
-tar -cf "$OUT/students.tar" -C "$WORK" students/a.safetensors students/b.safetensors students/c.safetensors \
-    students/d.safetensors students/c_all.safetensors cache_rs/manifest.json cache_llvip/manifest.json logs
-tar -cf "$OUT/prior.tar" -C "$WORK" prior
+if has speed; then
+    run speed_old python scripts/gpu_speed.py --checkpoint fusionproxy-s --json "$OUT/speed_bundled.json" \
+        --batches 1 --modes graph,compile --dtypes fp16
+    run speed_new python scripts/gpu_speed.py --checkpoint "$WORK/students/d_s0.safetensors" \
+        --json "$OUT/speed_distilled.json" --batches 1 --modes graph,compile --dtypes fp16
+    tail -n 6 "$WORK/logs/speed_old.log" "$WORK/logs/speed_new.log" >>"$LOG"
+fi
 say "done: $(ls "$OUT" | tr '\n' ' ')"

@@ -41,6 +41,9 @@ def distill(
     ] = 0.0,
     w_feat: Annotated[float, typer.Option(min=0.0, help="Weight of the feature alignment.")] = 0.05,
     w_ssim: Annotated[float, typer.Option(min=0.0, help="Weight of 1 − SSIM to the ensemble mean.")] = 0.1,
+    w_source_ssim: Annotated[
+        float, typer.Option(min=0.0, help="Weight of 1 − SSIM to the two sources (their local structure).")
+    ] = 0.5,
     backbone: Annotated[str, typer.Option(help="prior, prior:DIR or timm:ARCH:WEIGHTS.")] = "prior",
     prior: Annotated[
         Path | None, typer.Option(help="Prior directory (default: the one the cache names).")
@@ -75,6 +78,7 @@ def distill(
         tau_feat=tau_feat,
         w_feat=w_feat,
         w_ssim=w_ssim,
+        w_source_ssim=w_source_ssim,
     )
     need_samples = cfg.routing != "none"
     # every input check happens before a process group or a model exists

@@ -4,13 +4,13 @@ or import an external teacher's samples into the same cache format."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from edgefuse.cli._common import cli_command, console
+from edgefuse.teacher.settings import Objective
 
 app = typer.Typer(
     help="Diffusion teacher: train-prior, sample (K-sample ensemble cache), import.", no_args_is_help=True
@@ -28,7 +28,9 @@ def _progress():  # type: ignore[no-untyped-def]
 @app.command("train-prior")
 @cli_command
 def train_prior(
-    data: Annotated[Path, typer.Option(help="Paired folder; only its training split is used (both frames).")],
+    data: Annotated[
+        list[Path], typer.Option(help="Paired folder(s); only their training splits are used (both frames).")
+    ],
     out: Annotated[Path, typer.Option("-o", "--out", help="Prior directory to write (diffusers layout).")],
     crop: Annotated[int, typer.Option(min=16, help="Square luminance crop size.")] = 64,
     channels: Annotated[str, typer.Option(help="UNet widths per level, comma-separated.")] = "32,64,128,128",
@@ -44,8 +46,15 @@ def train_prior(
     seed: Annotated[int, typer.Option()] = 0,
     device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
     precision: Annotated[str, typer.Option(help="bf16, fp16 or fp32 (autocast on CUDA only).")] = "bf16",
+    resume: Annotated[
+        bool, typer.Option(help="Continue the schedule saved in <out>.state.pt by an earlier, time-limited call.")
+    ] = False,
 ) -> None:
-    """Train the unconditional luminance prior (diffusers UNet2DModel, ε-prediction, DDPM schedule)."""
+    """Train the unconditional luminance prior (diffusers UNet2DModel, ε-prediction, DDPM schedule).
+
+    Frames: the visible and the thermal luminance of every training-split pair of each --data folder.
+    With --minutes, the schedule is sized to that budget; a call with --resume continues it for another budget.
+    """
     from edgefuse.data import find_pairs, split_indices
     from edgefuse.teacher.prior import PriorTrainConfig, luminance_frames
     from edgefuse.teacher.prior import train_prior as fit
@@ -55,10 +64,13 @@ def train_prior(
         raise typer.BadParameter(
             f"--crop must be a multiple of {2 ** (len(widths) - 1)} for {len(widths)} levels"
         )
-    source = find_pairs(data)
-    train_idx, val_idx = split_indices(source.pairs, val_fraction=val_fraction, seed=split_seed)
-    frames = luminance_frames(source, train_idx)
-    console.print(f"prior data: {source.name}: {len(train_idx)} training pairs ({len(frames)} frames)")
+    frames, prov_sets = [], []
+    for folder in data:
+        source = find_pairs(folder)
+        train_idx, val_idx = split_indices(source.pairs, val_fraction=val_fraction, seed=split_seed)
+        frames += luminance_frames(source, train_idx)
+        prov_sets.append((source, train_idx, val_idx))
+        console.print(f"prior data: {source.name}: {len(train_idx)} training pairs ({2 * len(train_idx)} frames)")
     cfg = PriorTrainConfig(
         crop=crop,
         channels=widths,
@@ -72,10 +84,10 @@ def train_prior(
         precision=precision,
     )
     prov = {
-        "data": source.name,
-        "data_root": str(source.root.resolve()),
-        "train_stems": [source.pairs[i].stem for i in train_idx],
-        "val_stems": [source.pairs[i].stem for i in val_idx],
+        "data": ",".join(src.name for src, _, _ in prov_sets),
+        "data_root": [str(src.root.resolve()) for src, _, _ in prov_sets],
+        "train_stems": [src.pairs[i].stem for src, tr, _ in prov_sets for i in tr],
+        "val_stems": [src.pairs[i].stem for src, _, va in prov_sets for i in va],
         "split_seed": split_seed,
     }
     with _progress() as bar:
@@ -84,9 +96,10 @@ def train_prior(
         def on_step(step: int, total: int, loss: float) -> None:
             bar.update(task, completed=step, total=total, description=f"prior loss {loss:.4f}")
 
-        info = fit(frames, out, cfg, provenance=prov, on_step=on_step)
+        info = fit(frames, out, cfg, provenance=prov, on_step=on_step, resume=resume)
     console.print(
-        f"[green]wrote[/] {out} ({info['steps']} steps, {info['seconds']:.0f} s, "
+        f"[green]wrote[/] {out} ({info['steps']} of {info['schedule_steps']} steps"
+        f"{'' if info['complete'] else ', resumable'}, {info['seconds']:.0f} s, "
         f"loss {info['final_loss_ema']:.4f}, "
         f"sha256 {info['sha256'][:12]})"
     )
@@ -100,15 +113,33 @@ def sample(
     ],
     data: Annotated[Path, typer.Option(help="Paired folder to fuse.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Cache directory to write.")],
-    k: Annotated[int, typer.Option("--k", min=2, help="Samples per pair (seeds seed..seed+K-1).")] = 8,
-    steps: Annotated[int, typer.Option(min=1, help="DDIM steps.")] = 25,
+    k: Annotated[
+        int, typer.Option("--k", min=2, max=64, help="Samples per pair (seeds seed..seed+K-1).")
+    ] = 8,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            help="Sampler settings from a JSON file (scripts/tune_teacher.py output or a SamplerConfig dict); "
+            "the options below are then ignored."
+        ),
+    ] = None,
+    objective: Annotated[
+        Objective, typer.Option(help="Fusion objective: salience (default) or ddfm (thermal intensities).")
+    ] = Objective.SALIENCE,
+    steps: Annotated[int, typer.Option(min=1, max=1000, help="DDIM steps.")] = 20,
     seed: Annotated[int, typer.Option()] = 0,
-    eta: Annotated[float, typer.Option(min=0.0, max=1.0, help="DDIM eta.")] = 0.0,
-    phi: Annotated[float, typer.Option(min=0.0, help="Weight φ of the visible-gradient term.")] = 3.0,
+    eta: Annotated[float, typer.Option(min=0.0, max=1.0, help="DDIM eta (> 0: stochastic DDIM).")] = 0.5,
+    phi: Annotated[float, typer.Option(min=0.0, help="Weight φ of the gradient term.")] = 3.0,
     prior_weight: Annotated[
-        float, typer.Option(min=0.0, help="μ: pull of the prior's x0 in the EM step.")
-    ] = 1.0,
-    em_iters: Annotated[int, typer.Option(min=1, help="EM iterations per DDIM step.")] = 3,
+        float, typer.Option(min=0.0, help="μ: pull of the prior's x0 in the EM step (0: objective only).")
+    ] = 10.0,
+    em_iters: Annotated[int, typer.Option(min=1, max=100, help="EM iterations per DDIM step.")] = 3,
+    softness: Annotated[float, typer.Option(min=1e-3, help="τ of the salience weight.")] = 0.3,
+    grad_power: Annotated[
+        float, typer.Option(min=0.0, help="0: larger source gradient; p > 0: |∇|^p-weighted blend.")
+    ] = 0.0,
+    jitter: Annotated[float, typer.Option(min=0.0, help="Per-sample salience offset std (diversity).")] = 0.1,
+    phi_jitter: Annotated[float, typer.Option(min=0.0, help="Per-sample log-std of φ (diversity).")] = 0.3,
     save_samples: Annotated[
         bool, typer.Option(help="Keep the K samples (feature routing needs them).")
     ] = True,
@@ -119,91 +150,69 @@ def sample(
     resize_ir: Annotated[bool, typer.Option(help="Resize thermal frames to the visible size.")] = False,
     resume: Annotated[bool, typer.Option(help="Keep pairs already written by an interrupted run.")] = False,
 ) -> None:
-    """Fuse every pair K times with the DDFM sampler; write mean, variance and samples per pair."""
-    import numpy as np
-    import torch
-
+    """Fuse every pair K times with the diffusion teacher; write mean, variance and samples per pair."""
     from edgefuse.data import find_pairs
-    from edgefuse.errors import DataError
-    from edgefuse.teacher import gather, init_distributed, rank_and_world, shutdown_distributed
-    from edgefuse.teacher.cache import ensemble_stats, write_entry, write_manifest
-    from edgefuse.teacher.ddfm import EMConfig, SamplerConfig, sample_fusion, with_visible_chroma
+    from edgefuse.distributed import init_distributed, rank_and_world, shutdown_distributed
+    from edgefuse.teacher.ddfm import EMConfig, SamplerConfig
+    from edgefuse.teacher.ensemble import sample_ensemble
     from edgefuse.teacher.prior import Prior
 
+    if config is not None:
+        cfg = _sampler_config(config, max_batch)
+    else:
+        em = EMConfig(
+            objective=objective,
+            phi=phi,
+            prior_weight=prior_weight,
+            iters=em_iters,
+            softness=softness,
+            grad_power=grad_power,
+            jitter=jitter,
+            phi_jitter=phi_jitter,
+        )
+        cfg = SamplerConfig(steps=steps, eta=eta, em=em, max_batch=max_batch)
     device = init_distributed(device)
-    rank, world = rank_and_world()
+    rank, _ = rank_and_world()
     try:
         source = find_pairs(data, resize_ir=resize_ir)
         model = Prior.load(prior, device=device, precision=precision)
-        em = EMConfig(phi=phi, prior_weight=prior_weight, iters=em_iters)
-        cfg = SamplerConfig(steps=steps, eta=eta, em=em, max_batch=max_batch)
-        seeds = [seed + j for j in range(k)]
-        teacher = {
-            "kind": "ddfm",
-            "prior": str(model.path.resolve()),
-            "prior_sha256": model.sha256,
-            "prior_train_stems": model.meta.get("train_stems"),
-            "sampler": cfg.to_dict(),
-            "precision": precision if model.device.type == "cuda" else "fp32",
-        }
-        out.mkdir(parents=True, exist_ok=True)
-        settings = out / "sampling.json"
-        if rank == 0:
-            if (
-                resume
-                and settings.is_file()
-                and json.loads(settings.read_text()) != {"teacher": teacher, "seeds": seeds}
-            ):
-                raise DataError(f"{settings}: --resume with different teacher settings; use a new --out")
-            settings.write_text(json.dumps({"teacher": teacher, "seeds": seeds}, indent=1) + "\n")
-        indices = list(range(len(source)))[: limit or None]
-        mine = indices[rank::world]
-        entries: dict[str, dict] = {}
-        seconds: list[float] = []
+        total = min(len(source), limit or len(source))
         with _progress() as bar:
-            task = bar.add_task(f"teacher K={k}", total=len(mine), visible=rank == 0)
-            for i in mine:
-                stem = source.pairs[i].stem
-                done = out / f"{stem}.npz"
-                if resume and done.is_file():
-                    with np.load(done) as z:
-                        h, w = z["var"].shape
-                        kk = int(z["samples"].shape[0]) if "samples" in z.files else None
-                    entries[stem] = {"file": done.name, "height": int(h), "width": int(w), "k": kk}
-                    bar.advance(task)
-                    continue
-                vis, ir = source[i]
-                v = torch.from_numpy(np.ascontiguousarray(vis.transpose(2, 0, 1))).to(device)
-                t = torch.from_numpy(ir[None].copy()).to(device)
-                t0 = time.perf_counter()
-                y = sample_fusion(model, v, t, seeds, cfg)
-                rgb = with_visible_chroma(y, v[None])
-                if model.device.type == "cuda":
-                    torch.cuda.synchronize()
-                seconds.append(time.perf_counter() - t0)
-                mean, var, ys = ensemble_stats(rgb.permute(0, 2, 3, 1).cpu().numpy())
-                entries[stem] = write_entry(out, stem, mean, var, ys if save_samples else None)
-                bar.advance(task)
-        all_entries: dict[str, dict] = {}
-        all_seconds: list[float] = []
-        for part_entries, part_seconds in gather((entries, seconds)):
-            all_entries.update(part_entries)
-            all_seconds.extend(part_seconds)
-        if rank == 0:
-            meta = {
-                "teacher": teacher,
-                "k": k,
-                "seeds": seeds,
-                "has_samples": save_samples,
-                "data": {"name": source.name, "root": str(source.root.resolve())},
-                "world_size": world,
-                "seconds_per_pair": float(np.mean(all_seconds)) if all_seconds else None,
-            }
-            path = write_manifest(out, all_entries, meta)
-            per = f", {meta['seconds_per_pair']:.2f} s per pair" if all_seconds else ""
-            console.print(f"[green]wrote[/] {path} ({len(all_entries)} pairs, K={k}{per})")
+            task = bar.add_task(f"teacher K={k}", total=total, visible=rank == 0)
+            done = sample_ensemble(
+                model,
+                source,
+                out,
+                cfg,
+                [seed + j for j in range(k)],
+                precision=precision,
+                limit=limit,
+                save_samples=save_samples,
+                resume=resume,
+                on_pair=lambda: bar.advance(task),
+            )
+        if done is not None:
+            path, meta = done
+            per = meta["seconds_per_pair"]
+            per_s = f", {per:.2f} s per pair" if per else ""
+            console.print(
+                f"[green]wrote[/] {path} ({len(meta.get('pairs', [])) or total} pairs, K={k}{per_s})"
+            )
     finally:
         shutdown_distributed()
+
+
+def _sampler_config(path: Path, max_batch: int):  # type: ignore[no-untyped-def]
+    from edgefuse.errors import DataError
+    from edgefuse.teacher.ddfm import SamplerConfig
+
+    try:
+        raw = json.loads(path.read_text())
+        raw = raw["best"]["config"] if "best" in raw else raw
+        cfg = SamplerConfig.from_dict({**raw, "max_batch": max_batch})
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{path}: not a sampler config ({exc})") from None
+    return cfg
 
 
 @app.command("import")

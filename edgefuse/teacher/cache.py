@@ -5,9 +5,13 @@ Layout of a cache directory::
     manifest.json        format, K, seeds, teacher (prior sha256, steps, EM knobs) or external source,
                          data folder, and per pair {file, height, width}
     <stem>.npz           mean: H×W×3 float16 RGB in [0, 1] (ensemble mean of the fused RGB samples)
-                         var:  H×W float16, sample variance (ddof=1) over K of the luminance in [0, 1]
-                         samples: K×H×W uint8 luminance of every sample (kept so that the distillation can
+                         var:  H×W float32, sample variance (ddof=1) over K of the luminance in [0, 1]
+                         samples: K×H×W float16 luminance of every sample (kept so that the distillation can
                          compute feature statistics with whatever backbone it is given)
+
+Version 2 stores the variance in float32 and the samples in float16 (resolution ~1/16 of an 8-bit level at
+mid-grey): with 8-bit samples a per-pixel spread below one grey level was rounded away. Version-1 caches
+(float16 variance, uint8 samples) still load.
 
 The samples are stored as luminance only: DDFM samples share the visible chroma, so
 RGB_k = RGB_v + (Y_k − Y_v) rebuilds them; for imported RGB samples this rule is an approximation used
@@ -30,7 +34,7 @@ import numpy as np
 from edgefuse.errors import DataError
 
 FORMAT = "edgefuse-teacher-cache"
-VERSION = 1
+VERSION = 2
 MANIFEST = "manifest.json"
 BT601 = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -40,18 +44,20 @@ class CacheEntry:
     stem: str
     mean: np.ndarray  # H×W×3 float32 RGB
     var: np.ndarray  # H×W float32
-    samples: np.ndarray | None  # K×H×W uint8 luminance
+    samples: np.ndarray | None  # K×H×W luminance: float16 in [0, 1] (v2) or uint8 (v1)
 
 
 def ensemble_stats(samples_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(mean RGB H×W×3, luminance variance H×W (ddof=1), luminance K×H×W uint8) of K×H×W×3 in [0, 1]."""
+    """(mean RGB H×W×3, luminance variance H×W (ddof=1), luminance K×H×W float16) of K×H×W×3 in [0, 1]."""
     if samples_rgb.ndim != 4 or samples_rgb.shape[-1] != 3 or samples_rgb.shape[0] < 2:
         raise DataError(f"ensemble needs K>=2 RGB samples K×H×W×3, got shape {samples_rgb.shape}")
     x = samples_rgb.astype(np.float32, copy=False)
     y = x @ BT601
     mean = x.mean(axis=0)
     var = y.var(axis=0, ddof=1)
-    return mean, var, np.clip(np.rint(y * 255.0), 0, 255).astype(np.uint8)
+    if not (np.isfinite(mean).all() and np.isfinite(var).all()):
+        raise DataError("ensemble samples hold NaN or Inf")
+    return mean, var, np.clip(y, 0.0, 1.0).astype(np.float16)
 
 
 def _atomic_write(path: Path, write: Any) -> None:
@@ -74,9 +80,9 @@ def write_entry(
     h, w = var.shape
     if mean.shape != (h, w, 3) or (samples is not None and samples.shape[1:] != (h, w)):
         raise DataError(f"{stem}: inconsistent ensemble shapes mean {mean.shape}, var {var.shape}")
-    arrays = {"mean": mean.astype(np.float16), "var": var.astype(np.float16)}
+    arrays = {"mean": mean.astype(np.float16), "var": var.astype(np.float32)}
     if samples is not None:
-        arrays["samples"] = samples.astype(np.uint8)
+        arrays["samples"] = samples if samples.dtype == np.uint8 else samples.astype(np.float16)
     path = root / f"{stem}.npz"
 
     def save(tmp: str) -> None:
@@ -85,6 +91,17 @@ def write_entry(
 
     _atomic_write(path, save)
     k = int(samples.shape[0]) if samples is not None else None
+    return {"file": path.name, "height": int(h), "width": int(w), "k": k}
+
+
+def read_entry_meta(path: Path) -> dict[str, Any]:
+    """The manifest entry of an existing ``<stem>.npz`` (resume)."""
+    try:
+        with np.load(path) as z:
+            h, w = z["var"].shape
+            k = int(z["samples"].shape[0]) if "samples" in z.files else None
+    except (OSError, ValueError, KeyError) as exc:
+        raise DataError(f"{path}: unreadable teacher cache entry ({exc}); delete it and resume") from None
     return {"file": path.name, "height": int(h), "width": int(w), "k": k}
 
 
@@ -141,9 +158,12 @@ class TeacherCache:
                 f"{path}: cache version {self.manifest.get('version')} is newer than this edgefuse"
             )
         self.sha256 = hashlib.sha256(raw).hexdigest()
-        self.pairs: dict[str, dict[str, Any]] = dict(self.manifest.get("pairs", {}))
-        self.k = int(self.manifest.get("k", 0))
-        self.has_samples = bool(self.manifest.get("has_samples", False))
+        pairs, k = self.manifest.get("pairs", {}), self.manifest.get("k", 0)
+        if not isinstance(pairs, dict) or not isinstance(k, int) or isinstance(k, bool):
+            raise DataError(f"{path}: malformed manifest ('pairs' must be an object, 'k' an integer)")
+        self.pairs: dict[str, dict[str, Any]] = dict(pairs)
+        self.k = k
+        self.has_samples = self.manifest.get("has_samples") is True
 
     @property
     def stems(self) -> list[str]:
@@ -153,7 +173,7 @@ class TeacherCache:
         if stem not in self.pairs:
             raise DataError(f"{self.root / MANIFEST}: no teacher ensemble for pair {stem!r}")
         meta = self.pairs[stem]
-        path = self.root / meta["file"]
+        path = self._entry_path(stem, meta)
         try:
             with np.load(path) as z:
                 mean = z["mean"].astype(np.float32)
@@ -162,9 +182,24 @@ class TeacherCache:
         except (OSError, ValueError, KeyError) as exc:
             raise DataError(f"{path}: unreadable teacher cache entry ({exc})") from None
         hw = (int(meta["height"]), int(meta["width"]))
+        if not (np.isfinite(mean).all() and np.isfinite(var).all()) or float(var.min(initial=0.0)) < 0.0:
+            raise DataError(f"{path}: teacher cache entry holds NaN/Inf or a negative variance")
         if var.shape != hw or mean.shape != (*hw, 3) or (samples is not None and samples.shape[1:] != hw):
             raise DataError(f"{path}: arrays do not match the manifest size {hw[1]}×{hw[0]}")
         return CacheEntry(stem, mean, var, samples)
+
+    def _entry_path(self, stem: str, meta: Any) -> Path:
+        """The entry's file, refusing names that leave the cache folder or wrongly typed fields."""
+        where = self.root / MANIFEST
+        if not isinstance(meta, dict) or not isinstance(meta.get("file"), str):
+            raise DataError(f"{where}: entry of pair {stem!r} is malformed")
+        name = meta["file"]
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise DataError(f"{where}: entry file {name!r} of pair {stem!r} is not a plain name in the cache")
+        for key in ("height", "width"):
+            if not isinstance(meta.get(key), int) or meta[key] <= 0:
+                raise DataError(f"{where}: entry of pair {stem!r} has a bad {key}")
+        return self.root / name
 
     def check(self, source: Any, indices: Iterable[int], need_samples: bool = False, min_k: int = 2) -> None:
         """Fail before training if the cache does not cover ``source[indices]`` at the right sizes."""
@@ -192,8 +227,9 @@ class TeacherCache:
                     f"{where}: pair {stem!r} is {meta['width']}×{meta['height']} in the cache but "
                     f"{hw[1]}×{hw[0]} in {source.name}"
                 )
-            if not (self.root / meta["file"]).is_file():
-                raise DataError(f"{self.root / meta['file']}: cache entry file missing")
+            path = self._entry_path(stem, meta)
+            if not path.is_file():
+                raise DataError(f"{path}: cache entry file missing")
 
 
 # --- external teachers

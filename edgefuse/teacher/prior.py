@@ -105,8 +105,15 @@ def train_prior(
     cfg: PriorTrainConfig,
     provenance: dict[str, Any] | None = None,
     on_step: Callable[[int, int, float], None] | None = None,
+    resume: bool = False,
 ) -> dict[str, Any]:
-    """Denoising (ε-prediction) training on random crops; writes the EMA UNet + DDPM scheduler atomically."""
+    """Denoising (ε-prediction) training on random crops; writes the EMA UNet + DDPM scheduler atomically.
+
+    Resumable: the training state (weights, EMA, optimiser, schedule, step, data RNG) is saved atomically to
+    ``<out>.state.pt`` every minute and when this call's ``minutes`` budget ends; ``resume=True`` continues from
+    it, so one long schedule can run as several time-limited commands. The prior directory is written at the
+    end of every call (the EMA weights so far) and the state file is removed once the schedule is complete.
+    """
     diffusers = require("diffusers")
     from diffusers.training_utils import EMAModel
 
@@ -130,8 +137,39 @@ def train_prior(
     plan = {"total": cfg.max_steps}
     lr_sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, plan["total"]))
     alphas = sched.alphas_cumprod.to(device)
-    t0 = time.perf_counter()
-    step, running = 0, None
+    state_path = Path(str(out) + ".state.pt")
+    step, running, done_before = 0, None, 0.0
+    if resume and state_path.is_file():
+        st = torch.load(state_path, map_location=device, weights_only=True)
+        unet.load_state_dict(st["unet"])
+        ema.load_state_dict(st["ema"])
+        opt.load_state_dict(st["opt"])
+        step, plan["total"], running = int(st["step"]), int(st["total"]), st["running"]
+        done_before = float(st["seconds"])
+        lr_sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: _lr_factor(s, plan["total"]), last_epoch=step - 1
+        )
+        rng.bit_generator.state = json.loads(st["rng"])
+        torch.set_rng_state(st["torch_rng"])
+
+    def save_state() -> None:
+        state = {
+            "unet": unet.state_dict(),
+            "ema": ema.state_dict(),
+            "opt": opt.state_dict(),
+            "step": step,
+            "total": plan["total"],
+            "running": running,
+            "seconds": done_before + time.perf_counter() - t0,
+            "rng": json.dumps(rng.bit_generator.state),
+            "torch_rng": torch.get_rng_state(),
+        }
+        tmp = state_path.with_name(state_path.name + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, state_path)
+
+    t0 = last_save = time.perf_counter()
+    start_step = step
     while step < plan["total"]:
         x0 = random_crops(frames, cfg.batch_size, cfg.crop, rng).to(device, non_blocking=True)
         noise = torch.randn_like(x0)
@@ -150,20 +188,28 @@ def train_prior(
         step += 1
         value = float(loss.detach())
         running = value if running is None else 0.98 * running + 0.02 * value
-        if step == 30 and cfg.minutes > 0:
+        if step == 30 and cfg.minutes > 0 and start_step == 0 and not resume:
             # size the schedule to the time budget once the speed is known (recorded in provenance)
             rate = step / (time.perf_counter() - t0)
             plan["total"] = max(step + 1, min(cfg.max_steps, int(cfg.minutes * 60.0 * rate)))
-        if cfg.minutes > 0 and time.perf_counter() - t0 > 1.1 * cfg.minutes * 60.0:
-            plan["total"] = step  # hard stop: the speed estimate was optimistic
         if on_step is not None:
             on_step(step, plan["total"], running)
-    seconds = time.perf_counter() - t0
+        if cfg.minutes > 0 and time.perf_counter() - t0 > cfg.minutes * 60.0 and step < plan["total"]:
+            break  # this call's budget is spent: save the state, write the prior so far
+        if time.perf_counter() - last_save > 60.0:
+            save_state()
+            last_save = time.perf_counter()
+    finished = step >= plan["total"]
+    if not finished:
+        save_state()
+    seconds = done_before + time.perf_counter() - t0
     final = build_unet(cfg)
     ema.copy_to(final.parameters())
     info = {
         "kind": "edgefuse-luminance-prior",
         "steps": step,
+        "schedule_steps": plan["total"],
+        "complete": finished,
         "seconds": round(seconds, 1),
         "final_loss_ema": running,
         "train_config": {**asdict(cfg), "channels": list(cfg.channels)},
@@ -179,6 +225,8 @@ def train_prior(
         _write_json(Path(tmp) / PRIOR_META, info)
 
     save_dir_atomic(out, write)
+    if finished and state_path.is_file():
+        state_path.unlink()
     info["sha256"] = prior_hash(out)
     return info
 
