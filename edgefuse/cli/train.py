@@ -18,6 +18,7 @@ from edgefuse.cli._common import (
     SizeOpt,
     ValFractionOpt,
     WorkersOpt,
+    check_writable,
     cli_command,
     console,
 )
@@ -54,7 +55,14 @@ def train(
     from edgefuse.training import TrainConfig, Trainer, seed_everything
 
     if crop % 16:
-        raise typer.BadParameter("--crop must be a multiple of 16")
+        raise typer.BadParameter("--crop must be a multiple of 16", param_hint="--crop")
+    try:
+        student = create_model(size)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--size") from None
+    # before the data loads and the epochs run: a read-only or invalid -o must not cost a training run
+    check_writable(out, "checkpoint")
+    check_writable(out.with_name(out.name + ".state.pt"), "training state")
     device = init_distributed(device)  # joins the process group under torchrun; a no-op otherwise
     seed_everything(seed)
     source = open_pairs(data, n=synthetic_pairs, seed=seed)
@@ -85,7 +93,7 @@ def train(
         console.print(f"epoch {epoch}: loss {logs['loss']:.4f}{val} ({logs['seconds']:.0f} s)")
 
     trainer = Trainer(
-        create_model(size),
+        student,
         loss_fn,
         train_set,
         out,
