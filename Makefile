@@ -6,18 +6,28 @@ PIP := $(BIN)/python -m pip
 SHARED ?= ../shared/data
 # CPU wheel of torch from local disk on our machines; any torch >= 2.2 works elsewhere.
 TORCH_SPEC ?= torch==2.13.0
+# The heavy tier: tests that need a backend SDK (or take long). `make test` runs everything else;
+# `make test-backends` runs these; CI (.ci/run) runs both.
+HEAVY := slow or gpu or onnxruntime or openvino or tflite or coreml or tensorrt or teacher
+PYTEST := cd tests && ../$(BIN)/pytest -q -p no:cacheprovider
 
-.PHONY: install demo lint test bench-gate clean
+.PHONY: install install-core demo lint test test-backends test-all bench-gate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-# third-party dependencies: once per pyproject change
+# the demo's dependencies only: the core (torch, numpy, scipy, pillow, safetensors, typer, rich)
+$(VENV)/.deps-core: pyproject.toml | $(BIN)/python
+	$(PIP) install -q "$(TORCH_SPEC)"
+	$(PIP) install -q .
+	touch $@
+
+# everything the tests and lint need: every backend extra + dev tools (once per pyproject change)
 $(VENV)/.deps: pyproject.toml | $(BIN)/python
 	$(PIP) install -q "$(TORCH_SPEC)"
 	$(PIP) install -q ".[all,dev]"
-	touch $@
+	touch $@ $(VENV)/.deps-core
 
 # the package itself, installed as a user would (not editable), so package data and the
 # package-dir mapping are exercised by every test run
@@ -25,13 +35,17 @@ install: $(VENV)/.deps
 	rm -rf build  # setuptools never prunes build/lib: a deleted module would ship again
 	$(PIP) install -q --no-deps --force-reinstall .
 
-demo: install
+install-core: $(VENV)/.deps-core
+	rm -rf build
+	$(PIP) install -q --no-deps --force-reinstall .
+
+demo: install-core
 	$(BIN)/edgefuse info
-	$(BIN)/edgefuse fuse -o out/demo --side-by-side
+	$(BIN)/edgefuse fuse -o out/demo --side-by-side --overwrite
 	@if [ -d "$(SHARED)/roadscene_train" ]; then \
 		$(BIN)/edgefuse fuse "$(SHARED)/roadscene_train/vi/FLIR_00006.jpg" "$(SHARED)/roadscene_train/ir/FLIR_00006.jpg" \
-			-o out/demo/real_FLIR_00006.png --side-by-side; \
-	else echo "real pairs not found at $(SHARED): fused the synthetic set only"; fi
+			-o out/demo/real_FLIR_00006.png --side-by-side --overwrite; \
+	else echo "real pairs not found at $(SHARED): fused the synthetic set only (README: Getting real pairs)"; fi
 	@echo "demo outputs in out/demo/"
 
 lint: $(VENV)/.deps
@@ -39,8 +53,15 @@ lint: $(VENV)/.deps
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# the fast tier (a few minutes on 2 cores) + lint
 test: install lint
-	cd tests && ../$(BIN)/pytest -q -p no:cacheprovider
+	$(PYTEST) -m "not ($(HEAVY))"
+
+# the heavy tier: backend round trips, exports, benchmarks, the teacher, multi-process runs
+test-backends: install
+	$(PYTEST) -m "$(HEAVY)"
+
+test-all: test test-backends
 
 # the small real latency/drift gate CI runs after the tests (docs/bench.md)
 bench-gate: install

@@ -24,7 +24,7 @@ from edgefuse.cli import (
     teacher,
     train,
 )
-from edgefuse.cli._common import DEBUG_ENV, debug_enabled, handle_exception, set_debug
+from edgefuse.cli._common import DEBUG_ENV, debug_enabled, handle_exception, quiet_third_party, set_debug
 
 app = typer.Typer(
     name="edgefuse",
@@ -63,6 +63,7 @@ def _root(
     3 an internal error (one line naming the file that holds the traceback).
     """
     set_debug(debug)
+    quiet_third_party()
 
 
 app.command("fuse")(fuse.fuse)

@@ -279,3 +279,26 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+# --- third-party noise ----------------------------------------------------------------------------------
+
+# Loggers of backend SDKs that print import-time chatter (coremltools: untested sklearn/torch versions and
+# "Failed to load _MLModelProxy" off macOS; torchao: CUDA kernels that cannot load on CPU; torch's pytree:
+# a deprecation aimed at torchao). Errors still show.
+NOISY_LOGGERS = ("coremltools", "torchao", "torch.utils._pytree", "jax", "absl", "pydot")
+
+
+def quiet_third_party() -> None:
+    """Silence known import-time chatter of the backend SDKs at its source; the CLI calls this first.
+
+    Environment variables are only defaulted, so a user who sets them wins.
+    """
+    import logging
+
+    # TensorFlow's C++ logging (litert-torch): "oneDNN custom operations are on" and absl's preamble; only
+    # turning the custom ops off silences it, and they serve TF's own kernels, which no measurement uses
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
