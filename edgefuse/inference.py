@@ -94,14 +94,17 @@ def fuse_tensors(model: torch.nn.Module, visible: torch.Tensor, thermal: torch.T
     return out
 
 
-def tiles(height: int, width: int, tile: int = TILE, margin: int = TILE_MARGIN) -> list[tuple[slice, ...]]:
+Tile = tuple[slice, slice, slice, slice]
+
+
+def tiles(height: int, width: int, tile: int = TILE, margin: int = TILE_MARGIN) -> list[Tile]:
     """(y, x) slices of each tile's core and of its context window (core + margin, clipped to the frame).
 
     ``tile`` and ``margin`` are rounded up to the network's multiple so every window starts on its grid.
     """
     tile = -(-max(tile, MULTIPLE) // MULTIPLE) * MULTIPLE
     margin = -(-max(margin, 0) // MULTIPLE) * MULTIPLE
-    out = []
+    out: list[Tile] = []
     for y0 in range(0, height, tile):
         for x0 in range(0, width, tile):
             y1, x1 = min(y0 + tile, height), min(x0 + tile, width)

@@ -46,14 +46,14 @@ WorkersOpt = Annotated[int, typer.Option(min=0, help="DataLoader worker processe
 ResumeOpt = Annotated[bool, typer.Option(help="Continue from OUT.state.pt.")]
 
 
-def _mro_class(name: str) -> type[Exception]:
+def _mro_class(name: str) -> Any:
     # typer >= 0.2x vendors click (typer._click); older typer re-exports click's own classes
     return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
 
 
 _ClickException = _mro_class("ClickException")
 _UsageError = _mro_class("UsageError")
-_NoArgsIsHelp: type[Exception] = getattr(
+_NoArgsIsHelp: Any = getattr(
     sys.modules[_UsageError.__module__], "NoArgsIsHelpError", type("_Never", (Exception,), {})
 )
 
@@ -197,8 +197,8 @@ def handle_exception(exc: BaseException) -> int:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         _print_error(f"out of memory ({first[:200]}); try a smaller input, batch or model")
         return EXIT_ERROR
-    where = _write_traceback(exc)
-    saved = f"full traceback in {where}" if where else "the traceback could not be saved"
+    saved_at = _write_traceback(exc)
+    saved = f"full traceback in {saved_at}" if saved_at else "the traceback could not be saved"
     first = str(exc).splitlines()[0] if str(exc) else ""
     _print_error(
         f"internal error (a bug in edgefuse): {type(exc).__name__}: {first[:300]}; {saved}; "
@@ -216,9 +216,9 @@ def cli_command(func: F) -> F:
             if isinstance(kwargs.get("device"), str):
                 kwargs["device"] = check_device(kwargs["device"])
             return func(*args, **kwargs)
-        except (_ClickException, typer.Exit, typer.Abort):
-            raise  # usage errors and exits raised inside a command: click (or main) handles them
-        except Exception as exc:
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:  # usage errors raised by the command body too: one line, not click's box
             if debug_enabled():
                 raise
             raise typer.Exit(handle_exception(exc)) from None
