@@ -363,4 +363,4 @@ def test_corrupt_image_files_are_one_line_data_errors(tmp_path: Path, blob: byte
             assert "\n" not in str(exc) and str(path) in str(exc)
         else:  # whatever decodes must be a valid frame in [0, 1]
             assert arr.dtype == np.float32 and np.isfinite(arr).all()
-            assert 0.0 <= arr.min() and arr.max() <= 1.0
+            assert arr.min() >= 0.0 and arr.max() <= 1.0
