@@ -323,9 +323,11 @@ def test_an_internal_error_is_one_line_with_the_traceback_saved(
     saved = Path(line.split("full traceback in ")[1].split(";")[0])
     assert saved.parent == tmp_path and "Traceback" in saved.read_text()
     assert not (tmp_path / "o.png").exists()
-    monkeypatch.setenv("EDGEFUSE_DEBUG", "1")
-    result = runner.invoke(app, args)
+    result = runner.invoke(app, ["--debug", *args])  # the flag shows the traceback...
     assert isinstance(result.exception, ZeroDivisionError)
+    assert runner.invoke(app, args).exit_code == 3  # ...for that invocation only
+    monkeypatch.setenv("EDGEFUSE_DEBUG", "1")  # and so does the variable
+    assert isinstance(runner.invoke(app, args).exception, ZeroDivisionError)
 
 
 # --- image files an attacker (or a broken camera) wrote --------------------------------------------------

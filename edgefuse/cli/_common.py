@@ -63,13 +63,16 @@ EXIT_INTERNAL = 3  # a bug in edgefuse: one line + the path of the traceback fil
 DEBUG_ENV = "EDGEFUSE_DEBUG"
 
 
+_debug_flag = False  # `edgefuse --debug`, set per invocation by the root callback
+
+
 def debug_enabled() -> bool:
-    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+    return _debug_flag or os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
 def set_debug(on: bool) -> None:
-    if on:
-        os.environ[DEBUG_ENV] = "1"
+    global _debug_flag
+    _debug_flag = on
 
 
 # --- devices --------------------------------------------------------------------------------------------
@@ -93,9 +96,9 @@ def check_device(device: str) -> str:
     import torch
 
     if not torch.cuda.is_available():
-        build = "a CPU-only torch build" if torch.version.cuda is None else "no CUDA device visible"
+        build = "a CPU-only build" if torch.version.cuda is None else f"built for CUDA {torch.version.cuda}"
         raise RuntimeUnavailableError(
-            f"--device {device}: torch {torch.__version__} sees no CUDA device here ({build}); "
+            f"--device {device}: torch sees no CUDA device here (torch {torch.__version__}, {build}); "
             "use --device cpu"
         )
     if ":" in name:
