@@ -100,10 +100,12 @@ def test_fuse_sees_through_links_to_an_input(pair: tuple[Path, Path], tmp_path: 
 
 def test_fuse_folder_into_its_own_input_folder_is_refused(tiny_pairs: Path) -> None:
     before = {p: p.read_bytes() for p in (tiny_pairs / "vi").iterdir()}
-    args = ["fuse", "--data", str(tiny_pairs), "-o", str(tiny_pairs / "vi"), "--overwrite"]
-    line = _one_line_error(runner.invoke(app, args))
-    assert "is the input" in line
+    for sub in ("vi", "ir", "./ir/../vi"):
+        args = ["fuse", "--data", str(tiny_pairs), "-o", str(tiny_pairs / sub), "--overwrite"]
+        line = _one_line_error(runner.invoke(app, args))
+        assert "is an input folder" in line
     assert {p: p.read_bytes() for p in (tiny_pairs / "vi").iterdir()} == before
+    assert len(list((tiny_pairs / "ir").iterdir())) == 4
 
 
 def test_a_failed_write_keeps_the_old_file_whole(

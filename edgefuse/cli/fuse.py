@@ -236,6 +236,10 @@ def _fuse_folder(
             count = len(unmatched["visible"]) + len(unmatched["thermal"])
             warn(f"{count} unpaired stem(s) skipped ({'; '.join(parts)})")
         _check_folder_sizes(source, resize_ir)
+    if not synthetic and out.resolve() in {d.resolve() for d in source.layout}:  # type: ignore[union-attr]
+        raise DataError(
+            f"{out}: is an input folder of {data}; fused images would mix with the inputs (choose another -o)"
+        )
     if out.suffix.lower() in IMAGE_FORMATS and not out.is_dir():
         raise DataError(f"{out}: --data and the synthetic set write a folder of images; give -o a folder")
     check_folder_writable(out)
