@@ -149,6 +149,15 @@ def test_read_only_location_is_one_line(pair: tuple[Path, Path]) -> None:
     _one_line_error(runner.invoke(app, ["fuse", str(vis), str(ir), "-o", str(target)]))
 
 
+def test_a_failed_command_leaves_no_trace(tmp_path: Path) -> None:
+    out = tmp_path / "new" / "folder"
+    _one_line_error(
+        runner.invoke(app, ["fuse", str(tmp_path / "nope.png"), str(tmp_path / "x.png"), "-o", str(out)])
+    )
+    _one_line_error(runner.invoke(app, ["fuse", "--data", str(tmp_path / "nope"), "-o", str(out)]))
+    assert not (tmp_path / "new").exists()
+
+
 def test_unknown_output_type_is_refused(pair: tuple[Path, Path], tmp_path: Path) -> None:
     vis, ir = pair
     line = _one_line_error(runner.invoke(app, ["fuse", str(vis), str(ir), "-o", str(tmp_path / "o.xyz")]))

@@ -75,6 +75,25 @@ def set_debug(on: bool) -> None:
     _debug_flag = on
 
 
+def warn(text: str) -> None:
+    """One yellow line on stderr: something the user should know, nothing failed."""
+    err_console.print(f"[yellow]warning:[/] {escape(text)}", highlight=False, soft_wrap=True)
+
+
+def warn_unpaired(source: object) -> None:
+    """Name the stems a paired folder skipped because only one side has them."""
+    unmatched: dict[str, list[str]] = getattr(source, "unmatched", None) or {}
+    parts = [f"{side} only: {list_names(stems)}" for side, stems in unmatched.items() if stems]
+    if parts:
+        count = sum(len(stems) for stems in unmatched.values())
+        warn(f"{count} unpaired stem(s) skipped ({'; '.join(parts)})")
+
+
+def list_names(items: list[str], at_most: int = 8) -> str:
+    more = f" … (+{len(items) - at_most} more)" if len(items) > at_most else ""
+    return ", ".join(items[:at_most]) + more
+
+
 # --- devices --------------------------------------------------------------------------------------------
 
 _DEVICE = re.compile(r"^(cpu|gpu|cuda(:\d+)?)$")
@@ -114,22 +133,23 @@ def check_device(device: str) -> str:
 
 
 def check_writable(path: Path, what: str = "output") -> None:
-    """Fail now, not after the work, when ``path`` (a file to write) cannot be created or replaced.
-
-    Creates missing parent folders and writes (then removes) a probe file beside ``path``: that is the
-    only test that catches read-only mounts, permissions, quotas and a parent that is a file.
-    """
+    """Fail now, not after the work, when ``path`` (a file to write) cannot be created or replaced."""
     if path.is_dir():
         raise EdgefuseError(f"{path}: is a folder; the {what} must be a file path")
     check_folder_writable(path.parent, what)
 
 
 def check_folder_writable(folder: Path, what: str = "output") -> None:
-    if folder.exists() and not folder.is_dir():
-        raise EdgefuseError(f"{folder}: exists and is not a folder (the {what} goes there)")
+    """Fail now when files cannot be written into ``folder`` (created later if missing; nothing is created
+    here). Writes and removes a probe file in the nearest existing folder: the only test that catches
+    read-only mounts, permissions and quotas, even for root."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise EdgefuseError(f"{existing}: exists and is not a folder (the {what} goes under {folder})")
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".edgefuse-probe-", dir=folder)
+        fd, probe = tempfile.mkstemp(prefix=".edgefuse-probe-", dir=existing)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
@@ -271,6 +291,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (same suffix, so writers that go by it work); on success
     rename it over ``path``, on any failure remove it, so ``path`` is either the old file or the new one.
     """
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(name)

@@ -19,8 +19,10 @@ from edgefuse.cli._common import (
     check_folder_writable,
     cli_command,
     console,
-    err_console,
+    list_names,
     progress,
+    warn,
+    warn_unpaired,
 )
 from edgefuse.errors import DataError
 
@@ -35,16 +37,6 @@ IMAGE_FORMATS = {
     ".webp": "WEBP",
 }
 ASPECT_TOLERANCE = 0.01  # relative; RoadScene-style crops differ by a pixel or two
-LIST_AT_MOST = 8
-
-
-def warn(text: str) -> None:
-    err_console.print(f"[yellow]warning:[/] {text}", highlight=False, soft_wrap=True)
-
-
-def _names(items: list[str]) -> str:
-    more = f" … (+{len(items) - LIST_AT_MOST} more)" if len(items) > LIST_AT_MOST else ""
-    return ", ".join(items[:LIST_AT_MOST]) + more
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -170,6 +162,9 @@ def _fuse_pair(
     for path in (visible, thermal):
         if path.suffix.lower() in VIDEO_EXTS:
             raise DataError(f"{path}: looks like a video; use --visible/--thermal for videos")
+    for path in (visible, thermal):
+        if not path.is_file():
+            raise DataError(f"{path}: image file not found")
     target = _image_target(out if out.suffix else out / f"{visible.stem}.png")
     plan_outputs([target], [visible, thermal], overwrite)
     from edgefuse.data import read_thermal, read_visible
@@ -210,9 +205,7 @@ def _check_folder_sizes(source: Any, resize_ir: bool) -> None:
             f"{len(mismatched)} of {len(source)} pairs differ in size, e.g. {stem}", vis_wh, ir_wh
         )
     if stretched:
-        warn(
-            f"--resize-ir changes the aspect ratio of {len(stretched)} thermal frame(s): {_names(stretched)}"
-        )
+        warn(f"--resize-ir changes the aspect of {len(stretched)} thermal frame(s): {list_names(stretched)}")
 
 
 def _fuse_folder(
@@ -230,11 +223,7 @@ def _fuse_folder(
     source = open_pairs(None, n=n) if data is None else find_pairs(data, resize_ir=resize_ir)
     synthetic = getattr(source, "synthetic", False)
     if not synthetic:
-        unmatched = source.unmatched  # type: ignore[union-attr]
-        if unmatched["visible"] or unmatched["thermal"]:
-            parts = [f"{side} only: {_names(stems)}" for side, stems in unmatched.items() if stems]
-            count = len(unmatched["visible"]) + len(unmatched["thermal"])
-            warn(f"{count} unpaired stem(s) skipped ({'; '.join(parts)})")
+        warn_unpaired(source)
         _check_folder_sizes(source, resize_ir)
     if not synthetic and out.resolve() in {d.resolve() for d in source.layout}:  # type: ignore[union-attr]
         raise DataError(
@@ -242,7 +231,6 @@ def _fuse_folder(
         )
     if out.suffix.lower() in IMAGE_FORMATS and not out.is_dir():
         raise DataError(f"{out}: --data and the synthetic set write a folder of images; give -o a folder")
-    check_folder_writable(out)
     targets = [out / f"{pair.stem}.png" for pair in source.pairs]
     inputs = [] if synthetic else [p for pair in source.pairs for p in (pair.visible, pair.thermal)]
     plan_outputs(targets, inputs, overwrite)
@@ -285,10 +273,10 @@ def _fuse_video(
     out = out if out.suffix else out.with_suffix(".mp4")
     if out.suffix.lower() not in VIDEO_EXTS:
         raise DataError(f"{out}: unknown video type; use one of {', '.join(sorted(VIDEO_EXTS))}")
-    plan_outputs([out], [vis_path, ir_path], overwrite)
     for p in (vis_path, ir_path):
         if not p.is_file():
             raise DataError(f"{p}: video file not found")
+    plan_outputs([out], [vis_path, ir_path], overwrite)
     cap_v, cap_t = cv2.VideoCapture(str(vis_path)), cv2.VideoCapture(str(ir_path))
     try:
         for cap, p in ((cap_v, vis_path), (cap_t, ir_path)):

@@ -21,6 +21,7 @@ from edgefuse.cli._common import (
     check_writable,
     cli_command,
     console,
+    warn_unpaired,
 )
 
 
@@ -66,6 +67,7 @@ def train(
     device = init_distributed(device)  # joins the process group under torchrun; a no-op otherwise
     seed_everything(seed)
     source = open_pairs(data, n=synthetic_pairs, seed=seed)
+    warn_unpaired(source)
     train_idx, val_idx = split_indices(source.pairs, val_fraction=val_fraction, seed=seed)
     # each pair listed `repeat` times: more random crops per epoch from a small real set
     train_set = FusionDataset(source, train_idx * repeat, crop=crop, train=True, seed=seed, cache=True)
