@@ -7,7 +7,6 @@ Nothing is lost: an output never replaces one of the inputs, never replaces an e
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -39,31 +38,34 @@ IMAGE_FORMATS = {
 ASPECT_TOLERANCE = 0.01  # relative; RoadScene-style crops differ by a pixel or two
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    if a.resolve() == b.resolve():
-        return True
+def _file_id(path: Path) -> tuple[int, int] | None:
     try:
-        return os.path.samefile(a, b)  # hard links
+        st = path.stat()
     except OSError:
-        return False
+        return None
+    return st.st_dev, st.st_ino
 
 
 def plan_outputs(targets: list[Path], inputs: list[Path], overwrite: bool) -> None:
-    """Refuse, before any work, outputs that would replace an input or (without --overwrite) a file."""
-    inputs_at = {p.resolve(): p for p in inputs}
+    """Refuse, before any work, outputs that would replace an input or (without --overwrite) a file.
+
+    An input is recognised by its resolved path (symlinks, ``..``) and by its inode (hard links).
+    """
+    by_path = {p.resolve(): p for p in inputs}
+    by_inode = {fid: p for p in inputs if (fid := _file_id(p)) is not None}
     for target in targets:
-        hit = inputs_at.get(target.resolve()) or next((p for p in inputs if _same_file(target, p)), None)
+        hit = by_path.get(target.resolve())
+        if hit is None and (fid := _file_id(target)) is not None:
+            hit = by_inode.get(fid)
         if hit is not None:
             raise DataError(f"{target}: is the input {hit}; refusing to write over it (choose another -o)")
         if target.is_dir():
             raise DataError(f"{target}: is a folder; cannot write the fused image there")
     existing = [t for t in targets if t.exists()]
     if existing and not overwrite:
-        what = (
-            f"{existing[0]} and {len(existing) - 1} other output(s) already exist"
-            if len(existing) > 1
-            else (f"{existing[0]} already exists")
-        )
+        what = f"{existing[0]} already exists"
+        if len(existing) > 1:
+            what = f"{existing[0]} and {len(existing) - 1} other output(s) already exist"
         raise DataError(f"{what}; pass --overwrite to replace (inputs are never replaced)")
     for folder in sorted({t.parent for t in targets}):
         check_folder_writable(folder)
