@@ -179,13 +179,14 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 
 def _write_traceback(exc: BaseException) -> Path | None:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = Path(tempfile.gettempdir()) / f"edgefuse-error-{stamp}-{os.getpid()}.txt"
-    try:
-        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        path.write_text(f"edgefuse {' '.join(sys.argv[1:])}\n\n{text}", encoding="utf-8")
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    try:  # mkstemp: a new file (O_EXCL), never one planted in the shared temp folder
+        fd, name = tempfile.mkstemp(prefix=f"edgefuse-error-{stamp}-", suffix=".txt")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(f"edgefuse {' '.join(sys.argv[1:])}\n\n{text}")
     except OSError:
         return None
-    return path
+    return Path(name)
 
 
 def _print_error(line: str) -> None:
