@@ -57,7 +57,7 @@ demo: install-core
 	@if [ -d "$(SHARED)/roadscene_train" ]; then \
 		$(BIN)/edgefuse fuse "$(SHARED)/roadscene_train/vi/FLIR_00006.jpg" "$(SHARED)/roadscene_train/ir/FLIR_00006.jpg" \
 			-o out/demo/real_FLIR_00006.png --side-by-side --overwrite; \
-	else echo "real pairs not found at $(SHARED): fused the synthetic set only (README: Getting real pairs)"; fi
+	else echo "real pairs not found at $(SHARED): fused the synthetic set only (docs/data.md: getting real pairs)"; fi
 	@echo "demo outputs in out/demo/"
 
 lint: $(VENV)/.deps-test
