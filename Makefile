@@ -65,7 +65,7 @@ lint: $(VENV)/.deps-test
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# lint + the fast tier (about 2.5 min from a fresh clone on 2 cores, 1.5 min after)
+# lint + the fast tier (measured on the 2-core VM: 1.5 min from a fresh clone, ~30 s after; 2 min when busy)
 test: install-test lint
 	$(PYTEST) -m "not ($(HEAVY))"
 
