@@ -36,6 +36,9 @@ LAYOUTS: tuple[tuple[str, str], ...] = (
     ("crop_LR_visible", "cropinfrared"),
 )
 BT601 = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+# Larger frames are refused before decoding: 100 MP decodes to ~2 GB of float32 frames (visible +
+# thermal + output) even though inference runs tile by tile (edgefuse.inference.TILE_PIXELS).
+MAX_PIXELS = 100_000_000
 
 
 # --- decoding -------------------------------------------------------------------------------------------
@@ -49,6 +52,11 @@ def _open(path: str | Path) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(path)
+            if img.width * img.height > MAX_PIXELS:
+                raise DataError(
+                    f"{path}: {img.width}×{img.height} is {img.width * img.height / 1e6:.0f} MP, above the "
+                    f"{MAX_PIXELS / 1e6:.0f} MP limit (edgefuse.data.MAX_PIXELS); downscale or crop it first"
+                )
             img.load()  # decode now so truncated files fail here, not later
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -115,9 +123,16 @@ class Pair:
     thermal: Path
 
 
+def _listdir(folder: Path) -> list[Path]:
+    try:
+        return sorted(folder.iterdir())
+    except OSError as exc:
+        raise DataError(f"{folder}: cannot list the folder ({exc.strerror or exc})") from None
+
+
 def _images(folder: Path) -> dict[str, Path]:
     found: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
+    for path in _listdir(folder):
         if not path.is_file() or path.suffix.lower() not in IMAGE_EXTS or path.name.startswith("."):
             continue
         if path.stem in found:
@@ -131,7 +146,7 @@ def detect_layout(root: Path) -> tuple[Path, Path]:
     """The (visible dir, thermal dir) of ``root`` for the first known layout; DataError when none fits."""
     if not root.is_dir():
         raise DataError(f"{root}: paired-image folder not found")
-    subdirs = {p.name.lower(): p for p in sorted(root.iterdir(), reverse=True) if p.is_dir()}
+    subdirs = {p.name.lower(): p for p in reversed(_listdir(root)) if p.is_dir()}
     for vis_name, ir_name in LAYOUTS:
         vis, ir = subdirs.get(vis_name.lower()), subdirs.get(ir_name.lower())
         if vis is not None and ir is not None:

@@ -14,6 +14,14 @@ from edgefuse.spec import MULTIPLE
 
 _MODELS: dict[tuple[str, str], torch.nn.Module] = {}
 
+# Frames above TILE_PIXELS run tile by tile, so the network's activations (~100 bytes per pixel untiled)
+# stay bounded by the tile whatever the frame size; what remains is the frame's own arrays (~20 bytes/px).
+# Each tile sees TILE_MARGIN extra pixels of context on every side, cropped off afterwards; tile origins
+# sit on the network's 16-pixel grid so the strided convolutions sample exactly as they do untiled.
+TILE = 1024
+TILE_MARGIN = 128
+TILE_PIXELS = 2048 * 2048
+
 
 def load_image(path: str | os.PathLike[str], kind: str = "visible") -> np.ndarray:
     """Read a visible (H×W×3) or thermal (H×W) image as float32 in [0, 1]."""
@@ -86,16 +94,40 @@ def fuse_tensors(model: torch.nn.Module, visible: torch.Tensor, thermal: torch.T
     return out
 
 
+Tile = tuple[slice, slice, slice, slice]
+
+
+def tiles(height: int, width: int, tile: int = TILE, margin: int = TILE_MARGIN) -> list[Tile]:
+    """(y, x) slices of each tile's core and of its context window (core + margin, clipped to the frame).
+
+    ``tile`` and ``margin`` are rounded up to the network's multiple so every window starts on its grid.
+    """
+    tile = -(-max(tile, MULTIPLE) // MULTIPLE) * MULTIPLE
+    margin = -(-max(margin, 0) // MULTIPLE) * MULTIPLE
+    out: list[Tile] = []
+    for y0 in range(0, height, tile):
+        for x0 in range(0, width, tile):
+            y1, x1 = min(y0 + tile, height), min(x0 + tile, width)
+            wy0, wx0 = max(0, y0 - margin), max(0, x0 - margin)
+            wy1, wx1 = min(height, y1 + margin), min(width, x1 + margin)
+            out.append((slice(y0, y1), slice(x0, x1), slice(wy0, wy1), slice(wx0, wx1)))
+    return out
+
+
 def fuse(
     visible: Any,
     thermal: Any,
     model: torch.nn.Module | None = None,
     checkpoint: str | None = None,
     device: str = "cpu",
+    tile: int | None = None,
 ) -> np.ndarray:
     """Fuse one pair given as numpy arrays or PIL images (uint8 or float in [0,1]); any size.
 
     Returns H×W×3 RGB: uint8 if the visible input was uint8 (or PIL), else float32 in [0, 1].
+    Frames above ``TILE_PIXELS`` (or any frame when ``tile`` is given) run tile by tile with
+    ``TILE_MARGIN`` pixels of context, so memory stays bounded; tiled output matches the untiled one to
+    within a few 8-bit levels near tile seams (``tests/test_inference_tiles.py``).
     """
     as_uint8 = not isinstance(visible, np.ndarray) or visible.dtype == np.uint8
     vis, ir = _as_float(visible, 3), _as_float(thermal, 1)
@@ -104,9 +136,18 @@ def fuse(
             f"visible {vis.shape[1]}×{vis.shape[0]} and thermal {ir.shape[1]}×{ir.shape[0]} sizes differ"
         )
     net = model if model is not None else get_model(checkpoint, device)
-    dev = next(net.parameters()).device
-    out = fuse_tensors(net, *to_tensors(vis, ir, str(dev)))[0].permute(1, 2, 0).float().cpu().numpy()
-    return to_uint8(out) if as_uint8 else out
+    dev = str(next(net.parameters()).device)
+    h, w = ir.shape
+    if tile is None and h * w <= TILE_PIXELS:
+        out = fuse_tensors(net, *to_tensors(vis, ir, dev))[0].permute(1, 2, 0).float().cpu().numpy()
+        return to_uint8(out) if as_uint8 else out
+    result = np.empty((h, w, 3), dtype=np.uint8 if as_uint8 else np.float32)
+    for ys, xs, wy, wx in tiles(h, w, tile or TILE, TILE_MARGIN):
+        part = fuse_tensors(net, *to_tensors(vis[wy, wx], ir[wy, wx], dev))[0].permute(1, 2, 0).float()
+        core = part[ys.start - wy.start : ys.stop - wy.start, xs.start - wx.start : xs.stop - wx.start]
+        core_np = core.cpu().numpy()
+        result[ys, xs] = to_uint8(core_np) if as_uint8 else core_np
+    return result
 
 
 def resize_gray(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -18,8 +18,10 @@ from edgefuse.cli._common import (
     SizeOpt,
     ValFractionOpt,
     WorkersOpt,
+    check_writable,
     cli_command,
     console,
+    warn_unpaired,
 )
 
 
@@ -54,10 +56,18 @@ def train(
     from edgefuse.training import TrainConfig, Trainer, seed_everything
 
     if crop % 16:
-        raise typer.BadParameter("--crop must be a multiple of 16")
+        raise typer.BadParameter("--crop must be a multiple of 16", param_hint="--crop")
+    try:
+        student = create_model(size)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--size") from None
+    # before the data loads and the epochs run: a read-only or invalid -o must not cost a training run
+    check_writable(out, "checkpoint")
+    check_writable(out.with_name(out.name + ".state.pt"), "training state")
     device = init_distributed(device)  # joins the process group under torchrun; a no-op otherwise
     seed_everything(seed)
     source = open_pairs(data, n=synthetic_pairs, seed=seed)
+    warn_unpaired(source)
     train_idx, val_idx = split_indices(source.pairs, val_fraction=val_fraction, seed=seed)
     # each pair listed `repeat` times: more random crops per epoch from a small real set
     train_set = FusionDataset(source, train_idx * repeat, crop=crop, train=True, seed=seed, cache=True)
@@ -85,7 +95,7 @@ def train(
         console.print(f"epoch {epoch}: loss {logs['loss']:.4f}{val} ({logs['seconds']:.0f} s)")
 
     trainer = Trainer(
-        create_model(size),
+        student,
         loss_fn,
         train_set,
         out,
