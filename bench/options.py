@@ -26,6 +26,7 @@ class SuiteOptions:
     exports: Path = Path("exports")
     latency_budgets: LatencyBudgets = LatencyBudgets.AUTO
     max_ratio: float | None = None
+    allow_synthetic: bool = False  # --check accepts drift measured on synthetic frames
     label: str | None = None
     variants: bool = True
     torch_compile: str = "max-autotune"  # a torch.compile mode, or "off" (CUDA only)

@@ -29,6 +29,8 @@ from edgefuse.bench.report import target_record
 from edgefuse.bench.targets import Target
 from edgefuse.errors import RuntimeUnavailableError
 from edgefuse.exporters.base import ExportSession
+from edgefuse.manifest import read_manifest
+from edgefuse.profiles import resolve_target
 
 Progress = Callable[[str], None]
 # drift budgets of targets without a profile (torch variants): informational, never gated
@@ -55,7 +57,13 @@ def run_suite(opts: SuiteOptions, progress: Progress = lambda _: None) -> SuiteR
         raise RuntimeUnavailableError(f"--device {opts.device!r}: use cpu or cuda")
     threads = opts.threads or usable_cores()
     plan = make_plan(
-        opts.artifacts, opts.profiles, size=opts.size, device=device, data=opts.data, calib=opts.calib
+        opts.artifacts,
+        opts.profiles,
+        size=opts.size,
+        device=device,
+        data=opts.data,
+        calib=opts.calib,
+        exports=opts.exports,
     )
     progress("loading the checkpoint and frames")
     loaded = pick_checkpoint(opts.checkpoint, plan)
@@ -121,6 +129,8 @@ def run_suite(opts: SuiteOptions, progress: Progress = lambda _: None) -> SuiteR
             "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if device != "cpu" else None,
             "latency_budgets": opts.latency_budgets,
             "max_ratio": opts.max_ratio,
+            "requested": requested_ids(opts),
+            "allow_synthetic": opts.allow_synthetic,
             "timed_call": "the backend call alone on preloaded inputs (no decode, resize or NaN scan); "
             "CUDA: CUDA events around the call, waited for",
         },
@@ -136,6 +146,17 @@ def run_suite(opts: SuiteOptions, progress: Progress = lambda _: None) -> SuiteR
     apply_checks(report, opts.latency_budgets, opts.max_ratio)
     report["wall_seconds"] = round(time.perf_counter() - start, 1)
     return SuiteResult(report, panels)
+
+
+def requested_ids(opts: SuiteOptions) -> list[str]:
+    """The targets the user named: every profile of each ``-p`` and each artifact directory's profile."""
+    ids: list[str] = []
+    for name in opts.profiles:
+        ids += [p.name for p in resolve_target(name) if p.name not in ids]
+    for path in opts.artifacts:
+        profile = read_manifest(path).profile
+        ids.append(profile if isinstance(profile, str) and profile else path.name)
+    return ids
 
 
 def _stopwatch(phases: dict[str, float]) -> Callable[[str], None]:

@@ -23,6 +23,7 @@ from edgefuse.bench.records import Status
 from edgefuse.bench.timing import Clock, cuda_clock, peak_rss_mb, reset_peak_rss, rss_mb, wall_clock
 from edgefuse.bench.torch_variants import TorchVariant
 from edgefuse.errors import EdgefuseError
+from edgefuse.io import sha256_cached, size_bytes
 from edgefuse.manifest import MANIFEST, ArtifactManifest, read_manifest
 from edgefuse.runtimes.base import runtime_for
 from edgefuse.runtimes.pytorch import TorchRuntime
@@ -134,8 +135,13 @@ def artifact_target(
         device=device,
         threads=threads,
         profile=profile,
-        artifact=artifact_info(path, manifest),
+        artifact={"path": str(path), "profile": manifest.profile or None},
     )
+    try:  # the hashes a report records are the ones computed here, never the manifest's claims
+        t.artifact = artifact_info(path, manifest)
+    except EdgefuseError as exc:
+        t.status, t.reason = Status.ERROR, str(exc)
+        return t
     ok, why = cls.is_available()
     if not ok:
         t.status, t.reason = Status.NOT_RUN, f"{cls.name} cannot run here: {why}"
@@ -216,16 +222,18 @@ def variant_target(
 
 
 def artifact_info(path: Path, manifest: ArtifactManifest) -> dict[str, Any]:
-    """Path, size and hash of an artifact directory from its manifest (size measured when not recorded)."""
-    total = manifest.total_bytes
-    if not isinstance(total, int):
-        total = sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and p.name != MANIFEST)
+    """Path, size and sha256 of an artifact directory as measured here, after every file its manifest
+    names was verified against the manifest (:class:`ArtifactMismatchError` otherwise)."""
+    computed = manifest.verify(path)
+    files = [p for p in sorted(path.iterdir()) if p.name != MANIFEST and not p.name.startswith(".")]
+    model = manifest.file_path(path, manifest.artifact) if manifest.artifact else None
     return {
         "path": str(path),
         "file": manifest.artifact or None,  # fields a hand-written manifest leaves out are null
-        "bytes": total,
-        "artifact_bytes": manifest.artifact_bytes,
-        "sha256": manifest.artifact_sha256 or None,
+        "bytes": sum(size_bytes(p, within=path) for p in files),
+        "artifact_bytes": size_bytes(model, within=path) if model is not None else None,
+        "sha256": sha256_cached(model, within=path) if model is not None else None,
+        "verified": bool(computed),  # every file matched the manifest's sha256 (False: it records none)
         "profile": manifest.profile or None,
         "created": manifest.created or None,
     }

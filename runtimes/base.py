@@ -21,6 +21,7 @@ import numpy as np
 
 from edgefuse import backends
 from edgefuse.errors import ArtifactMismatchError, DataError, NonFiniteOutputError, RuntimeUnavailableError
+from edgefuse.io import inside
 from edgefuse.manifest import MANIFEST, ArtifactManifest, artifact_dir, read_manifest
 from edgefuse.spec import IOSpec
 
@@ -96,6 +97,10 @@ class BaseRuntime:
         if not self.artifact.exists():
             raise ArtifactMismatchError(f"{self.artifact}: no such artifact")
         self.manifest: ArtifactManifest | None = self._find_manifest()
+        # every file the manifest vouches for is checked (inside the folder, size, sha256) before loading
+        self.verified: dict[str, str] = (
+            self.manifest.verify(artifact_dir(self.artifact)) if self.manifest is not None else {}
+        )
         self.model_path = self._model_path()
         if expect is not None:
             self._check_expect(expect)
@@ -167,12 +172,13 @@ class BaseRuntime:
         named = self.manifest.artifact if self.manifest else ""
         # the manifest's file, unless it is another backend's (onnxruntime on a TensorRT dir's model.onnx)
         if named and named.endswith(self.suffixes):
-            path = self.artifact / named
+            assert self.manifest is not None
+            path = self.manifest.file_path(self.artifact, named)
             if not path.exists():
                 raise ArtifactMismatchError(f"{self.artifact}: manifest names {named}, which is missing")
             return path
         for suffix in self.suffixes:
-            found = sorted(self.artifact.glob(f"*{suffix}"))
+            found = sorted(p for p in self.artifact.glob(f"*{suffix}") if inside(p, self.artifact))
             if found:
                 return found[0]
         wanted = ", ".join(self.suffixes)

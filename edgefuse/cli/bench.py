@@ -6,6 +6,7 @@ or latency regressed against ``--baseline``; 2 bad input or environment.
 
 from __future__ import annotations
 
+import math
 import shlex
 import sys
 import time
@@ -24,16 +25,19 @@ _STYLE = {"passed": "green", "failed": "red", "error": "red", "not_run": "yellow
 _SHOWN = {"passed": "pass", "failed": "FAIL", "not_checked": "-", "not_run": "not run"}
 
 
+MAX_REGRESSION_PCT = 1000.0  # a larger threshold would turn the regression gate off without saying so
+
+
 def parse_percent(text: str) -> float:
-    """'10%' or '10' -> 10.0 (percent)."""
+    """'10%' or '10' -> 10.0 (percent), finite and in (0, 1000]."""
     from edgefuse.errors import DataError
 
     try:
         value = float(text.strip().rstrip("%"))
     except ValueError:
         raise DataError(f"--max-regression must look like 10%, got {text!r}") from None
-    if not value > 0:
-        raise DataError(f"--max-regression must be positive, got {text!r}")
+    if not (0 < value <= MAX_REGRESSION_PCT):  # also refuses nan and inf
+        raise DataError(f"--max-regression must be a percentage in (0, {MAX_REGRESSION_PCT:g}], got {text!r}")
     return value
 
 
@@ -64,7 +68,7 @@ def bench(
             "--calib", help="Pairs to calibrate int8 exports (default: --data, else the profile's set)."
         ),
     ] = None,
-    pairs: Annotated[int, typer.Option("--pairs", min=1, help="Pairs to measure drift on.")] = 8,
+    pairs: Annotated[int, typer.Option("--pairs", min=1, max=512, help="Pairs to measure drift on.")] = 8,
     size: Annotated[
         str | None, typer.Option("--size", help="Input size HxW (default: the profiles').")
     ] = None,
@@ -79,7 +83,20 @@ def bench(
         Path | None, typer.Option("--html", help="Write a self-contained HTML report here.")
     ] = None,
     junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
-    check: Annotated[bool, typer.Option("--check", help="Exit 1 when a budget is missed.")] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Exit 1 when a budget is missed, a named target does not run, or drift was measured "
+            "on synthetic frames (see --allow-synthetic).",
+        ),
+    ] = False,
+    allow_synthetic: Annotated[
+        bool,
+        typer.Option(
+            "--allow-synthetic", help="Let --check pass with drift measured on SYNTHETIC frames (no --data)."
+        ),
+    ] = False,
     latency_budgets: Annotated[
         str,
         typer.Option(
@@ -93,6 +110,7 @@ def bench(
         typer.Option(
             "--max-ratio",
             min=0.01,
+            max=1000.0,
             help="Budget: each artifact's p50 at most this "
             "times the torch reference's, same run (any machine).",
         ),
@@ -105,7 +123,8 @@ def bench(
     ] = "10%",
     timing: Annotated[str, typer.Option("--timing", help="quick, default or thorough.")] = "default",
     rounds: Annotated[
-        int | None, typer.Option("--rounds", min=1, help="Timing rounds (overrides --timing).")
+        int | None,
+        typer.Option("--rounds", min=1, max=1000, help="Timing rounds (overrides --timing)."),
     ] = None,
     exports: Annotated[Path, typer.Option("--exports", help="Export cache directory.")] = Path("exports"),
     label: Annotated[str | None, typer.Option("--label", help="This machine's name in reports.")] = None,
@@ -159,14 +178,20 @@ def bench(
         exports=exports,
         latency_budgets=LatencyBudgets(latency_budgets),
         max_ratio=max_ratio,
+        allow_synthetic=allow_synthetic,
         label=label,
         variants=variants,
         torch_compile=torch_compile,
         batches=batch_sizes,
         command=shlex.join(["edgefuse", *sys.argv[1:]]),
     )
-    with console.status("benchmarking", spinner="dots") as status:
-        result = run_suite(opts, progress=lambda msg: status.update(escape(msg)))
+    if max_ratio is not None and not math.isfinite(max_ratio):
+        raise DataError(f"--max-ratio must be a finite number, got {max_ratio}")
+    if console.is_terminal:
+        with console.status("benchmarking", spinner="dots") as status:
+            result = run_suite(opts, progress=lambda msg: status.update(escape(msg)))
+    else:  # a log file or CI: one timestamped line per step instead of a spinner nobody sees
+        result = run_suite(opts, progress=_log_line(start))
     report = result.report
     if base is not None:
         from edgefuse.bench.gate import compare
@@ -176,6 +201,13 @@ def bench(
     show(report)
     write_outputs(result, json_path, md, html, junit)
     raise typer.Exit(exit_code(report, check))
+
+
+def _log_line(start: float) -> Any:
+    def progress(msg: str) -> None:
+        err_console.print(f"[{time.perf_counter() - start:6.0f} s] {escape(msg)}", highlight=False)
+
+    return progress
 
 
 def exit_code(report: dict[str, Any], check: bool) -> int:
@@ -215,7 +247,9 @@ def show(report: dict[str, Any]) -> None:
     try:
         console.print(table)
         for note in _notes(report):
-            console.print(f"  [dim]{escape(note)}[/]", highlight=False, soft_wrap=True)
+            loud = note.startswith(("SYNTHETIC", "INCONCLUSIVE"))
+            style = "bold yellow" if loud else "dim"
+            console.print(f"  [{style}]{escape(note)}[/]", highlight=False, soft_wrap=True)
     finally:
         console.width = width
     console.print(f"wall time {report['wall_seconds']:.1f} s", highlight=False)
@@ -225,15 +259,31 @@ def _notes(report: dict[str, Any]) -> list[str]:
     notes = list(report.get("notes", []))
     notes += [f"not benchmarked: {s['id']}: {s['reason']}" for s in report.get("skipped", [])]
     notes += [f"{t['id']} {t['status']}: {t['reason']}" for t in report["targets"] if t["status"] != "ok"]
-    notes.append(f"latency budgets: {report['check']['latency_rule']}")
+    check = report["check"]
+    notes.append(
+        f"latency budgets applied to {check.get('latency_applied', '?')} targets with one "
+        f"({check['latency_rule']}); drift budgets gate everywhere"
+    )
+    if check.get("synthetic"):
+        notes.append(
+            "SYNTHETIC: drift was measured on generated scenes, not real pairs; --check fails on this "
+            "unless --allow-synthetic (pass --data DIR for real pairs)"
+        )
     gate = report.get("regression")
     if gate:
+        inconclusive = [r["id"] for r in gate["rows"] if r["status"] == "inconclusive"]
         for r in gate["rows"]:
             if r["status"] in ("regressed", "inconclusive", "ok"):
                 notes.append(
                     f"vs baseline: {r['id']} {r['status']} (change {r.get('change_pct', 0):+.1f}% "
                     f"± {r.get('noise_pct', 0):.1f}%, threshold {gate['max_regression_pct']:g}%)"
                 )
+        if inconclusive:
+            notes.append(
+                f"INCONCLUSIVE vs baseline: {len(inconclusive)} of {len(gate['rows'])} targets: the noise is "
+                "larger than the threshold, so no regression verdict (not a pass); rerun with --timing "
+                "thorough or --threads 1 on a quieter machine"
+            )
     return notes
 
 
