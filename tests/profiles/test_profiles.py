@@ -213,7 +213,9 @@ def test_aliases_resolve_to_bundled_profiles() -> None:
     assert all(p.name.startswith("rtx") for p in resolve_target("desktop-gpu"))
     assert len(resolve_target("all")) == len(names)
     # comma lists keep order and drop duplicates
-    both = resolve_target("jetson-orin-nano_tensorrt-fp16_480x640, jetson-orin-nano_tensorrt-fp16_480x640,apple")
+    both = resolve_target(
+        "jetson-orin-nano_tensorrt-fp16_480x640, jetson-orin-nano_tensorrt-fp16_480x640,apple"
+    )
     assert [p.backend for p in both] == ["tensorrt", "coreml"]
 
 
