@@ -131,7 +131,8 @@ def summary(t: dict[str, Any]) -> dict[str, str]:
         key=lambda kv: abs(num(kv[1])) if not math.isnan(num(kv[1])) else math.inf,
         default=None,
     )
-    ratio = num((t.get("ratio_to_reference") or {}).get("median"))
+    rr = t.get("ratio_to_reference") or {}
+    ratio, noise = num(rr.get("median")), num(rr.get("noise_pct"))
     art = t.get("artifact") or {}
     mem = t.get("memory") or {}
     check = t.get("check") or {}
@@ -143,15 +144,25 @@ def summary(t: dict[str, Any]) -> dict[str, str]:
         "p50": fmt(lat.get("p50")),
         "p99": fmt(lat.get("p99")),
         "fps": fmt(lat.get("fps"), 1),
-        "speedup": "ref" if t.get("kind") == "reference" else (f"×{1 / ratio:.2f}" if ratio > 0 else "-"),
+        "speedup": "ref" if t.get("kind") == "reference" else speedup(ratio, noise),
         "load": fmt(t.get("load_seconds")),
         "size_mb": fmt(num(art.get("bytes")) / 2**20, 1) if art.get("bytes") else "-",
-        "rss_mb": fmt(mem.get("peak_rss_mb"), 0),
+        "rss_mb": fmt(mem.get("peak_added_mb"), 0),
         "psnr": "ref" if t.get("kind") == "reference" and not drift else fmt(drift.get("psnr_min"), 1),
         "max_abs": fmt(drift.get("max_abs")),
         "worst": f"{worst[0]} {num(worst[1]):+.2f}%" if worst else "-",
         "check": status if status != "ok" else check.get("status", "-"),
     }
+
+
+def speedup(ratio: float, noise_pct: float) -> str:
+    """The reference's p50 over this target's, with the round-to-round noise of that ratio beside it."""
+    if not ratio > 0:
+        return "-"
+    shown = f"×{1 / ratio:.2f}"
+    if math.isfinite(noise_pct):
+        shown += f" ±{noise_pct:.0f}%"
+    return shown
 
 
 COLUMNS = (
@@ -163,7 +174,7 @@ COLUMNS = (
     ("speedup", "vs torch"),
     ("load", "load s"),
     ("size_mb", "size MB"),
-    ("rss_mb", "peak RSS MB"),
+    ("rss_mb", "RSS +MB"),
     ("psnr", "PSNR dB"),
     ("max_abs", "max |Δ|"),
     ("worst", "worst metric Δ"),

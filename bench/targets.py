@@ -87,22 +87,42 @@ class Target:
 
 
 class MemoryProbe:
-    """Resident memory around loading and first use of one target (GPU memory too on CUDA)."""
+    """Resident memory of one target (GPU memory too on CUDA): what loading it added, and its own peak.
+
+    Targets are all loaded before any drift pass runs, so the kernel's high-water mark is reset twice per
+    target, before its load and before its drift pass: the peak reported is this target's, not the running
+    peak of the process (which only rises down the table)."""
 
     def __init__(self, cuda: bool = False) -> None:
         self.cuda = cuda
         self.reset_ok = reset_peak_rss()
         self.before = rss_mb()
+        self.load_peak: float | None = None
+        self.resident: float | None = None
+        self.drift_before: float | None = None
         if cuda:
             import torch
 
             torch.cuda.reset_peak_memory_stats()
 
+    def loaded(self) -> None:
+        now = rss_mb()
+        if self.reset_ok and self.before is not None and now is not None:
+            self.load_peak, self.resident = peak_rss_mb() - self.before, now - self.before
+
+    def start_drift(self) -> None:
+        self.drift_before = rss_mb() if reset_peak_rss() else None
+
     def result(self) -> dict[str, Any]:
-        after = rss_mb()
+        after, peak = rss_mb(), peak_rss_mb()
+        own = None
+        if self.load_peak is not None and self.resident is not None and self.drift_before is not None:
+            own = round(max(self.load_peak, self.resident + peak - self.drift_before), 1)
         out: dict[str, Any] = {
-            "peak_rss_mb": peak_rss_mb(),
-            "peak_scope": "load + drift pass" if self.reset_ok else "whole process",
+            "peak_rss_mb": peak,
+            "peak_scope": "drift pass" if self.drift_before is not None else "whole process",
+            # this target's own peak above the process before it was loaded (load or drift pass)
+            "peak_added_mb": own,
             "added_rss_mb": round(after - self.before, 1) if after is not None and self.before else None,
         }
         if self.cuda:

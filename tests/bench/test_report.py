@@ -225,7 +225,10 @@ def test_junit_is_valid_and_counts_failures_and_skips() -> None:
     root = ET.fromstring(junit_xml(report).split("\n", 1)[1])
     assert root.tag == "testsuite" and root.get("name") == "edgefuse.bench"
     cases = root.findall("testcase")
-    assert int(root.get("tests")) == len(cases) == 6  # 3 budget cases + 3 regression cases
+    # 3 budget cases + 3 regression cases + the profile that was not benchmarked (listed, skipped)
+    assert int(root.get("tests")) == len(cases) == 7
+    assert cases[-1].get("classname") == "edgefuse.bench.apple-m2_coreml-fp16_480x640"
+    assert cases[-1].find("skipped") is not None
     failures = [c for c in cases if c.find("failure") is not None]
     assert int(root.get("failures")) == len(failures) == 2
     assert "max |Δ| 40.00" in failures[0].find("failure").get("message")

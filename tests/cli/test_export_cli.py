@@ -172,7 +172,7 @@ def test_coreml_not_validated_off_macos_exits_0(assets: dict[str, Path], tmp_pat
         assert "not validated here" in result.stdout and "macOS" in result.stdout
 
 
-# --- the first hour without ../shared (issue 11) and verified reuse (issue 10) -------------------------------
+# --- the first hour without ../shared (issue 11) and verified reuse (issue 10) -----------------------------
 
 
 @pytest.fixture
