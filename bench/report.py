@@ -151,8 +151,23 @@ def summary(t: dict[str, Any]) -> dict[str, str]:
         "psnr": "ref" if t.get("kind") == "reference" and not drift else fmt(drift.get("psnr_min"), 1),
         "max_abs": fmt(drift.get("max_abs")),
         "worst": f"{worst[0]} {num(worst[1]):+.2f}%" if worst else "-",
-        "check": status if status != "ok" else check.get("status", "-"),
+        "check": SHOWN_CHECK.get(s := (status if status != "ok" else check.get("status", "-")), s),
     }
+
+
+SHOWN_CHECK = {"passed": "pass", "failed": "FAIL", "not_checked": "not checked", "not_run": "not run"}
+
+
+def grouped_skips(report: dict[str, Any]) -> list[str]:
+    """Profiles left out and targets that did not run, one line per reason: "reason: id, id, ..."."""
+    by_reason: dict[str, list[str]] = {}
+    for s in report.get("skipped") or []:
+        by_reason.setdefault(str(s.get("reason", "")), []).append(str(s.get("id", "?")))
+    for t in report.get("targets") or []:
+        if t.get("status") != "ok":
+            reason = f"{t.get('status')}: {t.get('reason', '')}"
+            by_reason.setdefault(reason, []).append(str(t.get("id", "?")))
+    return [f"{reason} ({len(ids)}): {', '.join(ids)}" for reason, ids in by_reason.items()]
 
 
 def speedup(ratio: float, noise_pct: float) -> str:

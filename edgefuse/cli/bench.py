@@ -20,8 +20,7 @@ from edgefuse.cli._common import cli_command, console, err_console
 if TYPE_CHECKING:
     from edgefuse.bench.suite import SuiteResult
 
-_STYLE = {"passed": "green", "failed": "red", "error": "red", "not_run": "yellow", "not_checked": "dim"}
-_SHOWN = {"passed": "pass", "failed": "FAIL", "not_checked": "-", "not_run": "not run"}
+_STYLE = {"pass": "green", "FAIL": "red", "error": "red", "not run": "yellow", "not checked": "dim"}
 
 
 MAX_REGRESSION_PCT = 1000.0  # a larger threshold would turn the regression gate off without saying so
@@ -237,7 +236,7 @@ def show(report: dict[str, Any]) -> None:
     for t in report["targets"]:
         row = summary(t)
         cells = [escape(row[key]) for key, _ in COLUMNS]
-        cells[-1] = f"[{_STYLE.get(row['check'], 'white')}]{_SHOWN.get(row['check'], row['check'])}[/]"
+        cells[-1] = f"[{_STYLE.get(row['check'], 'white')}]{escape(row['check'])}[/]"
         table.add_row(*cells)
     width = console.width
     console.width = max(width, 190)  # piped output defaults to 80 columns: far too narrow for this table
@@ -253,9 +252,10 @@ def show(report: dict[str, Any]) -> None:
 
 
 def _notes(report: dict[str, Any]) -> list[str]:
+    from edgefuse.bench.report import grouped_skips
+
     notes = list(report.get("notes", []))
-    notes += [f"not benchmarked: {s['id']}: {s['reason']}" for s in report.get("skipped", [])]
-    notes += [f"{t['id']} {t['status']}: {t['reason']}" for t in report["targets"] if t["status"] != "ok"]
+    notes += [f"not benchmarked: {line}" for line in grouped_skips(report)]
     check = report["check"]
     notes.append(
         f"latency budgets applied to {check.get('latency_applied', '?')} targets with one "
