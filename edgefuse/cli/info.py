@@ -45,7 +45,7 @@ def info(
             )
     payload = {"checkpoint": ci.to_dict(), "params": count_params(model), "sizes": rows}
     if as_json:
-        typer.echo(json.dumps(payload, indent=2, default=str))
+        typer.echo(json.dumps(payload, indent=2, default=str, ensure_ascii=False))  # "N×3×H×W", not \u00d7
         return
     console.print(f"[bold]{ci.path}[/]  arch {ci.arch}-{ci.config.name}  sha256 {ci.file_sha256[:16]}…")
     table = Table(title="FusionProxy sizes")

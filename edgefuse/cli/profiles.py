@@ -30,7 +30,7 @@ def list_(
 
     profiles = resolve_target(target) if target else list_profiles()
     if as_json:
-        typer.echo(json.dumps([p.to_dict() for p in profiles], indent=2))
+        typer.echo(json.dumps([p.to_dict() for p in profiles], indent=2, ensure_ascii=False))
         return
     # the name already says device_backend-precision_HxW: keep it whole. Narrow terminals (80 columns) get
     # the device under the name and the budgets in three short columns instead of a truncated table.
@@ -82,7 +82,7 @@ def show(
     p = get_profile(name)
     d = p.to_dict()
     if as_json:
-        typer.echo(json.dumps(d, indent=2))
+        typer.echo(json.dumps(d, indent=2, ensure_ascii=False))
         return
     console.print(f"[bold]{p.name}[/]  ({p.source})", highlight=False)
     console.print(f"device: {p.device.name} [{p.device.arch}]", highlight=False)
