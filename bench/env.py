@@ -161,8 +161,8 @@ def environment(label: str | None = None) -> dict[str, Any]:
 
 def host_names(env: dict[str, Any]) -> list[str]:
     """What this host calls itself: CPU model, GPU names, board name."""
-    names = [str(env.get("cpu", {}).get("model", "")), str(env.get("board", ""))]
-    names += [str(g.get("name", "")) for g in env.get("gpus", [])]
+    names = [str((env.get("cpu") or {}).get("model") or ""), str(env.get("board") or "")]
+    names += [str(g.get("name") or "") for g in env.get("gpus") or []]
     return [n for n in names if n]
 
 

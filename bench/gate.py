@@ -113,7 +113,7 @@ def _check_target(
         return [], ["torch variant: informational, no budget"]
     misses, notes = [], []
     drift = t.get("drift") or {}
-    misses += [f"drift: {m}" for m in drift.get("misses", [])]
+    misses += [f"drift: {m}" for m in drift.get("misses") or []]
     applies, why = latency_applies(t, env, mode)
     lat, budget = t.get("latency") or {}, (t.get("budgets") or {}).get("latency") or {}
     if applies and lat:
@@ -155,7 +155,7 @@ def compare(report: dict[str, Any], baseline: dict[str, Any], max_regression_pct
             row["status"] = "new" if b is None else ("missing" if a is None else "not_timed")
             rows.append(row)
             continue
-        raw = 100.0 * (num(a["latency"]["p50"]) / num(b["latency"]["p50"]) - 1.0)
+        raw = _change_pct(num(a["latency"].get("p50")), num(b["latency"].get("p50")))
         row["raw_change_pct"] = raw
         ra, rb = a.get("ratio_to_reference") or {}, b.get("ratio_to_reference") or {}
         if a.get("kind") == "reference":
@@ -164,7 +164,7 @@ def compare(report: dict[str, Any], baseline: dict[str, Any], max_regression_pct
             continue
         if ra and rb and math.isfinite(num(ra.get("median"))) and math.isfinite(num(rb.get("median"))):
             row["ratio_now"], row["ratio_before"] = num(ra["median"]), num(rb["median"])
-            change = 100.0 * (row["ratio_now"] / row["ratio_before"] - 1.0)
+            change = _change_pct(row["ratio_now"], row["ratio_before"])
             noise = math.hypot(num(ra.get("noise_pct")), num(rb.get("noise_pct")))
         else:
             change = raw
@@ -197,6 +197,11 @@ def compare(report: dict[str, Any], baseline: dict[str, Any], max_regression_pct
 # --- JUnit XML ------------------------------------------------------------------------------------------
 
 
+def _change_pct(now: float, before: float) -> float:
+    """Relative change in percent; NaN when the earlier value is zero or missing (nothing to compare)."""
+    return 100.0 * (now / before - 1.0) if before and math.isfinite(before) else math.nan
+
+
 def junit_xml(report: dict[str, Any]) -> str:
     """One testsuite; per target a ``budgets`` case (failure lists misses, skipped when not checked) and,
     with a baseline, a ``regression`` case (skipped when inconclusive)."""
@@ -207,7 +212,7 @@ def junit_xml(report: dict[str, Any]) -> str:
         ("schema_version", str(report.get("schema_version", ""))),
         ("size", str(report["settings"].get("size", ""))),
     ):
-        ET.SubElement(props, "property", name=key, value=value)
+        ET.SubElement(props, "property", name=key, value=str(value))
     regression = {r["id"]: r for r in (report.get("regression") or {}).get("rows", [])}
     counts = {"tests": 0, "failures": 0, "skipped": 0}
     for t in report["targets"]:

@@ -131,6 +131,7 @@ def latency_distribution(rows: list[tuple[str, list[float], dict[str, Any]]]) ->
     lo = min(min(s) for _, s, _ in rows)
     hi = max(max(s) for _, s, _ in rows)
     log = hi / max(lo, 1e-9) > 20
+    lo = max(lo, 1e-6) if log else lo  # a zero sample has no logarithm
     lo, hi = (
         (lo / 1.15, hi * 1.15) if log else (max(0.0, lo - 0.05 * (hi - lo)), hi + 0.05 * (hi - lo) + 1e-9)
     )

@@ -87,6 +87,12 @@ class ArtifactManifest:
             raise ArtifactMismatchError(f"{where}: manifest has no 'backend' field")
         known = {f.name for f in dataclasses.fields(cls)} - {"path", "io"}
         kwargs = {k: v for k, v in data.items() if k in known}
+        for key, value in kwargs.items():  # a wrongly typed field is one line here, not a crash later
+            want = _TYPES.get(key)
+            if want is not None and value is not None and not _typed(value, want):
+                raise ArtifactMismatchError(f"{where}: malformed {key!r} (expected {want[1]})")
+        if not isinstance(data["backend"], str) or not data["backend"].strip():
+            raise ArtifactMismatchError(f"{where}: 'backend' must name a backend")
         io = data.get("io")
         try:
             spec = IOSpec.from_dict(io) if io else None
@@ -212,6 +218,34 @@ class ArtifactManifest:
                     f"{where}: built for {built.batch}x{built.height}x{built.width} (NxHxW), "
                     f"not {io.batch}x{io.height}x{io.width}"
                 )
+
+
+_TYPES: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "artifact": (str, "a file name"),
+    "precision": (str, "a string"),
+    "schema_version": (int, "an integer"),
+    "edgefuse_version": (str, "a string"),
+    "created": (str, "a string"),
+    "profile": (str, "a string"),
+    "profile_spec": (dict, "an object"),
+    "precision_detail": (str, "a string"),
+    "checkpoint": (dict, "an object"),
+    "artifact_sha256": (str, "a sha256 string"),
+    "artifact_bytes": (int, "a byte count"),
+    "files": (dict, "an object of name -> {sha256, bytes}"),
+    "total_bytes": (int, "a byte count"),
+    "tools": (dict, "an object"),
+    "export_seconds": ((int, float), "a number"),
+    "kept_in_higher_precision": (list, "a list"),
+    "mixed_precision": (dict, "an object"),
+    "calibration": (dict, "an object"),
+    "validation": (dict, "an object"),
+    "backend_details": (dict, "an object"),
+}
+
+
+def _typed(value: Any, want: tuple[type | tuple[type, ...], str]) -> bool:
+    return isinstance(value, want[0]) and not (isinstance(value, bool) and want[0] is not bool)
 
 
 def _is_int(x: Any) -> bool:

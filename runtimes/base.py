@@ -20,7 +20,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from edgefuse import backends
-from edgefuse.errors import ArtifactMismatchError, DataError, NonFiniteOutputError, RuntimeUnavailableError
+from edgefuse.errors import (
+    ArtifactMismatchError,
+    DataError,
+    EdgefuseError,
+    NonFiniteOutputError,
+    RuntimeUnavailableError,
+)
 from edgefuse.io import inside
 from edgefuse.manifest import MANIFEST, ArtifactManifest, artifact_dir, read_manifest
 from edgefuse.spec import IOSpec
@@ -107,7 +113,14 @@ class BaseRuntime:
         self.io: IOSpec | None = self.manifest.io if self.manifest else None
         self.input_shapes: dict[str, tuple[int, ...]] = {}
         start = time.perf_counter()
-        self._load(self.model_path)
+        try:
+            self._load(self.model_path)
+        except EdgefuseError:
+            raise
+        except Exception as exc:  # the SDK's own parse error: one line naming the file, not its traceback
+            text = str(exc).strip().splitlines()
+            first = text[0][:200] if text else type(exc).__name__
+            raise ArtifactMismatchError(f"{self.model_path}: {self.name} cannot load it ({first})") from None
         self.load_seconds = time.perf_counter() - start
 
     @classmethod

@@ -268,6 +268,18 @@ def test_a_baseline_that_is_not_a_report_is_refused(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "not an edgefuse.bench.report document" in result.stderr
 
 
+def test_a_baseline_with_a_malformed_body_is_refused_before_the_run(tmp_path: Path) -> None:
+    from edgefuse.bench.report import SCHEMA
+
+    path = tmp_path / "base.json"
+    body = {"schema": SCHEMA, "schema_version": 1, "environment": {}, "settings": {}, "targets": [{"id": 3}]}
+    path.write_text(json.dumps(body))
+    result = bench("--baseline", path)
+    assert result.exit_code == 2, result.output
+    assert "malformed report: targets[0].id must be a non-empty string" in result.stderr
+    assert "Traceback" not in result.output
+
+
 def test_artifact_from_another_checkpoint_is_refused(run: dict, tmp_path: Path) -> None:
     if run["report"] is None:
         pytest.skip("no artifacts (backends unavailable)")
