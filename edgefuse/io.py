@@ -40,6 +40,26 @@ def atomic_path(path: str | os.PathLike[str], mode: int | None = 0o666) -> Itera
         tmp.unlink(missing_ok=True)
 
 
+def check_writable(path: str | os.PathLike[str], *inputs: str | os.PathLike[str]) -> Path:
+    """Refuse, before any long work, an output path that cannot be written (a folder, a read-only or
+    missing place it cannot create) or that would replace one of ``inputs``. Raises ``ValueError`` with
+    the one line to show; returns the path."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; give a file name")
+    for src in inputs:
+        if Path(src).exists() and path.exists() and path.resolve() == Path(src).resolve():
+            raise ValueError(f"{path}: is also an input; write the output somewhere else")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent  # the folder that will be created under
+    if not parent.is_dir():
+        raise ValueError(f"{path}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ValueError(f"{path}: not writable here")
+    return path
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -143,6 +143,7 @@ def bench(
     from edgefuse.bench.suite import SuiteOptions, run_suite
     from edgefuse.bench.timing import PRESETS
     from edgefuse.errors import DataError
+    from edgefuse.io import check_writable
     from edgefuse.spec import parse_size
 
     start = time.perf_counter()
@@ -159,6 +160,12 @@ def bench(
         raise DataError(str(exc)) from None
     regression = parse_percent(max_regression)
     base = load_report(baseline) if baseline is not None else None  # a bad baseline fails before the run
+    outputs = [p for p in (json_path, md, html, junit) if p is not None]
+    try:  # an unwritable report path fails now, not after the whole run
+        for path in outputs:
+            check_writable(path, *(a for a in [baseline] if a is not None))
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
     opts = SuiteOptions(
         artifacts=list(artifacts or []),
         profiles=list(profile or []),

@@ -252,6 +252,7 @@ def test_unknown_profile_suggests_and_exits_2() -> None:
         (["--max-regression", "nan%"], "--max-regression must be a percentage in"),
         (["--max-regression", "-5%"], "--max-regression must be a percentage in"),
         (["--max-ratio", "inf"], "--max-ratio"),
+        (["--json", "."], "is a folder; give a file name"),  # before the run, not after it
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:

@@ -379,3 +379,16 @@ def test_memory_probe_reports_each_targets_own_peak() -> None:
     if not first.reset_ok:
         pytest.skip("this kernel does not let a process reset its peak RSS")
     assert b["peak_added_mb"] >= 60 and a["peak_added_mb"] < 30
+
+
+def test_merge_never_overwrites_an_input(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from edgefuse.cli import app
+
+    a = tmp_path / "a.json"
+    save_json(make_report("jetson"), a)
+    before = a.read_text()
+    result = CliRunner().invoke(app, ["report", "merge", str(a), "--json", str(a)])
+    assert result.exit_code == 2 and "is also an input" in result.stderr
+    assert a.read_text() == before
