@@ -34,8 +34,8 @@ def merge(
     from edgefuse.io import atomic_write_text, check_writable
 
     try:  # checked before reading: an output that cannot be written, or that would replace an input
-        for path in (p for p in (json_path, md, html) if p is not None):
-            check_writable(path, *reports)
+        for out in (p for p in (json_path, md, html) if p is not None):
+            check_writable(out, *reports)
     except ValueError as exc:
         raise DataError(str(exc)) from None
     merged = merge(list(reports))
