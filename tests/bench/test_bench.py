@@ -416,3 +416,27 @@ def test_variant_target_cpu_path_and_cuda_refusal() -> None:
 def test_device_cuda_without_a_gpu_is_refused() -> None:
     result = bench("--device", "cuda")
     assert result.exit_code == 2 and "torch sees no CUDA device" in result.stderr
+
+
+@pytest.mark.onnxruntime
+def test_int8_already_exported_is_benchmarked_without_pairs(
+    run: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11: right after `edgefuse export` wrote an int8 artifact, default bench skipped it."""
+    int8 = small_profile(tmp_path, "generic-cpu_onnxruntime-int8_480x640")
+    exports = tmp_path / "exports"
+    made = runner.invoke(
+        app, ["export", "--target", str(int8), "-c", str(run["ckpt"]), "--calib", str(run["pairs"]),
+              "-o", str(exports), "--pairs", "2"],
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    monkeypatch.setenv("EDGEFUSE_DATA", str(tmp_path / "no-data"))  # no calibration pairs anywhere
+    out = tmp_path / "r.json"
+    result = bench("-p", int8, "-c", run["ckpt"], "--exports", exports, *FAST, "--json", out)
+    assert result.exit_code == 0, result.output + result.stderr
+    report = json.loads(out.read_text())
+    assert report["skipped"] == []
+    target = report["targets"][1]
+    assert target["id"] == "generic-cpu_onnxruntime-int8_64x96" and target["status"] == "ok"
+    assert target["artifact"]["export"]["status"] == "reused"
+    assert "SYNTHETIC" in result.stdout  # no --data: drift on generated scenes, said on the console
