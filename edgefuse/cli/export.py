@@ -103,7 +103,7 @@ def export(
             exporters[jobs[0].profile.name].prefetch(jobs)
         done = {o.profile: o for o in [*_run(session, runnable, exporters, output, force), *skipped]}
     outcomes = [done[p.name] for p in profiles]
-    _summary(outcomes, output)
+    _summary(outcomes, output, {p.name: p.backend for p in profiles})
     failed = [o for o in outcomes if not o.ok and o.status is not ExportStatus.SKIPPED]
     if failed:
         err_console.print(f"[red]{len(failed)} of {len(outcomes)} exports failed:[/]")
@@ -179,7 +179,7 @@ def _run(
     return [outcomes[p.name] for p in profiles]  # reported in the order asked for
 
 
-def _summary(outcomes: list[Outcome], output: Path) -> None:
+def _summary(outcomes: list[Outcome], output: Path, backend_of: dict[str, str]) -> None:
     from rich.table import Table
 
     from edgefuse.exporters.pipeline import ExportStatus
@@ -226,6 +226,15 @@ def _summary(outcomes: list[Outcome], output: Path) -> None:
             highlight=False,
             soft_wrap=True,
         )
+    from edgefuse import backends
+
+    done = [o for o in outcomes if o.ok]
+    if done:
+        console.print("next:", highlight=False)
+        for o in done:
+            deploy = backends.get(backend_of[o.profile]).deploy
+            text = deploy.replace("DIR", str(o.path)) if deploy else f"edgefuse bench {o.path}"
+            console.print(f"  {o.profile}: {escape(text)}", highlight=False, soft_wrap=True)
     console.print(
         "  [dim]s: export seconds; max|Δ|: largest per-pixel difference from PyTorch fp32 in 8-bit levels "
         "(0-255); float: layers kept in higher precision by an int8 build[/]",

@@ -228,6 +228,8 @@ def test_truncated_artifact_is_rebuilt_not_reused(assets: dict[str, Path], tmp_p
     again = run(*args)
     assert again.exit_code == 0, again.output
     assert "up_to_date" not in again.stdout and "passed" in again.stdout
+    # the console says what to do with the artifact next (issue 11), and what its columns mean
+    assert "next:" in again.stdout and "edgefuse bench" in again.stdout and "8-bit levels" in again.stdout
     assert model.read_bytes() == whole  # the export is deterministic: the same bytes are back
 
 
