@@ -263,6 +263,9 @@ def _notes(report: dict[str, Any]) -> list[str]:
 
     notes = list(report.get("notes", []))
     notes += [f"not benchmarked: {line}" for line in grouped_skips(report)]
+    settings = report.get("settings") or {}
+    if settings.get("threads_rule"):
+        notes.append(f"threads: {settings.get('threads')} ({settings['threads_rule']}; --threads N to choose)")
     check = report["check"]
     notes.append(
         f"latency budgets applied to {check.get('latency_applied', '?')} targets with one "
