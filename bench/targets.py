@@ -220,7 +220,7 @@ def variant_target(
     width: int,
     target_id: str,
     kind: str = "variant",
-    compile_mode: str = "max-autotune",
+    compile_mode: str = "reduce-overhead",
 ) -> Target:
     """A torch variant (CUDA graphs, compile, fp16, batched) on ``device``."""
 

@@ -133,7 +133,7 @@ def bench(
     ] = True,
     torch_compile: Annotated[
         str, typer.Option("--torch-compile", help="torch.compile mode on CUDA, or off.")
-    ] = "max-autotune",
+    ] = "reduce-overhead",
     batches: Annotated[str, typer.Option("--batches", help="Batched throughput sizes on CUDA.")] = "16,64",
 ) -> None:
     """Benchmark latency and drift per platform; exit 1 on a failed target, budget miss or regression."""
@@ -265,7 +265,9 @@ def _notes(report: dict[str, Any]) -> list[str]:
     notes += [f"not benchmarked: {line}" for line in grouped_skips(report)]
     settings = report.get("settings") or {}
     if settings.get("threads_rule"):
-        notes.append(f"threads: {settings.get('threads')} ({settings['threads_rule']}; --threads N to choose)")
+        notes.append(
+            f"threads: {settings.get('threads')} ({settings['threads_rule']}; --threads N to choose)"
+        )
     check = report["check"]
     notes.append(
         f"latency budgets applied to {check.get('latency_applied', '?')} targets with one "

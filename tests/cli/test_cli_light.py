@@ -68,3 +68,10 @@ def test_doctor_shows_whole_versions_at_80_columns() -> None:
     version = openvino.get_version()
     joined = "".join(line.split("│")[-2].strip() for line in out.splitlines() if line.count("│") > 2)
     assert version in joined and "…" not in out, out
+
+
+def test_info_counts_any_size_as_fuse_runs_it() -> None:
+    import json
+
+    rows = json.loads(_edgefuse("info", "--json", "--size", "1080x1920"))["sizes"]
+    assert rows[0]["resolution"] == "1080x1920 (padded to 1088x1920)" and rows[0]["gmac"] > 0
