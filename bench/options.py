@@ -29,7 +29,8 @@ class SuiteOptions:
     allow_synthetic: bool = False  # --check accepts drift measured on synthetic frames
     label: str | None = None
     variants: bool = True
-    torch_compile: str = "reduce-overhead"  # a torch.compile mode (max-autotune was slower at batch 1), or "off" (CUDA only)
+    # a torch.compile mode, or "off" (CUDA only); max-autotune measured slower at batch 1
+    torch_compile: str = "reduce-overhead"
     batches: tuple[int, ...] = (16, 64)  # batched throughput (CUDA only)
     command: str = ""
 

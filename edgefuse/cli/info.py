@@ -59,7 +59,8 @@ def info(
         table.add_row(f"{r['size']}{mark}", str(r["resolution"]), f"{r['params']:,}", f"{r['gmac']:.3f}")
     console.print(table)
     console.print(
-        "IO: visible N×3×H×W + thermal N×1×H×W -> fused N×3×H×W, float32 in [0,1]; H, W multiples of 16 (fuse pads any other size)"
+        "IO: visible N×3×H×W + thermal N×1×H×W -> fused N×3×H×W, float32 in [0,1]; "
+        "H, W multiples of 16 (fuse pads any other size)"
     )
     prov = ci.provenance
     if prov:
