@@ -110,6 +110,8 @@ def test_default_style_run_exports_benchmarks_and_passes(run: dict) -> None:
     assert {"decode", "resize", "layout", "postprocess"} <= set(report["pipeline"])
     assert report["environment"]["backends"]["onnxruntime"]["available"] is True
     assert "p50 ms" in result.output and "wall time" in result.output
+    # not a terminal: a timestamped progress line per step instead of a spinner nobody sees (issue 11)
+    assert "s] loading the checkpoint and frames" in result.stderr and "s] drift of" in result.stderr
 
 
 @pytest.mark.onnxruntime
