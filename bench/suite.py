@@ -56,7 +56,7 @@ def run_suite(opts: SuiteOptions, progress: Progress = lambda _: None) -> SuiteR
         raise RuntimeUnavailableError("--device cuda: torch sees no CUDA device here")
     if device != "cpu" and not device.startswith("cuda"):
         raise RuntimeUnavailableError(f"--device {opts.device!r}: use cpu or cuda")
-    threads, threads_rule = (opts.threads, "--threads") if opts.threads else default_threads()
+    threads, threads_rule = (opts.threads, "given with --threads") if opts.threads else default_threads()
     plan = make_plan(
         opts.artifacts,
         opts.profiles,

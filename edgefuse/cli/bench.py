@@ -274,9 +274,10 @@ def _notes(report: dict[str, Any]) -> list[str]:
         f"({check['latency_rule']}); drift budgets gate everywhere"
     )
     if check.get("synthetic"):
+        gate = "accepted (--allow-synthetic)" if settings.get("allow_synthetic") else "--check fails on this"
         notes.append(
-            "SYNTHETIC: drift was measured on generated scenes, not real pairs; --check fails on this "
-            "unless --allow-synthetic (pass --data DIR for real pairs)"
+            f"SYNTHETIC: drift was measured on generated scenes, not real pairs; {gate} "
+            "(pass --data DIR for real pairs)"
         )
     gate = report.get("regression")
     if gate:
