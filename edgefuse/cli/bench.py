@@ -265,18 +265,20 @@ def _notes(report: dict[str, Any]) -> list[str]:
     notes += [f"not benchmarked: {line}" for line in grouped_skips(report)]
     settings = report.get("settings") or {}
     if settings.get("threads_rule"):
-        notes.append(
-            f"threads: {settings.get('threads')} ({settings['threads_rule']}; --threads N to choose)"
-        )
+        rule = str(settings["threads_rule"])
+        hint = "" if rule.startswith("given") else "; --threads N to choose"
+        notes.append(f"threads: {settings.get('threads')} ({rule}{hint})")
     check = report["check"]
     notes.append(
         f"latency budgets applied to {check.get('latency_applied', '?')} targets with one "
         f"({check['latency_rule']}); drift budgets gate everywhere"
     )
     if check.get("synthetic"):
-        gate = "accepted (--allow-synthetic)" if settings.get("allow_synthetic") else "--check fails on this"
+        verdict = (
+            "accepted (--allow-synthetic)" if settings.get("allow_synthetic") else "--check fails on this"
+        )
         notes.append(
-            f"SYNTHETIC: drift was measured on generated scenes, not real pairs; {gate} "
+            f"SYNTHETIC: drift was measured on generated scenes, not real pairs; {verdict} "
             "(pass --data DIR for real pairs)"
         )
     gate = report.get("regression")
