@@ -141,8 +141,8 @@ def _prepare_one(
         bundled = False
     size = f"{profile.io.height}x{profile.io.width}"
     cache = exports / CACHE / f"{session.info.weights_sha256[:12]}_{size}"
-    roots = ([exports] if bundled else []) + [cache]
-    for root in roots:  # a matching build (or a matching rejected one) is reused as it is
+    # a matching build (or a matching rejected one) is reused as it is, wherever edgefuse export put it
+    for root in (exports, cache):
         for path, status in (
             (root / profile.name, "reused"),
             (root / f"{profile.name}.rejected", "rejected"),

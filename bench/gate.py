@@ -52,8 +52,17 @@ def apply_checks(
         raise ValueError(f"latency budget mode must be one of {', '.join(LATENCY_RULES)}, got {mode!r}")
     mode = LatencyBudgets(mode)
     env, all_misses = report["environment"], []
+    settings = report.get("settings") or {}
+    # what the user named (-p NAME, artifact directories): each must run, or --check fails
+    requested = set(settings.get("requested") or [])
+    applied, budgeted = 0, 0
     for t in report["targets"]:
         misses, notes = _check_target(t, env, mode, max_ratio)
+        if t["status"] == "not_run" and _named(t["id"], requested):
+            misses.append(f"requested but did not run: {t.get('reason', '')}")
+        if t["kind"] == "artifact" and t["status"] == "ok" and (t.get("budgets") or {}).get("latency"):
+            budgeted += 1
+            applied += latency_applies(t, env, mode)[0]
         status = (
             "failed"
             if misses
@@ -65,14 +74,30 @@ def apply_checks(
         )
         t["check"] = {"status": status, "misses": misses, "notes": notes}
         all_misses += [f"{t['id']}: {m}" for m in misses]
+    for s in report.get("skipped") or []:
+        if _named(s["id"], requested):
+            all_misses.append(f"{s['id']}: requested but not benchmarked: {s['reason']}")
+    synthetic = bool((report.get("data") or {}).get("synthetic"))
+    if synthetic and not settings.get("allow_synthetic"):
+        all_misses.append(
+            "data: drift measured on SYNTHETIC frames, not real pairs (pass --data DIR, "
+            "or --allow-synthetic to accept generated scenes)"
+        )
     report["check"] = {
         "passed": not all_misses,
         "misses": all_misses,
         "latency_budgets": mode,
         "latency_rule": LATENCY_RULES[mode],
+        "latency_applied": f"{applied} of {budgeted}",
         "max_ratio": max_ratio,
+        "synthetic": synthetic,
     }
     return all_misses
+
+
+def _named(target_id: str, requested: set[str]) -> bool:
+    """Whether a target (``name`` or ``name@HxW``) is one the user named."""
+    return target_id in requested or target_id.split("@")[0] in requested
 
 
 def _check_target(
@@ -88,7 +113,7 @@ def _check_target(
         return [], ["torch variant: informational, no budget"]
     misses, notes = [], []
     drift = t.get("drift") or {}
-    misses += [f"drift: {m}" for m in drift.get("misses", [])]
+    misses += [f"drift: {m}" for m in drift.get("misses") or []]
     applies, why = latency_applies(t, env, mode)
     lat, budget = t.get("latency") or {}, (t.get("budgets") or {}).get("latency") or {}
     if applies and lat:
@@ -130,7 +155,7 @@ def compare(report: dict[str, Any], baseline: dict[str, Any], max_regression_pct
             row["status"] = "new" if b is None else ("missing" if a is None else "not_timed")
             rows.append(row)
             continue
-        raw = 100.0 * (num(a["latency"]["p50"]) / num(b["latency"]["p50"]) - 1.0)
+        raw = _change_pct(num(a["latency"].get("p50")), num(b["latency"].get("p50")))
         row["raw_change_pct"] = raw
         ra, rb = a.get("ratio_to_reference") or {}, b.get("ratio_to_reference") or {}
         if a.get("kind") == "reference":
@@ -139,7 +164,7 @@ def compare(report: dict[str, Any], baseline: dict[str, Any], max_regression_pct
             continue
         if ra and rb and math.isfinite(num(ra.get("median"))) and math.isfinite(num(rb.get("median"))):
             row["ratio_now"], row["ratio_before"] = num(ra["median"]), num(rb["median"])
-            change = 100.0 * (row["ratio_now"] / row["ratio_before"] - 1.0)
+            change = _change_pct(row["ratio_now"], row["ratio_before"])
             noise = math.hypot(num(ra.get("noise_pct")), num(rb.get("noise_pct")))
         else:
             change = raw
@@ -172,6 +197,11 @@ def compare(report: dict[str, Any], baseline: dict[str, Any], max_regression_pct
 # --- JUnit XML ------------------------------------------------------------------------------------------
 
 
+def _change_pct(now: float, before: float) -> float:
+    """Relative change in percent; NaN when the earlier value is zero or missing (nothing to compare)."""
+    return 100.0 * (now / before - 1.0) if before and math.isfinite(before) else math.nan
+
+
 def junit_xml(report: dict[str, Any]) -> str:
     """One testsuite; per target a ``budgets`` case (failure lists misses, skipped when not checked) and,
     with a baseline, a ``regression`` case (skipped when inconclusive)."""
@@ -182,7 +212,7 @@ def junit_xml(report: dict[str, Any]) -> str:
         ("schema_version", str(report.get("schema_version", ""))),
         ("size", str(report["settings"].get("size", ""))),
     ):
-        ET.SubElement(props, "property", name=key, value=value)
+        ET.SubElement(props, "property", name=key, value=str(value))
     regression = {r["id"]: r for r in (report.get("regression") or {}).get("rows", [])}
     counts = {"tests": 0, "failures": 0, "skipped": 0}
     for t in report["targets"]:
@@ -203,6 +233,14 @@ def junit_xml(report: dict[str, Any]) -> str:
                 _mark(case, "failure", f"regressed: {text}", counts)
             elif r["status"] != "ok":
                 _mark(case, "skipped", f"{r['status']}: {text}", counts)
+    requested = set((report.get("settings") or {}).get("requested") or [])
+    for skipped in report.get("skipped") or []:  # profiles left out: failed when named, else skipped
+        case = _case(suite, skipped["id"], "budgets", 0.0, counts)
+        kind = "failure" if _named(skipped["id"], requested) else "skipped"
+        _mark(case, kind, f"not benchmarked: {skipped['reason']}", counts)
+    synthetic = [m for m in (report.get("check") or {}).get("misses", []) if m.startswith("data: ")]
+    if synthetic:
+        _mark(_case(suite, "data", "real pairs", 0.0, counts), "failure", synthetic[0], counts)
     suite.set("tests", str(counts["tests"]))
     suite.set("failures", str(counts["failures"]))
     suite.set("errors", "0")

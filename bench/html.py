@@ -13,7 +13,7 @@ import numpy as np
 from edgefuse.bench import plots
 from edgefuse.bench.markdown import check_lines, environment_lines, metric_rows
 from edgefuse.bench.merge import cell_text, drift_text
-from edgefuse.bench.report import COLUMNS, fmt, headline, num, summary
+from edgefuse.bench.report import COLUMNS, fmt, grouped_skips, headline, num, summary
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1180px;
@@ -24,8 +24,8 @@ h2{font-size:17px;margin-top:30px;border-bottom:1px solid #dde;padding-bottom:3p
 table{border-collapse:collapse;font-size:12.5px;margin:8px 0}
 th,td{padding:3px 8px;border-bottom:1px solid #e3e6ea}th{background:#f3f5f7;text-align:left}
 td.n{text-align:right;font-variant-numeric:tabular-nums}
-.passed{color:#12813a;font-weight:600}.failed,.error{color:#c0262d;font-weight:600}
-.not_run,.not_checked{color:#8a6d00}.fig{overflow-x:auto}.fig svg{max-width:100%;height:auto}
+.passed,.pass{color:#12813a;font-weight:600}.failed,.error,.FAIL{color:#c0262d;font-weight:600}
+.not_run,.not_checked,.not{color:#8a6d00}.fig{overflow-x:auto}.fig svg{max-width:100%;height:auto}
 .panels td{vertical-align:top;padding:2px 3px;border:0}.panels img{display:block;width:216px;height:auto}
 .panels td.tid{padding-top:10px;font-size:12px;color:#333;border-bottom:1px solid #e3e6ea}
 .cap{font-size:11.5px;color:#555}ul{margin-top:4px}code{background:#f3f5f7;padding:1px 4px}
@@ -72,12 +72,12 @@ def _jpeg(img: np.ndarray, width: int = 320) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _heat(delta: np.ndarray) -> tuple[np.ndarray, float]:
-    """|Δ| (max over channels, 8-bit units) coloured with inferno from 0 to its own maximum, on a square-root
-    scale: a few peak pixels would otherwise leave the rest of the map black."""
-    peak = float(delta.max())
-    scaled = np.sqrt(delta / peak) if peak > 0 else delta
-    return plots.colormap(scaled), peak
+def _heat(delta: np.ndarray, peak: float) -> np.ndarray:
+    """|Δ| (max over channels, 8-bit units) coloured with inferno from 0 to ``peak`` (the largest of every
+    row: one scale for all, so an fp32 row does not look as hot as an int8 one), on a square-root scale: a
+    few peak pixels would otherwise leave the rest of the map black."""
+    scaled = np.sqrt(np.clip(delta / peak, 0.0, 1.0)) if peak > 0 else delta
+    return plots.colormap(scaled)
 
 
 def panels_html(panels: dict[str, Any]) -> str:
@@ -86,13 +86,20 @@ def panels_html(panels: dict[str, Any]) -> str:
     shared = [_jpeg(vis), _jpeg(np.repeat(ir[..., None], 3, axis=2)), _jpeg(ref)]
     heads = ["visible", "thermal", "reference (torch fp32)", "artifact", "|Δ| heat map"]
     rows = ['<table class="panels"><tr>', *(f"<th>{h}</th>" for h in heads), "</tr>"]
+    deltas = {
+        tid: np.abs(out.astype(np.float64) - ref.astype(np.float64)).max(axis=2) * 255.0
+        for tid, out in panels["outputs"].items()
+    }
+    scale = max((float(d.max()) for d in deltas.values()), default=0.0)
+    rows.append(
+        f'<tr><td colspan="5" class="tid">|Δ| heat maps share one colour scale: 0 → {scale:.3g} '
+        "(the largest |Δ| of any row; max over channels, 8-bit units; square root)</td></tr>"
+    )
     for tid, out in panels["outputs"].items():
-        delta = np.abs(out.astype(np.float64) - ref.astype(np.float64)).max(axis=2) * 255.0
-        heat, peak = _heat(delta)
-        imgs = [*shared, _jpeg(out), _jpeg(heat)]
+        delta = deltas[tid]
+        imgs = [*shared, _jpeg(out), _jpeg(_heat(delta, scale))]
         rows.append(
-            f'<tr><td colspan="5" class="tid">{_esc(tid)}: |Δ| 0 → {peak:.3g} '
-            f"(max over channels, 8-bit units; square-root colour scale up to this maximum), "
+            f'<tr><td colspan="5" class="tid">{_esc(tid)}: |Δ| max {float(delta.max()):.3g}, '
             f"mean {delta.mean():.3g}</td></tr>"
         )
         rows.append("<tr>" + "".join(f'<td><img alt="" src="{src}"></td>' for src in imgs) + "</tr>")
@@ -174,10 +181,7 @@ def _details(report: dict[str, Any]) -> list[str]:
             "layout); layout: HWC → NCHW alone; postprocess: fused float → uint8 HWC.</p>",
         ]
     out += _lines_html(check_lines(report))
-    skipped = [f"{s['id']}: {s['reason']}" for s in report.get("skipped", [])]
-    skipped += [
-        f"{t['id']} ({t['status']}): {t.get('reason', '')}" for t in report["targets"] if t["status"] != "ok"
-    ]
+    skipped = grouped_skips(report)
     if skipped:
         out += ["<h2>Not benchmarked here</h2><ul>", *(f"<li>{_esc(s)}</li>" for s in skipped), "</ul>"]
     out += ["<h2>Notes</h2><ul>", *(f"<li>{_esc(n)}</li>" for n in report.get("notes", [])), "</ul>"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgefuse.bench.report import COLUMNS, METRIC_ORDER, _md_table, fmt, headline, num, summary
+from edgefuse.bench.report import COLUMNS, METRIC_ORDER, _md_table, fmt, grouped_skips, headline, num, summary
 
 
 def metric_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -68,8 +68,7 @@ def details(report: dict[str, Any]) -> list[str]:
     not_run = [t for t in report["targets"] if t.get("status") != "ok"]
     if skipped or not_run:
         lines += ["", "## Not benchmarked here", ""]
-        lines += [f"- {s['id']}: {s['reason']}" for s in skipped]
-        lines += [f"- {t['id']} ({t['status']}): {t.get('reason', '')}" for t in not_run]
+        lines += [f"- {line}" for line in grouped_skips(report)]
     lines += ["", "## Notes", ""] + [f"- {n}" for n in report.get("notes", [])]
     lines += environment_lines(report)
     return lines

@@ -33,7 +33,10 @@ def _guarded(
 ) -> Target:
     """Build a target; any failure becomes an ``error`` target instead of stopping the run."""
     try:
-        return build()
+        t = build()
+        if t.probe is not None:
+            t.probe.loaded()
+        return t
     except Exception as exc:
         t = Target(target_id, kind, backend, precision, device=device)
         t.fail(exc)
@@ -170,6 +173,8 @@ def drift_pass(
     if not t.ready or t.predict is None:
         return
     progress(f"drift of {t.id}")
+    if t.probe is not None:
+        t.probe.start_drift()
     predict = t.predict
     try:
         if t.kind == "reference" and t.device == "cpu":  # the drift reference itself

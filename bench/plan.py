@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from edgefuse.bench.exports import at_size, profile_from_manifest, why_not_here
 from edgefuse.calibration import synthetic_frames, validation_frames
 from edgefuse.errors import ArtifactMismatchError, CheckpointError, DataError, EdgefuseError
+from edgefuse.io import sha256_file
 from edgefuse.manifest import ArtifactManifest, read_manifest
 from edgefuse.profiles import Precision, list_profiles, resolve_target
 from edgefuse.spec import IOSpec
@@ -45,6 +46,7 @@ def make_plan(
     device: str,
     data: Path | None,
     calib: Path | None,
+    exports: Path | None = None,
 ) -> Plan:
 
     given: list[tuple[Path, Profile | None, ArtifactManifest]] = []
@@ -53,6 +55,7 @@ def make_plan(
         if not path.is_dir():
             raise DataError(f"{path}: no such artifact directory")
         manifest = read_manifest(path)
+        manifest.verify(path)  # a tampered or truncated artifact is refused before anything runs
         profile, budget_size = profile_from_manifest(manifest)
         given.append((path, profile, manifest))
         if profile is not None:
@@ -78,10 +81,15 @@ def make_plan(
     plan = Plan(size[0], size[1], artifacts=given, budget_sizes=budget_sizes)
     for p in wanted:
         why = why_not_here(p, device)
-        if not why and p.precision is Precision.INT8 and not _calib_dir(p, data, calib).is_dir():
+        if (
+            not why
+            and p.precision is Precision.INT8
+            and not _calib_dir(p, data, calib).is_dir()
+            and not _exported(p, exports)
+        ):
             why = (
-                f"int8 export needs real calibration pairs ({_calib_dir(p, data, calib)} not found): "
-                "pass --data DIR or --calib DIR"
+                f"int8 export needs real calibration pairs (set {p.calibration.set!r} not here) and none "
+                "was exported before: pass --calib DIR or --data DIR, or set EDGEFUSE_DATA"
             )
         if why:
             plan.skipped.append({"id": p.name, "reason": why})
@@ -94,15 +102,24 @@ def make_plan(
     return plan
 
 
+def _exported(profile: Profile, exports: Path | None) -> bool:
+    """Whether ``exports/<profile>`` holds an artifact built for this profile (an int8 one is then reused
+    without calibration pairs; the checkpoint and the files are checked when it is prepared)."""
+    if exports is None:
+        return False
+    try:
+        manifest = read_manifest(exports / profile.name)
+    except EdgefuseError:
+        return False
+    return manifest.profile == profile.name and manifest.precision == profile.precision.value
+
+
 def pick_checkpoint(given: str | None, plan: Plan) -> LoadedModel:
     """``--checkpoint``, else the one the given artifacts were built from, else the bundled student."""
     from edgefuse.checkpoint import load_model
 
     if given is None and plan.artifacts and not plan.profiles:
-        recorded = plan.artifacts[0][2].checkpoint or {}
-        path = recorded.get("path") if isinstance(recorded, dict) else None
-        if path and Path(path).is_file():
-            given = str(path)
+        given = _recorded_checkpoint(plan.artifacts[0][2])
     try:
         loaded = load_model(given)
     except CheckpointError as exc:
@@ -116,6 +133,22 @@ def pick_checkpoint(given: str | None, plan: Plan) -> LoadedModel:
         except ArtifactMismatchError as exc:
             raise ArtifactMismatchError(f"{exc} (pass the --checkpoint it was exported from)") from None
     return loaded
+
+
+def _recorded_checkpoint(manifest: ArtifactManifest) -> str | None:
+    """The checkpoint a manifest says it was exported from, used only when that file still has the sha256
+    the manifest records (a path is a claim; the file it names may have been swapped since)."""
+    recorded = manifest.checkpoint if isinstance(manifest.checkpoint, dict) else {}
+    path, want = recorded.get("path"), recorded.get("file_sha256")
+    if not isinstance(path, str) or not path or not Path(path).is_file():
+        return None
+    if not isinstance(want, str) or sha256_file(path) != want:
+        raise ArtifactMismatchError(
+            f"{manifest.where}: the checkpoint it names ({path}) no longer has the sha256 recorded "
+            "at export; "
+            "pass --checkpoint with the file it was exported from"
+        )
+    return path
 
 
 def frames_for(data: Path | None, height: int, width: int, pairs: int) -> Frames:

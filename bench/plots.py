@@ -81,6 +81,13 @@ def _nice_ticks(lo: float, hi: float, log: bool) -> list[float]:
     return [t for t in np.arange(math.ceil(lo / step) * step, hi + step / 2, step) if lo <= t <= hi]
 
 
+def ms(x: float) -> str:
+    """Milliseconds for a label: 3 significant digits, never an exponent (2750, not 2.75e+03)."""
+    if not math.isfinite(x):
+        return str(x)
+    return f"{x:.0f}" if abs(x) >= 100 else f"{x:.3g}"
+
+
 def _scale(lo: float, hi: float, a: float, b: float, log: bool) -> Callable[[float], float]:
     if log:
         llo, lhi = math.log10(lo), math.log10(hi)
@@ -124,6 +131,7 @@ def latency_distribution(rows: list[tuple[str, list[float], dict[str, Any]]]) ->
     lo = min(min(s) for _, s, _ in rows)
     hi = max(max(s) for _, s, _ in rows)
     log = hi / max(lo, 1e-9) > 20
+    lo = max(lo, 1e-6) if log else lo  # a zero sample has no logarithm
     lo, hi = (
         (lo / 1.15, hi * 1.15) if log else (max(0.0, lo - 0.05 * (hi - lo)), hi + 0.05 * (hi - lo) + 1e-9)
     )
@@ -159,7 +167,7 @@ def latency_distribution(rows: list[tuple[str, list[float], dict[str, Any]]]) ->
         )
         x99 = sx(p99)
         body.append(f'<path d="M{x99:.1f} {y - 5:.1f}l5 5l-5 5l-5 -5z" fill="#d62728"/>')
-        body.append(_text(left + plot_w + 10, y + 4, f"p50 {p50:.3g} · p99 {p99:.3g} ms", 10.5, fill="#444"))
+        body.append(_text(left + plot_w + 10, y + 4, f"p50 {ms(p50)} · p99 {ms(p99)} ms", 10.5, fill="#444"))
     return _svg(width, height, body, "latency distribution per platform")
 
 

@@ -96,7 +96,148 @@ def load_report(path: str | Path, schema: str = SCHEMA) -> dict[str, Any]:
             raise DataError(f"{path}: missing {key!r}")
     if not isinstance(data.get("targets", data.get("rows")), list):
         raise DataError(f"{path}: 'targets' must be a list")
+    problem = body_problem(data) if schema == SCHEMA else merged_problem(data)
+    if problem:  # found now, not after a whole benchmark run that then cannot compare against it
+        raise DataError(f"{path}: malformed report: {problem}")
     return data
+
+
+_TABLES = ("latency", "ratio_to_reference", "drift", "artifact", "memory", "check", "profile", "budgets",
+           "warmup", "metrics")  # fmt: skip
+_NUMBERS = ("p50", "p99", "p90", "mean", "min", "max", "fps", "n", "std", "median", "noise_pct")
+
+
+def _is_number(x: Any) -> bool:
+    return (
+        x is None or (isinstance(x, int | float) and not isinstance(x, bool)) or x in ("inf", "-inf", "nan")
+    )
+
+
+def _target_problem(i: int, t: Any) -> str:
+    if not isinstance(t, dict):
+        return f"targets[{i}] is not an object"
+    for key in ("id", "kind", "status"):
+        if not isinstance(t.get(key), str) or not t.get(key):
+            return f"targets[{i}].{key} must be a non-empty string"
+    for key in _TABLES:
+        if t.get(key) is not None and not isinstance(t[key], dict):
+            return f"targets[{i}].{key} must be an object"
+    for table in ("latency", "ratio_to_reference"):
+        values = t.get(table) or {}
+        for key in _NUMBERS:
+            if key in values and not _is_number(values[key]):
+                return f"targets[{i}].{table}.{key} must be a number"
+        for key in ("round_p50", "samples", "rounds"):
+            if key in values and not (
+                isinstance(values[key], list)
+                and all(
+                    isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
+                    for v in values[key]
+                )
+            ):
+                return f"targets[{i}].{table}.{key} must be a list of finite numbers >= 0"
+    drift = t.get("drift") or {}
+    for key in ("drift", "metric_change_pct", "budget"):
+        if drift.get(key) is not None and not isinstance(drift[key], dict):
+            return f"targets[{i}].drift.{key} must be an object"
+        if any(not _is_number(v) for v in (drift.get(key) or {}).values()):
+            return f"targets[{i}].drift.{key} must hold numbers"
+    if drift.get("misses") is not None and not _strings(drift["misses"]):
+        return f"targets[{i}].drift.misses must be a list of strings"
+    for name, row in (t.get("metrics") or {}).items():
+        if not isinstance(row, dict) or any(
+            not _is_number(row.get(k)) for k in ("reference", "artifact", "change_pct")
+        ):
+            return f"targets[{i}].metrics.{name} must hold numbers"
+    check = t.get("check") or {}
+    for key in ("misses", "notes"):
+        if key in check and not _strings(check[key]):
+            return f"targets[{i}].check.{key} must be a list of strings"
+    if "notes" in t and not _strings(t["notes"]):
+        return f"targets[{i}].notes must be a list of strings"
+    if not isinstance(t.get("batch", 1), int) or isinstance(t.get("batch", 1), bool):
+        return f"targets[{i}].batch must be an integer"
+    return ""
+
+
+def _strings(x: Any) -> bool:
+    return isinstance(x, list) and all(isinstance(v, str) for v in x)
+
+
+def _environment_problem(env: dict[str, Any]) -> str:
+    for key in ("cpu", "packages", "backends"):
+        if env.get(key) is not None and not isinstance(env[key], dict):
+            return f"environment.{key} must be an object"
+    for key in ("label", "board", "platform", "python"):
+        if env.get(key) is not None and not isinstance(env[key], str):
+            return f"environment.{key} must be a string"
+    if env.get("gpus") is not None and not (
+        isinstance(env["gpus"], list) and all(isinstance(g, dict) for g in env["gpus"])
+    ):
+        return "environment.gpus must be a list of objects"
+    if "flags" in (env.get("cpu") or {}) and not _strings(env["cpu"]["flags"]):
+        return "environment.cpu.flags must be a list of strings"
+    if any(not isinstance(v, dict) for v in (env.get("backends") or {}).values()):
+        return "environment.backends must map names to objects"
+    return ""
+
+
+def body_problem(data: dict[str, Any]) -> str:
+    """What is wrong with a bench report's body ("" when nothing): every field the gates and renderers
+    read has the type they expect."""
+    for key in ("environment", "settings"):
+        if not isinstance(data.get(key), dict):
+            return f"{key} must be an object"
+    problem = _environment_problem(data["environment"])
+    if problem:
+        return problem
+    for key in ("data", "checkpoint", "pipeline", "check", "regression", "phase_seconds"):
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            return f"{key} must be an object"
+    if "notes" in data and not _strings(data["notes"]):
+        return "notes must be a list of strings"
+    skipped = data.get("skipped", [])
+    if not isinstance(skipped, list) or not all(
+        isinstance(s, dict) and isinstance(s.get("id"), str) and isinstance(s.get("reason"), str)
+        for s in skipped
+    ):
+        return "skipped must be a list of {id, reason} strings"
+    settings = data["settings"]
+    if "requested" in settings and not _strings(settings["requested"]):
+        return "settings.requested must be a list of strings"
+    for i, t in enumerate(data["targets"]):
+        problem = _target_problem(i, t)
+        if problem:
+            return problem
+    ids = [t["id"] for t in data["targets"]]
+    if len(set(ids)) != len(ids):
+        return "target ids repeat"
+    return ""
+
+
+def merged_problem(data: dict[str, Any]) -> str:
+    """What is wrong with a merged report's body ("" when nothing)."""
+    hosts, rows = data.get("hosts"), data.get("rows")
+    if not isinstance(hosts, list) or not all(
+        isinstance(h, dict) and isinstance(h.get("label"), str) for h in hosts
+    ):
+        return "hosts must be a list of objects with a label"
+    labels = {h["label"] for h in hosts}
+    if not isinstance(rows, list):
+        return "rows must be a list"
+    for i, row in enumerate(rows):
+        if (
+            not isinstance(row, dict)
+            or not isinstance(row.get("id"), str)
+            or not isinstance(row.get("cells"), dict)
+        ):
+            return f"rows[{i}] must be an object with an id and cells"
+        for label, cell in row["cells"].items():
+            if label not in labels or not (cell is None or isinstance(cell, dict)):
+                return f"rows[{i}].cells.{label} is not a host's cell"
+            if cell and any(not _is_number(v) for k, v in cell.items() if k in _NUMBERS):
+                return f"rows[{i}].cells.{label} must hold numbers"
+    return ""
 
 
 # --- reading numbers back -------------------------------------------------------------------------------
@@ -131,7 +272,8 @@ def summary(t: dict[str, Any]) -> dict[str, str]:
         key=lambda kv: abs(num(kv[1])) if not math.isnan(num(kv[1])) else math.inf,
         default=None,
     )
-    ratio = num((t.get("ratio_to_reference") or {}).get("median"))
+    rr = t.get("ratio_to_reference") or {}
+    ratio, noise = num(rr.get("median")), num(rr.get("noise_pct"))
     art = t.get("artifact") or {}
     mem = t.get("memory") or {}
     check = t.get("check") or {}
@@ -143,15 +285,40 @@ def summary(t: dict[str, Any]) -> dict[str, str]:
         "p50": fmt(lat.get("p50")),
         "p99": fmt(lat.get("p99")),
         "fps": fmt(lat.get("fps"), 1),
-        "speedup": "ref" if t.get("kind") == "reference" else (f"×{1 / ratio:.2f}" if ratio > 0 else "-"),
+        "speedup": "ref" if t.get("kind") == "reference" else speedup(ratio, noise),
         "load": fmt(t.get("load_seconds")),
         "size_mb": fmt(num(art.get("bytes")) / 2**20, 1) if art.get("bytes") else "-",
-        "rss_mb": fmt(mem.get("peak_rss_mb"), 0),
+        "rss_mb": fmt(mem.get("peak_added_mb"), 0),
         "psnr": "ref" if t.get("kind") == "reference" and not drift else fmt(drift.get("psnr_min"), 1),
         "max_abs": fmt(drift.get("max_abs")),
         "worst": f"{worst[0]} {num(worst[1]):+.2f}%" if worst else "-",
-        "check": status if status != "ok" else check.get("status", "-"),
+        "check": SHOWN_CHECK.get(s := (status if status != "ok" else check.get("status", "-")), s),
     }
+
+
+SHOWN_CHECK = {"passed": "pass", "failed": "FAIL", "not_checked": "not checked", "not_run": "not run"}
+
+
+def grouped_skips(report: dict[str, Any]) -> list[str]:
+    """Profiles left out and targets that did not run, one line per reason: "reason: id, id, ..."."""
+    by_reason: dict[str, list[str]] = {}
+    for s in report.get("skipped") or []:
+        by_reason.setdefault(str(s.get("reason", "")), []).append(str(s.get("id", "?")))
+    for t in report.get("targets") or []:
+        if t.get("status") != "ok":
+            reason = f"{t.get('status')}: {t.get('reason', '')}"
+            by_reason.setdefault(reason, []).append(str(t.get("id", "?")))
+    return [f"{reason} ({len(ids)}): {', '.join(ids)}" for reason, ids in by_reason.items()]
+
+
+def speedup(ratio: float, noise_pct: float) -> str:
+    """The reference's p50 over this target's, with the round-to-round noise of that ratio beside it."""
+    if not ratio > 0:
+        return "-"
+    shown = f"×{1 / ratio:.2f}"
+    if math.isfinite(noise_pct):
+        shown += f" ±{noise_pct:.0f}%"
+    return shown
 
 
 COLUMNS = (
@@ -163,7 +330,7 @@ COLUMNS = (
     ("speedup", "vs torch"),
     ("load", "load s"),
     ("size_mb", "size MB"),
-    ("rss_mb", "peak RSS MB"),
+    ("rss_mb", "RSS +MB"),
     ("psnr", "PSNR dB"),
     ("max_abs", "max |Δ|"),
     ("worst", "worst metric Δ"),

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgefuse import __version__, drift
-from edgefuse.bench.env import environment, usable_cores
+from edgefuse.bench.env import default_threads, environment
 from edgefuse.bench.exports import prepare
 from edgefuse.bench.gate import apply_checks
 from edgefuse.bench.measure import build_targets, drift_pass, reference_nabf, sample_panels, time_targets
@@ -27,8 +27,11 @@ from edgefuse.bench.plan import frames_for, make_plan, pick_checkpoint
 from edgefuse.bench.records import SCHEMA_VERSION, Report
 from edgefuse.bench.report import target_record
 from edgefuse.bench.targets import Target
+from edgefuse.bench.timing import spread_pct
 from edgefuse.errors import RuntimeUnavailableError
 from edgefuse.exporters.base import ExportSession
+from edgefuse.manifest import read_manifest
+from edgefuse.profiles import resolve_target
 
 Progress = Callable[[str], None]
 # drift budgets of targets without a profile (torch variants): informational, never gated
@@ -53,9 +56,15 @@ def run_suite(opts: SuiteOptions, progress: Progress = lambda _: None) -> SuiteR
         raise RuntimeUnavailableError("--device cuda: torch sees no CUDA device here")
     if device != "cpu" and not device.startswith("cuda"):
         raise RuntimeUnavailableError(f"--device {opts.device!r}: use cpu or cuda")
-    threads = opts.threads or usable_cores()
+    threads, threads_rule = (opts.threads, "given with --threads") if opts.threads else default_threads()
     plan = make_plan(
-        opts.artifacts, opts.profiles, size=opts.size, device=device, data=opts.data, calib=opts.calib
+        opts.artifacts,
+        opts.profiles,
+        size=opts.size,
+        device=device,
+        data=opts.data,
+        calib=opts.calib,
+        exports=opts.exports,
     )
     progress("loading the checkpoint and frames")
     loaded = pick_checkpoint(opts.checkpoint, plan)
@@ -112,6 +121,7 @@ def run_suite(opts: SuiteOptions, progress: Progress = lambda _: None) -> SuiteR
         settings={
             "device": device,
             "threads": threads,
+            "threads_rule": threads_rule,
             "size": f"{plan.height}x{plan.width}",
             "batch": 1,
             "pairs": len(frames),
@@ -121,6 +131,8 @@ def run_suite(opts: SuiteOptions, progress: Progress = lambda _: None) -> SuiteR
             "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if device != "cpu" else None,
             "latency_budgets": opts.latency_budgets,
             "max_ratio": opts.max_ratio,
+            "requested": requested_ids(opts),
+            "allow_synthetic": opts.allow_synthetic,
             "timed_call": "the backend call alone on preloaded inputs (no decode, resize or NaN scan); "
             "CUDA: CUDA events around the call, waited for",
         },
@@ -131,11 +143,43 @@ def run_suite(opts: SuiteOptions, progress: Progress = lambda _: None) -> SuiteR
         targets=[target_record(t, plan.budget_sizes) for t in targets],
         skipped=plan.skipped,
         phase_seconds=phases,
-        notes=_notes(frames, device),
+        notes=_notes(frames, device) + reference_stability(targets),
     ).to_dict()
     apply_checks(report, opts.latency_budgets, opts.max_ratio)
     report["wall_seconds"] = round(time.perf_counter() - start, 1)
     return SuiteResult(report, panels)
+
+
+UNSTABLE_SPREAD_PCT = 25.0  # round medians of the reference further apart than this: ratios are unreliable
+
+
+def reference_stability(targets: list[Target]) -> list[str]:
+    """A warning when the torch reference's own timing moved during the run (its round medians spread more
+    than 25 %, or its p99 is over twice its p50): every "vs torch" ratio then inherits that noise."""
+    ref = next((t for t in targets if t.kind == "reference" and t.latency), None)
+    if ref is None:
+        return []
+    spread = spread_pct([float(x) for x in ref.latency.get("round_p50") or []])
+    p50, p99 = ref.latency.get("p50"), ref.latency.get("p99")
+    tail = p99 / p50 if finite(p50) and finite(p99) and p50 > 0 else 1.0
+    if spread <= UNSTABLE_SPREAD_PCT and tail <= 2.0:
+        return []
+    shown = f"{spread:.0f}%" if math.isfinite(spread) else "unknown"
+    return [
+        f"WARNING: the torch reference was unstable (round medians ±{shown}, p99/p50 {tail:.1f}): "
+        "'vs torch' ratios are unreliable; rerun with --threads 1 or on a quieter machine"
+    ]
+
+
+def requested_ids(opts: SuiteOptions) -> list[str]:
+    """The targets the user named: every profile of each ``-p`` and each artifact directory's profile."""
+    ids: list[str] = []
+    for name in opts.profiles:
+        ids += [p.name for p in resolve_target(name) if p.name not in ids]
+    for path in opts.artifacts:
+        profile = read_manifest(path).profile
+        ids.append(profile if isinstance(profile, str) and profile else path.name)
+    return ids
 
 
 def _stopwatch(phases: dict[str, float]) -> Callable[[str], None]:

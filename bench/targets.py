@@ -23,6 +23,7 @@ from edgefuse.bench.records import Status
 from edgefuse.bench.timing import Clock, cuda_clock, peak_rss_mb, reset_peak_rss, rss_mb, wall_clock
 from edgefuse.bench.torch_variants import TorchVariant
 from edgefuse.errors import EdgefuseError
+from edgefuse.io import sha256_cached, size_bytes
 from edgefuse.manifest import MANIFEST, ArtifactManifest, read_manifest
 from edgefuse.runtimes.base import runtime_for
 from edgefuse.runtimes.pytorch import TorchRuntime
@@ -86,22 +87,42 @@ class Target:
 
 
 class MemoryProbe:
-    """Resident memory around loading and first use of one target (GPU memory too on CUDA)."""
+    """Resident memory of one target (GPU memory too on CUDA): what loading it added, and its own peak.
+
+    Targets are all loaded before any drift pass runs, so the kernel's high-water mark is reset twice per
+    target, before its load and before its drift pass: the peak reported is this target's, not the running
+    peak of the process (which only rises down the table)."""
 
     def __init__(self, cuda: bool = False) -> None:
         self.cuda = cuda
         self.reset_ok = reset_peak_rss()
         self.before = rss_mb()
+        self.load_peak: float | None = None
+        self.resident: float | None = None
+        self.drift_before: float | None = None
         if cuda:
             import torch
 
             torch.cuda.reset_peak_memory_stats()
 
+    def loaded(self) -> None:
+        now = rss_mb()
+        if self.reset_ok and self.before is not None and now is not None:
+            self.load_peak, self.resident = peak_rss_mb() - self.before, now - self.before
+
+    def start_drift(self) -> None:
+        self.drift_before = rss_mb() if reset_peak_rss() else None
+
     def result(self) -> dict[str, Any]:
-        after = rss_mb()
+        after, peak = rss_mb(), peak_rss_mb()
+        own = None
+        if self.load_peak is not None and self.resident is not None and self.drift_before is not None:
+            own = round(max(self.load_peak, self.resident + peak - self.drift_before), 1)
         out: dict[str, Any] = {
-            "peak_rss_mb": peak_rss_mb(),
-            "peak_scope": "load + drift pass" if self.reset_ok else "whole process",
+            "peak_rss_mb": peak,
+            "peak_scope": "drift pass" if self.drift_before is not None else "whole process",
+            # this target's own peak above the process before it was loaded (load or drift pass)
+            "peak_added_mb": own,
             "added_rss_mb": round(after - self.before, 1) if after is not None and self.before else None,
         }
         if self.cuda:
@@ -134,8 +155,13 @@ def artifact_target(
         device=device,
         threads=threads,
         profile=profile,
-        artifact=artifact_info(path, manifest),
+        artifact={"path": str(path), "profile": manifest.profile or None},
     )
+    try:  # the hashes a report records are the ones computed here, never the manifest's claims
+        t.artifact = artifact_info(path, manifest)
+    except EdgefuseError as exc:
+        t.status, t.reason = Status.ERROR, str(exc)
+        return t
     ok, why = cls.is_available()
     if not ok:
         t.status, t.reason = Status.NOT_RUN, f"{cls.name} cannot run here: {why}"
@@ -194,7 +220,7 @@ def variant_target(
     width: int,
     target_id: str,
     kind: str = "variant",
-    compile_mode: str = "max-autotune",
+    compile_mode: str = "reduce-overhead",
 ) -> Target:
     """A torch variant (CUDA graphs, compile, fp16, batched) on ``device``."""
 
@@ -216,16 +242,18 @@ def variant_target(
 
 
 def artifact_info(path: Path, manifest: ArtifactManifest) -> dict[str, Any]:
-    """Path, size and hash of an artifact directory from its manifest (size measured when not recorded)."""
-    total = manifest.total_bytes
-    if not isinstance(total, int):
-        total = sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and p.name != MANIFEST)
+    """Path, size and sha256 of an artifact directory as measured here, after every file its manifest
+    names was verified against the manifest (:class:`ArtifactMismatchError` otherwise)."""
+    computed = manifest.verify(path)
+    files = [p for p in sorted(path.iterdir()) if p.name != MANIFEST and not p.name.startswith(".")]
+    model = manifest.file_path(path, manifest.artifact) if manifest.artifact else None
     return {
         "path": str(path),
         "file": manifest.artifact or None,  # fields a hand-written manifest leaves out are null
-        "bytes": total,
-        "artifact_bytes": manifest.artifact_bytes,
-        "sha256": manifest.artifact_sha256 or None,
+        "bytes": sum(size_bytes(p, within=path) for p in files),
+        "artifact_bytes": size_bytes(model, within=path) if model is not None else None,
+        "sha256": sha256_cached(model, within=path) if model is not None else None,
+        "verified": bool(computed),  # every file matched the manifest's sha256 (False: it records none)
         "profile": manifest.profile or None,
         "created": manifest.created or None,
     }

@@ -59,7 +59,7 @@ class TorchVariant:
         device: str,
         height: int,
         width: int,
-        compile_mode: str = "max-autotune",
+        compile_mode: str = "reduce-overhead",
     ) -> None:
         import torch
 

@@ -111,6 +111,7 @@ register(
 register(
     BackendSpec(
         name="onnxruntime",
+        deploy="run model.onnx with onnxruntime on the target; `edgefuse bench DIR` there checks it",
         converter="edgefuse.exporters.onnxruntime:OnnxExporter",
         runtime="edgefuse.runtimes.onnxruntime:OnnxRuntime",
         aliases=("onnx", "ort"),
@@ -130,6 +131,7 @@ register(
 register(
     BackendSpec(
         name="openvino",
+        deploy="copy the folder (model.xml + model.bin) to the Intel machine; `edgefuse bench DIR` there",
         converter="edgefuse.exporters.openvino:OpenVINOExporter",
         runtime="edgefuse.runtimes.openvino:OpenVINORuntime",
         extra="openvino",
@@ -142,6 +144,7 @@ register(
 register(
     BackendSpec(
         name="litert",
+        deploy="copy model.tflite to the Pi (pip install ai-edge-litert there); `edgefuse bench DIR` on it",
         converter="edgefuse.exporters.litert:LiteRTExporter",
         runtime="edgefuse.runtimes.litert:LiteRTRuntime",
         aliases=("tflite",),
@@ -160,6 +163,7 @@ register(
 register(
     BackendSpec(
         name="coreml",
+        deploy="open model.mlpackage on a Mac (Xcode or coremltools); predictions need macOS",
         converter="edgefuse.exporters.coreml:CoreMLExporter",
         runtime="edgefuse.runtimes.coreml:CoreMLRuntime",
         extra="coreml",
@@ -172,6 +176,10 @@ register(
 register(
     BackendSpec(
         name="tensorrt",
+        deploy=(
+            "copy the folder (model.onnx + trtexec.sh) to the Jetson/GPU, run `sh trtexec.sh` there to "
+            "build the engine, then `edgefuse bench DIR` there"
+        ),
         converter="edgefuse.exporters.tensorrt:TensorRTExporter",
         runtime="edgefuse.runtimes.tensorrt:TensorRTRuntime",
         aliases=("trt",),

@@ -53,18 +53,38 @@ class CheckpointInfo:
         }
 
 
+# what a checkpoint's metadata may ask the network to be: generous around the bundled sizes (n/s/m), and
+# small enough that a forged config cannot make load_model allocate gigabytes before its shapes are checked
+STEM_RANGE = (1, 256)
+WIDTH_RANGE = (1, 1024)
+DEPTH_RANGE = (1, 16)
+EXPANSION_RANGE = (1, 8)
+
+
+def _bundled_path(key: str) -> Path:
+    return Path(str(resources.files("edgefuse") / "weights" / BUNDLED[key]))
+
+
+def bundled_names() -> list[str]:
+    """The bundled checkpoint names whose file this installation ships."""
+    return [k for k in BUNDLED if _bundled_path(k).is_file()]
+
+
 def resolve(name_or_path: str | os.PathLike[str] | None) -> Path:
     """A bundled name (``fusionproxy-s``), or a path to a file."""
     key = str(name_or_path or DEFAULT_CHECKPOINT)
     if key in BUNDLED:
-        ref = resources.files("edgefuse") / "weights" / BUNDLED[key]
-        path = Path(str(ref))
+        path = _bundled_path(key)
         if not path.is_file():
-            raise CheckpointError(f"{key}: bundled checkpoint is missing from the installation ({path})")
+            shipped = ", ".join(bundled_names()) or "none"
+            raise CheckpointError(
+                f"{key}: no bundled weights for this size (bundled: {shipped}); "
+                "pass a checkpoint file you trained (edgefuse train / distill)"
+            )
         return path
     path = Path(key).expanduser()
     if not path.is_file():
-        hint = f" (bundled names: {', '.join(BUNDLED)})" if not path.suffix else ""
+        hint = f" (bundled names: {', '.join(bundled_names())})" if not path.suffix else ""
         raise CheckpointError(f"{path}: no such checkpoint file{hint}")
     return path
 
@@ -79,7 +99,7 @@ def weights_sha256(state: dict[str, torch.Tensor]) -> str:
         t = state[k].detach().to("cpu").contiguous()
         h.update(k.encode())
         h.update(str(tuple(t.shape)).encode())
-        h.update(t.numpy().tobytes())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())  # bf16 has no numpy dtype
     return h.hexdigest()
 
 
@@ -136,15 +156,65 @@ def _is_safetensors(path: Path) -> bool:
     return 0 < n < _SAFETENSORS_MAGIC_MAX and head[8:9] == b"{"
 
 
+def _shapes_of(cfg: FusionProxyConfig) -> dict[str, torch.Tensor]:
+    """The state dict a config builds, on the meta device: shapes only, nothing allocated."""
+    with torch.device("meta"):
+        return FusionProxy(cfg).state_dict()
+
+
 def _config_from_state(path: Path, state: dict[str, torch.Tensor]) -> FusionProxyConfig:
     """Infer the size of a plain state dict by matching the shapes against every known config."""
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     for base in CONFIGS.values():
         for cfg in (base, replace(base, select=not base.select)):  # both student forms
-            ref = {k: tuple(v.shape) for k, v in FusionProxy(cfg).state_dict().items()}
+            ref = {k: tuple(v.shape) for k, v in _shapes_of(cfg).items()}
             if ref == shapes:
                 return cfg
-    raise CheckpointError(f"{path}: {describe_mismatch(FusionProxy(DEFAULT_SIZE).state_dict(), state)}")
+    raise CheckpointError(f"{path}: {describe_mismatch(_shapes_of(CONFIGS[DEFAULT_SIZE]), state)}")
+
+
+def _int_in(value: Any, bounds: tuple[int, int]) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and bounds[0] <= value <= bounds[1]
+
+
+def config_from_metadata(path: Path, data: Any) -> FusionProxyConfig:
+    """The ``edgefuse.config`` metadata as a config, every field type- and range-checked (one line each)."""
+    bad = f"{path}: malformed edgefuse.config metadata"
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{bad} (expected a JSON object)")
+    for key in ("widths", "depths"):
+        value = data.get(key)
+        if not isinstance(value, list) or len(value) != 3:
+            raise CheckpointError(f"{bad} ({key} must be a list of exactly 3 integers)")
+    checks = [
+        ("stem", data.get("stem"), STEM_RANGE),
+        ("expansion", data.get("expansion", 2), EXPANSION_RANGE),
+    ]
+    checks += [("widths", w, WIDTH_RANGE) for w in data["widths"]]
+    checks += [("depths", d, DEPTH_RANGE) for d in data["depths"]]
+    for key, value, bounds in checks:
+        if not _int_in(value, bounds):
+            raise CheckpointError(f"{bad} ({key} {value!r} is not an integer in {bounds[0]}..{bounds[1]})")
+    name = data.get("name", "")
+    if not isinstance(name, str) or len(name) > 64:
+        raise CheckpointError(f"{bad} (name must be a short string)")
+    if not isinstance(data.get("select", False), bool):
+        raise CheckpointError(f"{bad} (select must be true or false)")
+    return FusionProxyConfig.from_dict(data)
+
+
+def check_state(path: Path, cfg: FusionProxyConfig, state: dict[str, torch.Tensor]) -> None:
+    """Names, shapes and dtypes of the stored tensors against ``cfg``, before any network is built."""
+    ints = [k for k, v in state.items() if not (v.is_floating_point())]
+    if ints:
+        dtype = str(state[ints[0]].dtype).removeprefix("torch.")
+        raise CheckpointError(
+            f"{path}: {ints[0]} holds {dtype} weights; edgefuse checkpoints are floating point "
+            "(quantize through edgefuse export instead)"
+        )
+    expected = _shapes_of(cfg)
+    if set(expected) != set(state) or any(tuple(expected[k].shape) != tuple(state[k].shape) for k in state):
+        raise CheckpointError(f"{path}: {describe_mismatch(expected, state)}")
 
 
 def describe_mismatch(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor]) -> str:
@@ -175,24 +245,29 @@ def load_checkpoint(
     if meta.get("edgefuse.arch", ARCH) != ARCH:
         raise CheckpointError(f"{path}: foreign architecture {meta['edgefuse.arch']!r} (expected {ARCH!r})")
     try:
-        cfg = (
-            FusionProxyConfig.from_dict(json.loads(meta["edgefuse.config"]))
-            if meta.get("edgefuse.config")
-            else None
-        )
+        raw = json.loads(meta["edgefuse.config"]) if meta.get("edgefuse.config") else None
         io = json.loads(meta.get("edgefuse.io", "{}"))
         prov = json.loads(meta.get("edgefuse.provenance", "{}"))
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, RecursionError) as exc:
         raise CheckpointError(f"{path}: malformed edgefuse metadata ({_first_line(exc)})") from None
-    if cfg is None:
-        cfg = _config_from_state(path, state)
+    if not isinstance(io, dict) or not isinstance(prov, dict):
+        raise CheckpointError(f"{path}: malformed edgefuse metadata (io and provenance must be JSON objects)")
+    cfg = config_from_metadata(path, raw) if raw is not None else _config_from_state(path, state)
+    check_state(path, cfg, state)
+    # recomputed, never taken from the metadata: the metadata is the claim, the tensors are the weights
+    weights = weights_sha256(state)
+    claimed = meta.get("edgefuse.weights_sha256")
+    if claimed and claimed != weights:
+        raise CheckpointError(
+            f"{path}: weights do not match the sha256 its metadata records (modified after it was saved)"
+        )
     info = CheckpointInfo(
         path=str(path),
         arch=ARCH,
         config=cfg,
         io=io,
         provenance=prov,
-        weights_sha256=meta.get("edgefuse.weights_sha256", "") or weights_sha256(state),
+        weights_sha256=weights,
         file_sha256=file_sha256(path),
     )
     return state, info
@@ -209,14 +284,11 @@ def load_model(name_or_path: str | os.PathLike[str] | None = None, map_location:
     """Build the model a checkpoint describes and load its weights strictly; eval mode.
 
     ``model, info = load_model(path)``: the info travels beside the model, not as an attribute of it."""
-    state, info = load_checkpoint(name_or_path)
-    model = FusionProxy(info.config)
-    expected = model.state_dict()
-    if set(expected) != set(state) or any(tuple(expected[k].shape) != tuple(state[k].shape) for k in state):
-        raise CheckpointError(f"{info.path}: {describe_mismatch(expected, state)}")
+    state, info = load_checkpoint(name_or_path)  # names, shapes and dtypes checked: safe to allocate
     bad = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise CheckpointError(f"{info.path}: non-finite weights in {bad[0]}")
+    model = FusionProxy(info.config)
     model.load_state_dict(state, strict=True)
     return LoadedModel(model.to(map_location).eval(), info)
 
@@ -275,6 +347,6 @@ def save_checkpoint(
         "edgefuse.weights_sha256": weights_sha256(state),
     }
     path = Path(path)
-    with atomic_path(path, mode=None) as tmp:  # mode None: keep mkstemp's 0600, as before
+    with atomic_path(path) as tmp:  # 0666 less the umask, like any file a user writes
         save_file(state, str(tmp), metadata=meta)
     return path

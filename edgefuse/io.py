@@ -40,6 +40,26 @@ def atomic_path(path: str | os.PathLike[str], mode: int | None = 0o666) -> Itera
         tmp.unlink(missing_ok=True)
 
 
+def check_writable(path: str | os.PathLike[str], *inputs: str | os.PathLike[str]) -> Path:
+    """Refuse, before any long work, an output path that cannot be written (a folder, a read-only or
+    missing place it cannot create) or that would replace one of ``inputs``. Raises ``ValueError`` with
+    the one line to show; returns the path."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise ValueError(f"{path}: is a folder; give a file name")
+    for src in inputs:
+        if Path(src).exists() and path.exists() and path.resolve() == Path(src).resolve():
+            raise ValueError(f"{path}: is also an input; write the output somewhere else")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent  # the folder that will be created under
+    if not parent.is_dir():
+        raise ValueError(f"{path}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ValueError(f"{path}: not writable here")
+    return path
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
@@ -73,12 +93,52 @@ def sha256_path(path: Path) -> str:
     return h.hexdigest()
 
 
-def size_bytes(path: Path) -> int:
-    return (
-        path.stat().st_size
-        if path.is_file()
-        else sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+def size_bytes(path: Path, within: Path | None = None) -> int:
+    """Bytes of a file or of a directory's files; ``within``: refuse (ValueError) any that leaves it."""
+    if path.is_file():
+        if within is not None and not inside(path, within):
+            raise ValueError(f"{path.name} points outside {within}")
+        return path.stat().st_size
+    total = 0
+    for p in path.rglob("*"):
+        if within is not None and not inside(p, within):
+            raise ValueError(f"{p.relative_to(path.parent)} points outside {within}")
+        if p.is_file():
+            total += p.stat().st_size
+    return total
+
+
+def inside(path: Path, directory: Path) -> bool:
+    """Whether ``path``, symlinks resolved, lies in ``directory`` (resolved too)."""
+    try:
+        path.resolve().relative_to(directory.resolve())
+    except (ValueError, OSError, RuntimeError):  # RuntimeError: a symlink loop
+        return False
+    return True
+
+
+# (resolved path, size, mtime_ns, inode) -> sha256: an artifact opened again in one process is not re-hashed
+_HASHES: dict[tuple[str, int, int, int], str] = {}
+
+
+def sha256_cached(path: Path, within: Path | None = None) -> str:
+    """:func:`sha256_path`, cached by size and mtime of the file (every file, for a directory);
+    ``within``: refuse (ValueError) a file or link that leaves that directory."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    if within is not None:
+        for f in files:
+            if not inside(f, within):
+                raise ValueError(f"{f.relative_to(path.parent)} points outside {within}")
+    stats = [f.stat() for f in files]
+    key = (
+        str(path.resolve()),
+        sum(s.st_size for s in stats),
+        max((s.st_mtime_ns for s in stats), default=0),
+        sum(s.st_ino for s in stats),
     )
+    if key not in _HASHES:
+        _HASHES[key] = sha256_path(path)
+    return _HASHES[key]
 
 
 def jsonable(x: Any) -> Any:

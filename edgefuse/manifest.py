@@ -19,7 +19,7 @@ from typing import Any
 
 from edgefuse import backends
 from edgefuse.errors import ArtifactMismatchError
-from edgefuse.io import atomic_write_text, dumps_strict
+from edgefuse.io import atomic_write_text, dumps_strict, inside, sha256_cached, size_bytes
 from edgefuse.spec import IOSpec
 
 MANIFEST = "edgefuse.json"
@@ -87,6 +87,12 @@ class ArtifactManifest:
             raise ArtifactMismatchError(f"{where}: manifest has no 'backend' field")
         known = {f.name for f in dataclasses.fields(cls)} - {"path", "io"}
         kwargs = {k: v for k, v in data.items() if k in known}
+        for key, value in kwargs.items():  # a wrongly typed field is one line here, not a crash later
+            want = _TYPES.get(key)
+            if want is not None and value is not None and not _typed(value, want):
+                raise ArtifactMismatchError(f"{where}: malformed {key!r} (expected {want[1]})")
+        if not isinstance(data["backend"], str) or not data["backend"].strip():
+            raise ArtifactMismatchError(f"{where}: 'backend' must name a backend")
         io = data.get("io")
         try:
             spec = IOSpec.from_dict(io) if io else None
@@ -108,6 +114,78 @@ class ArtifactManifest:
 
     def write(self, directory: Path) -> Path:
         return atomic_write_text(directory / MANIFEST, self.to_json())
+
+    def file_path(self, directory: Path, name: Any) -> Path:
+        """``directory / name`` for a name the manifest records, refused unless it stays inside ``directory``
+        (no absolute path, no ``..``, no symlink pointing out): a manifest never loads files elsewhere."""
+        where = self.where
+        if not isinstance(name, str) or not name or "\x00" in name:
+            raise ArtifactMismatchError(f"{where}: names a file {name!r}, which is not a file name")
+        rel = Path(name)
+        if rel.is_absolute() or ".." in rel.parts or name.startswith("~"):
+            raise ArtifactMismatchError(f"{where}: names {name!r}, outside the artifact directory")
+        path = directory / rel
+        if not inside(path, directory):
+            raise ArtifactMismatchError(
+                f"{where}: {name!r} is a link that points outside the artifact directory"
+            )
+        return path
+
+    def recorded_files(self) -> dict[str, dict[str, Any]]:
+        """name -> {"sha256", "bytes"} for every file the manifest vouches for (the artifact included)."""
+        where = self.where
+        files = self.files
+        if not isinstance(files, dict):
+            raise ArtifactMismatchError(
+                f"{where}: malformed 'files' (expected a table of name -> sha256, bytes)"
+            )
+        out: dict[str, dict[str, Any]] = {}
+        for name, rec in files.items():
+            if not isinstance(rec, dict):
+                raise ArtifactMismatchError(f"{where}: malformed entry for {name!r} in 'files'")
+            out[str(name)] = rec
+        if self.artifact and (self.artifact_sha256 or self.artifact_bytes is not None):
+            out.setdefault(self.artifact, {"sha256": self.artifact_sha256, "bytes": self.artifact_bytes})
+        return out
+
+    def verify(self, directory: str | Path) -> dict[str, str]:
+        """Check every file the manifest names against the directory: inside it, present, of the recorded
+        size and sha256 (hashes cached by size and mtime, so a second open is fast). Returns name -> the
+        sha256 computed here; raises :class:`ArtifactMismatchError` naming the first file that differs.
+
+        A hand-written manifest that records no hashes verifies nothing but containment (``{}``)."""
+        directory = Path(directory)
+        where = self.where
+        if self.artifact:
+            path = self.file_path(directory, self.artifact)
+            if not path.exists():
+                raise ArtifactMismatchError(f"{where}: names {self.artifact}, which is missing")
+        computed: dict[str, str] = {}
+        for name, rec in self.recorded_files().items():
+            path = self.file_path(directory, name)
+            sha, size = rec.get("sha256"), rec.get("bytes")
+            if not isinstance(sha, str) or not sha or not (size is None or _is_int(size)):
+                raise ArtifactMismatchError(f"{where}: malformed sha256/bytes for {name!r}")
+            if not path.exists():
+                raise ArtifactMismatchError(f"{where}: {name} is missing (re-export the artifact)")
+            try:
+                got_size = size_bytes(path, within=directory)
+                if size is not None and got_size != size:
+                    raise ArtifactMismatchError(
+                        f"{where}: {name} has {got_size} bytes, the manifest records {size} "
+                        "(truncated or replaced: re-export the artifact)"
+                    )
+                got = sha256_cached(path, within=directory)
+            except ValueError as exc:  # a link inside a model directory that points out
+                raise ArtifactMismatchError(f"{where}: {exc}") from None
+            except OSError as exc:
+                raise ArtifactMismatchError(f"{where}: cannot read {name} ({exc.strerror or exc})") from None
+            if got != sha:
+                raise ArtifactMismatchError(
+                    f"{where}: {name} does not match its recorded sha256 (modified or replaced: re-export it)"
+                )
+            computed[name] = got
+        return computed
 
     def checkpoint_hashes(self) -> set[str]:
         """Every checkpoint hash the manifest records (file and weights sha256)."""
@@ -140,6 +218,38 @@ class ArtifactManifest:
                     f"{where}: built for {built.batch}x{built.height}x{built.width} (NxHxW), "
                     f"not {io.batch}x{io.height}x{io.width}"
                 )
+
+
+_TYPES: dict[str, tuple[type | tuple[type, ...], str]] = {
+    "artifact": (str, "a file name"),
+    "precision": (str, "a string"),
+    "schema_version": (int, "an integer"),
+    "edgefuse_version": (str, "a string"),
+    "created": (str, "a string"),
+    "profile": (str, "a string"),
+    "profile_spec": (dict, "an object"),
+    "precision_detail": (str, "a string"),
+    "checkpoint": (dict, "an object"),
+    "artifact_sha256": (str, "a sha256 string"),
+    "artifact_bytes": (int, "a byte count"),
+    "files": (dict, "an object of name -> {sha256, bytes}"),
+    "total_bytes": (int, "a byte count"),
+    "tools": (dict, "an object"),
+    "export_seconds": ((int, float), "a number"),
+    "kept_in_higher_precision": (list, "a list"),
+    "mixed_precision": (dict, "an object"),
+    "calibration": (dict, "an object"),
+    "validation": (dict, "an object"),
+    "backend_details": (dict, "an object"),
+}
+
+
+def _typed(value: Any, want: tuple[type | tuple[type, ...], str]) -> bool:
+    return isinstance(value, want[0]) and not (isinstance(value, bool) and want[0] is not bool)
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
 
 
 def _canonical(name: str, where: str) -> str:

@@ -34,6 +34,7 @@ class BackendSpec:
     report_packages: tuple[str, ...] = ()  # distributions whose versions a bench report records
     knobs: type | None = None  # frozen dataclass of the profile's [<name>] table
     devices: tuple[str, ...] = ("cpu",)  # device kinds the runtime runs on ("cpu", "cuda")
+    deploy: str = ""  # what to do with an exported artifact on its device (edgefuse export prints it)
 
     def __post_init__(self) -> None:
         if self.converter is not None and _module_name(self.converter) != _module_name(self.runtime):

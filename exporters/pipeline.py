@@ -8,6 +8,7 @@ with its manifest, as ``<name>.rejected`` beside the target so it can be inspect
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -15,7 +16,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -52,6 +53,7 @@ class ExportStatus(str, Enum):
     NOT_VALIDATED = "not_validated"  # built; no runtime for it here (the reason is in the message)
     UP_TO_DATE = "up_to_date"  # built earlier from this checkpoint for this profile
     ERROR = "error"  # the export raised (the command line records it and goes on)
+    SKIPPED = "skipped"  # not attempted: something it needs is not here (int8 without calibration pairs)
 
     def __str__(self) -> str:
         return self.value
@@ -86,22 +88,30 @@ def build_order(profiles: Sequence[Profile]) -> list[Profile]:
 
 
 def existing_status(profile: Profile, target: Path, session: ExportSession) -> ExportStatus | None:
-    """``None`` when nothing is at ``target``; "up_to_date" when it was built from this checkpoint for this
-    profile; otherwise :class:`ExportError` (a different build is there: ``--force`` replaces it)."""
+    """``None`` when nothing usable is at ``target`` (nothing there, or an artifact whose files no longer
+    match its manifest: truncated, edited or missing, rebuilt rather than reused); "up_to_date" when it was
+    built from these weights for this profile; otherwise :class:`ExportError` (a different build is there:
+    ``--force`` replaces it). An int8 artifact is compared with the calibration set only when one was
+    named (``--calib``): re-using an export needs no calibration pairs."""
+    return check_existing(profile, target, session)[0]
+
+
+def check_existing(profile: Profile, target: Path, session: ExportSession) -> tuple[ExportStatus | None, str]:
+    """:func:`existing_status` and, when an artifact there is rebuilt, why."""
     if not target.exists():
-        return None
+        return None, ""
     try:
         manifest = ArtifactManifest.read(target)
     except ArtifactMismatchError:
         raise ExportError(
             f"{target}: exists without a readable {MANIFEST}; pass --force to replace it"
         ) from None
-    calibrated = profile.precision is Precision.INT8
+    calibrated = profile.precision is Precision.INT8 and session.calib_dir is not None
     want = {
         "schema_version": SCHEMA_VERSION,
         "weights_sha256": session.info.weights_sha256,
         "profile": _spec(profile.to_dict()),
-        "calibration source": str(session.calib_dir or profile.calibration.path()) if calibrated else None,
+        "calibration source": str(session.calib_dir) if calibrated else None,
     }
     got = {
         "schema_version": manifest.schema_version,
@@ -114,12 +124,43 @@ def existing_status(profile: Profile, target: Path, session: ExportSession) -> E
         raise ExportError(
             f"{target}: an artifact with a different {', '.join(diff)} exists; pass --force to replace it"
         )
-    return ExportStatus.UP_TO_DATE
+    if not manifest.recorded_files():
+        raise ExportError(
+            f"{target}: its {MANIFEST} records no file hashes to verify; pass --force to rebuild"
+        )
+    try:
+        manifest.verify(target)
+    except ArtifactMismatchError as exc:
+        return None, f"rebuilt: the previous artifact failed verification ({exc})"
+    return ExportStatus.UP_TO_DATE, ""
 
 
 def _spec(d: dict[str, Any]) -> dict[str, Any]:
     """A profile as it reads back from JSON, without the file it was loaded from."""
     return {k: v for k, v in json.loads(json.dumps(d)).items() if k != "source"}
+
+
+@contextlib.contextmanager
+def _lock(out_root: Path, name: str) -> Iterator[None]:
+    """One export of a profile into a folder at a time: a second one stops with one line instead of racing
+    the first to install (which ended in a raw ENOTEMPTY)."""
+    import fcntl
+
+    out_root.mkdir(parents=True, exist_ok=True)
+    path = out_root / f".{name}.lock"
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise ExportError(
+                f"{out_root / name}: another edgefuse export is writing this artifact now; "
+                "wait for it to finish or pass another --output"
+            ) from None
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def export_profile(
@@ -131,9 +172,23 @@ def export_profile(
     force: bool = False,
     report: Report = lambda _: None,
 ) -> Outcome:
+    with _lock(out_root, profile.name):
+        return _export_profile(session, profile, exporter, out_root, force=force, report=report)
+
+
+def _export_profile(
+    session: ExportSession,
+    profile: Profile,
+    exporter: Exporter,
+    out_root: Path,
+    *,
+    force: bool = False,
+    report: Report = lambda _: None,
+) -> Outcome:
     target = out_root / profile.name
     clean_interrupted(out_root, profile.name)
-    if not force and existing_status(profile, target, session) is ExportStatus.UP_TO_DATE:
+    status, rebuilt = (None, "") if force else check_existing(profile, target, session)
+    if status is ExportStatus.UP_TO_DATE:
         manifest = ArtifactManifest.read(target)
         val = manifest.validation or {}
         kept = manifest.kept_in_higher_precision
@@ -165,6 +220,7 @@ def export_profile(
         shutil.rmtree(out_root / f"{profile.name}.rejected", ignore_errors=True)  # superseded
         status = ExportStatus.PASSED if result.status is PASSED else ExportStatus.NOT_VALIDATED
         msg = result.summary() if result.ran else f"not validated here: {result.reason}"
+        msg = f"{msg}; {rebuilt}" if rebuilt else msg
         return Outcome(profile.name, status, target, seconds, result.to_dict(), build.kept, msg)
     finally:
         shutil.rmtree(work, ignore_errors=True)  # gone already when installed
@@ -177,6 +233,12 @@ def _install(work: Path, target: Path) -> None:
         os.rename(target, old)
     try:
         os.rename(work, target)
+    except OSError as exc:
+        if old.exists() and not target.exists():
+            os.rename(old, target)
+        raise ExportError(
+            f"{target}: cannot install the new build ({exc.strerror or exc}); another process wrote there"
+        ) from None
     except BaseException:
         if old.exists() and not target.exists():
             os.rename(old, target)

@@ -80,7 +80,13 @@ def profile_names() -> list[str]:
 
 # family alias -> bundled profile names (tests check each name exists)
 ALIASES: dict[str, tuple[str, ...]] = {
-    "jetson": ("jetson-orin-nano_tensorrt-fp16_480x640",),
+    "jetson": (
+        "jetson-orin-nano_tensorrt-fp16_480x640",
+        "jetson-orin-nano_tensorrt-int8_480x640",
+        "jetson-agx-orin_tensorrt-fp16_480x640",
+        "jetson-agx-orin_tensorrt-int8_480x640",
+        "jetson-nano_tensorrt-fp16_480x640",
+    ),
     "desktop-gpu": ("rtx4090_tensorrt-fp16_480x640", "rtx3060_tensorrt-fp16_480x640"),
     "intel-cpu": (
         "intel-cpu_openvino-fp32_480x640",
@@ -89,6 +95,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     ),
     "apple": ("apple-m2_coreml-fp16_480x640",),
     "arm": ("rpi5_litert-int8_480x640", "rpi5_litert-fp16_480x640"),
+    "rpi5": ("rpi5_litert-int8_480x640", "rpi5_litert-fp16_480x640"),
     "onnx": ("generic-cpu_onnxruntime-fp32_480x640", "generic-cpu_onnxruntime-int8_480x640"),
 }
 

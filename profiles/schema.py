@@ -30,10 +30,11 @@ def data_root() -> Path:
     env = os.environ.get("EDGEFUSE_DATA")
     if env:
         return Path(env).expanduser()
-    for candidate in (Path.cwd().parent / "shared" / "data", SHARED_DATA):
+    here = Path.cwd().parent / "shared" / "data"
+    for candidate in (here, SHARED_DATA):
         if candidate.is_dir():
             return candidate
-    return SHARED_DATA
+    return here  # (not SHARED_DATA: an installed package's would name a folder in site-packages)
 
 
 class Precision(str, Enum):
@@ -43,6 +44,15 @@ class Precision(str, Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+MAX_CALIBRATION = 4096  # pairs a calibration may load (each is a full frame in memory)
+MAX_SIDE = 8192  # pixels per side of a profile's input
+MAX_BATCH = 64
+# a profile's name is a directory name under the export folder: no separators, not "." or ".."
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}"
+# calibration folders a profile may name: not the system's pseudo file systems or its configuration
+_NOT_DATA = ("/proc", "/sys", "/dev", "/etc", "/boot", "/run")
 
 
 def _at_least(low: float) -> dict[str, Any]:
@@ -67,7 +77,7 @@ class Constraints:
 @dataclass(frozen=True)
 class Calibration:
     set: str = "roadscene_train"  # a folder name under ../shared/data, or a path
-    count: int = field(default=64, metadata=_at_least(1))
+    count: int = field(default=64, metadata={"min": 1, "max": MAX_CALIBRATION})
 
     def path(self, shared_data: Path | None = None) -> Path:
         """The folder this names: a bare name lives under ``../shared/data``; anything else is a path."""
@@ -232,7 +242,7 @@ def parse_profile(data: dict[str, Any], src: str, stem: str | None = None) -> Pr
     for key in (*_TOP_SCALARS, *_REQUIRED_SECTIONS):
         if key not in data:
             raise _fail(src, key, "required key is missing")
-    name = _check_value(src, "name", data["name"], str, {})
+    name = _check_value(src, "name", data["name"], str, {"pattern": NAME_PATTERN})
     if stem is not None and name != stem:
         raise _fail(src, "name", f"{name!r} must equal the file name stem {stem!r}")
     backend = _check_value(src, "backend", data["backend"], str, {"choices": names})
@@ -262,14 +272,27 @@ def _parse_io(table: Any, src: str) -> IOSpec:
     for key in ("height", "width", "batch"):
         if key not in table and key != "batch":
             raise _fail(src, f"input.{key}", "required key is missing")
-        values[key] = _check_value(src, f"input.{key}", table.get(key, 1), int, {"min": 1})
+        top = MAX_BATCH if key == "batch" else MAX_SIDE
+        values[key] = _check_value(src, f"input.{key}", table.get(key, 1), int, {"min": 1, "max": top})
     try:
         return IOSpec(**values)
     except ValueError as exc:
         raise _fail(src, "input", str(exc)) from None
 
 
+def _check_calibration_set(text: str, src: str) -> None:
+    """A bare set name (under $EDGEFUSE_DATA) or a folder path: no ``..``, not under /proc, /etc..."""
+    p = Path(text).expanduser()
+    if not text.strip() or "\x00" in text or ".." in p.parts or text.strip() in (".", "/"):
+        raise _fail(
+            src, "calibration.set", f"{text!r} is not a data folder (a set name or a path without ..)"
+        )
+    if p.is_absolute() and any(str(p) == d or str(p).startswith(d + "/") for d in _NOT_DATA):
+        raise _fail(src, "calibration.set", f"{text!r} is a system folder, not a folder of image pairs")
+
+
 def _check_consistency(p: Profile, src: str) -> None:
+    _check_calibration_set(p.calibration.set, src)
     if p.latency.p99_ms < p.latency.p50_ms:
         raise _fail(src, "latency.p99_ms", f"{p.latency.p99_ms} is below latency.p50_ms {p.latency.p50_ms}")
     lo, hi = p.constraints.min_backend_version, p.constraints.max_backend_version

@@ -20,7 +20,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from edgefuse import backends
-from edgefuse.errors import ArtifactMismatchError, DataError, NonFiniteOutputError, RuntimeUnavailableError
+from edgefuse.errors import (
+    ArtifactMismatchError,
+    DataError,
+    EdgefuseError,
+    NonFiniteOutputError,
+    RuntimeUnavailableError,
+)
+from edgefuse.io import inside
 from edgefuse.manifest import MANIFEST, ArtifactManifest, artifact_dir, read_manifest
 from edgefuse.spec import IOSpec
 
@@ -96,13 +103,24 @@ class BaseRuntime:
         if not self.artifact.exists():
             raise ArtifactMismatchError(f"{self.artifact}: no such artifact")
         self.manifest: ArtifactManifest | None = self._find_manifest()
+        # every file the manifest vouches for is checked (inside the folder, size, sha256) before loading
+        self.verified: dict[str, str] = (
+            self.manifest.verify(artifact_dir(self.artifact)) if self.manifest is not None else {}
+        )
         self.model_path = self._model_path()
         if expect is not None:
             self._check_expect(expect)
         self.io: IOSpec | None = self.manifest.io if self.manifest else None
         self.input_shapes: dict[str, tuple[int, ...]] = {}
         start = time.perf_counter()
-        self._load(self.model_path)
+        try:
+            self._load(self.model_path)
+        except EdgefuseError:
+            raise
+        except Exception as exc:  # the SDK's own parse error: one line naming the file, not its traceback
+            text = str(exc).strip().splitlines()
+            first = text[0][:200] if text else type(exc).__name__
+            raise ArtifactMismatchError(f"{self.model_path}: {self.name} cannot load it ({first})") from None
         self.load_seconds = time.perf_counter() - start
 
     @classmethod
@@ -167,12 +185,13 @@ class BaseRuntime:
         named = self.manifest.artifact if self.manifest else ""
         # the manifest's file, unless it is another backend's (onnxruntime on a TensorRT dir's model.onnx)
         if named and named.endswith(self.suffixes):
-            path = self.artifact / named
+            assert self.manifest is not None
+            path = self.manifest.file_path(self.artifact, named)
             if not path.exists():
                 raise ArtifactMismatchError(f"{self.artifact}: manifest names {named}, which is missing")
             return path
         for suffix in self.suffixes:
-            found = sorted(self.artifact.glob(f"*{suffix}"))
+            found = sorted(p for p in self.artifact.glob(f"*{suffix}") if inside(p, self.artifact))
             if found:
                 return found[0]
         wanted = ", ".join(self.suffixes)

@@ -26,13 +26,16 @@ SHARED=${SHARED:-../shared/data}
 mkdir -p "$OUT"
 
 args=(--profile generic-cpu_onnxruntime-fp32_480x640 --profile intel-cpu_openvino-fp32_480x640
-      --profile intel-cpu_openvino-int8_480x640 --size "$SIZE" --pairs 4 --threads 1
+      --size "$SIZE" --pairs 4 --threads 1
       --timing quick --rounds 7 --no-variants --check --max-ratio "$MAX_RATIO"
       --exports "$OUT/exports" --json "$OUT/report.json" --md "$OUT/report.md" --junit "$OUT/junit.xml")
 if [ -d "$SHARED/roadscene_train" ]; then
-    args+=(--data "$SHARED/roadscene_train")
+    args+=(--profile intel-cpu_openvino-int8_480x640 --data "$SHARED/roadscene_train")
 else
-    echo "bench gate: $SHARED/roadscene_train not found: drift on synthetic pairs, int8 not exported"
+    # --check refuses synthetic drift and a named profile that did not run: say what this gate gives up
+    echo "bench gate: $SHARED/roadscene_train not found: drift on SYNTHETIC pairs (--allow-synthetic)," \
+         "int8 not gated (it needs real calibration pairs)"
+    args+=(--allow-synthetic)
 fi
 start=$(date +%s)
 status=0

@@ -20,20 +20,22 @@ from edgefuse.cli._common import cli_command, console, err_console
 if TYPE_CHECKING:
     from edgefuse.bench.suite import SuiteResult
 
-_STYLE = {"passed": "green", "failed": "red", "error": "red", "not_run": "yellow", "not_checked": "dim"}
-_SHOWN = {"passed": "pass", "failed": "FAIL", "not_checked": "-", "not_run": "not run"}
+_STYLE = {"pass": "green", "FAIL": "red", "error": "red", "not run": "yellow", "not checked": "dim"}
+
+
+MAX_REGRESSION_PCT = 1000.0  # a larger threshold would turn the regression gate off without saying so
 
 
 def parse_percent(text: str) -> float:
-    """'10%' or '10' -> 10.0 (percent)."""
+    """'10%' or '10' -> 10.0 (percent), finite and in (0, 1000]."""
     from edgefuse.errors import DataError
 
     try:
         value = float(text.strip().rstrip("%"))
     except ValueError:
         raise DataError(f"--max-regression must look like 10%, got {text!r}") from None
-    if not value > 0:
-        raise DataError(f"--max-regression must be positive, got {text!r}")
+    if not (0 < value <= MAX_REGRESSION_PCT):  # also refuses nan and inf
+        raise DataError(f"--max-regression must be a percentage in (0, {MAX_REGRESSION_PCT:g}], got {text!r}")
     return value
 
 
@@ -64,7 +66,7 @@ def bench(
             "--calib", help="Pairs to calibrate int8 exports (default: --data, else the profile's set)."
         ),
     ] = None,
-    pairs: Annotated[int, typer.Option("--pairs", min=1, help="Pairs to measure drift on.")] = 8,
+    pairs: Annotated[int, typer.Option("--pairs", min=1, max=512, help="Pairs to measure drift on.")] = 8,
     size: Annotated[
         str | None, typer.Option("--size", help="Input size HxW (default: the profiles').")
     ] = None,
@@ -79,7 +81,20 @@ def bench(
         Path | None, typer.Option("--html", help="Write a self-contained HTML report here.")
     ] = None,
     junit: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML here.")] = None,
-    check: Annotated[bool, typer.Option("--check", help="Exit 1 when a budget is missed.")] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Exit 1 when a budget is missed, a named target does not run, or drift was measured "
+            "on synthetic frames (see --allow-synthetic).",
+        ),
+    ] = False,
+    allow_synthetic: Annotated[
+        bool,
+        typer.Option(
+            "--allow-synthetic", help="Let --check pass with drift measured on SYNTHETIC frames (no --data)."
+        ),
+    ] = False,
     latency_budgets: Annotated[
         str,
         typer.Option(
@@ -92,7 +107,6 @@ def bench(
         float | None,
         typer.Option(
             "--max-ratio",
-            min=0.01,
             help="Budget: each artifact's p50 at most this "
             "times the torch reference's, same run (any machine).",
         ),
@@ -105,7 +119,8 @@ def bench(
     ] = "10%",
     timing: Annotated[str, typer.Option("--timing", help="quick, default or thorough.")] = "default",
     rounds: Annotated[
-        int | None, typer.Option("--rounds", min=1, help="Timing rounds (overrides --timing).")
+        int | None,
+        typer.Option("--rounds", min=1, max=1000, help="Timing rounds (overrides --timing)."),
     ] = None,
     exports: Annotated[Path, typer.Option("--exports", help="Export cache directory.")] = Path("exports"),
     label: Annotated[str | None, typer.Option("--label", help="This machine's name in reports.")] = None,
@@ -118,7 +133,7 @@ def bench(
     ] = True,
     torch_compile: Annotated[
         str, typer.Option("--torch-compile", help="torch.compile mode on CUDA, or off.")
-    ] = "max-autotune",
+    ] = "reduce-overhead",
     batches: Annotated[str, typer.Option("--batches", help="Batched throughput sizes on CUDA.")] = "16,64",
 ) -> None:
     """Benchmark latency and drift per platform; exit 1 on a failed target, budget miss or regression."""
@@ -128,6 +143,7 @@ def bench(
     from edgefuse.bench.suite import SuiteOptions, run_suite
     from edgefuse.bench.timing import PRESETS
     from edgefuse.errors import DataError
+    from edgefuse.io import check_writable
     from edgefuse.spec import parse_size
 
     start = time.perf_counter()
@@ -144,6 +160,12 @@ def bench(
         raise DataError(str(exc)) from None
     regression = parse_percent(max_regression)
     base = load_report(baseline) if baseline is not None else None  # a bad baseline fails before the run
+    outputs = [p for p in (json_path, md, html, junit) if p is not None]
+    try:  # an unwritable report path fails now, not after the whole run
+        for path in outputs:
+            check_writable(path, *(a for a in [baseline] if a is not None))
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
     opts = SuiteOptions(
         artifacts=list(artifacts or []),
         profiles=list(profile or []),
@@ -159,14 +181,20 @@ def bench(
         exports=exports,
         latency_budgets=LatencyBudgets(latency_budgets),
         max_ratio=max_ratio,
+        allow_synthetic=allow_synthetic,
         label=label,
         variants=variants,
         torch_compile=torch_compile,
         batches=batch_sizes,
         command=shlex.join(["edgefuse", *sys.argv[1:]]),
     )
-    with console.status("benchmarking", spinner="dots") as status:
-        result = run_suite(opts, progress=lambda msg: status.update(escape(msg)))
+    if max_ratio is not None and not (0.01 <= max_ratio <= 1000.0):  # nan and inf too
+        raise DataError(f"--max-ratio must be a number in [0.01, 1000], got {max_ratio}")
+    if console.is_terminal:
+        with console.status("benchmarking", spinner="dots") as status:
+            result = run_suite(opts, progress=lambda msg: status.update(escape(msg)))
+    else:  # a log file or CI: one timestamped line per step instead of a spinner nobody sees
+        result = run_suite(opts, progress=_log_line(start))
     report = result.report
     if base is not None:
         from edgefuse.bench.gate import compare
@@ -176,6 +204,13 @@ def bench(
     show(report)
     write_outputs(result, json_path, md, html, junit)
     raise typer.Exit(exit_code(report, check))
+
+
+def _log_line(start: float) -> Any:
+    def progress(msg: str) -> None:
+        err_console.print(f"[{time.perf_counter() - start:6.0f} s] {escape(msg)}", highlight=False)
+
+    return progress
 
 
 def exit_code(report: dict[str, Any], check: bool) -> int:
@@ -208,32 +243,59 @@ def show(report: dict[str, Any]) -> None:
     for t in report["targets"]:
         row = summary(t)
         cells = [escape(row[key]) for key, _ in COLUMNS]
-        cells[-1] = f"[{_STYLE.get(row['check'], 'white')}]{_SHOWN.get(row['check'], row['check'])}[/]"
+        cells[-1] = f"[{_STYLE.get(row['check'], 'white')}]{escape(row['check'])}[/]"
         table.add_row(*cells)
     width = console.width
     console.width = max(width, 190)  # piped output defaults to 80 columns: far too narrow for this table
     try:
         console.print(table)
         for note in _notes(report):
-            console.print(f"  [dim]{escape(note)}[/]", highlight=False, soft_wrap=True)
+            loud = note.startswith(("SYNTHETIC", "INCONCLUSIVE", "WARNING"))
+            style = "bold yellow" if loud else "dim"
+            console.print(f"  [{style}]{escape(note)}[/]", highlight=False, soft_wrap=True)
     finally:
         console.width = width
     console.print(f"wall time {report['wall_seconds']:.1f} s", highlight=False)
 
 
 def _notes(report: dict[str, Any]) -> list[str]:
+    from edgefuse.bench.report import grouped_skips
+
     notes = list(report.get("notes", []))
-    notes += [f"not benchmarked: {s['id']}: {s['reason']}" for s in report.get("skipped", [])]
-    notes += [f"{t['id']} {t['status']}: {t['reason']}" for t in report["targets"] if t["status"] != "ok"]
-    notes.append(f"latency budgets: {report['check']['latency_rule']}")
+    notes += [f"not benchmarked: {line}" for line in grouped_skips(report)]
+    settings = report.get("settings") or {}
+    if settings.get("threads_rule"):
+        rule = str(settings["threads_rule"])
+        hint = "" if rule.startswith("given") else "; --threads N to choose"
+        notes.append(f"threads: {settings.get('threads')} ({rule}{hint})")
+    check = report["check"]
+    notes.append(
+        f"latency budgets applied to {check.get('latency_applied', '?')} targets with one "
+        f"({check['latency_rule']}); drift budgets gate everywhere"
+    )
+    if check.get("synthetic"):
+        verdict = (
+            "accepted (--allow-synthetic)" if settings.get("allow_synthetic") else "--check fails on this"
+        )
+        notes.append(
+            f"SYNTHETIC: drift was measured on generated scenes, not real pairs; {verdict} "
+            "(pass --data DIR for real pairs)"
+        )
     gate = report.get("regression")
     if gate:
+        inconclusive = [r["id"] for r in gate["rows"] if r["status"] == "inconclusive"]
         for r in gate["rows"]:
             if r["status"] in ("regressed", "inconclusive", "ok"):
                 notes.append(
                     f"vs baseline: {r['id']} {r['status']} (change {r.get('change_pct', 0):+.1f}% "
                     f"± {r.get('noise_pct', 0):.1f}%, threshold {gate['max_regression_pct']:g}%)"
                 )
+        if inconclusive:
+            notes.append(
+                f"INCONCLUSIVE vs baseline: {len(inconclusive)} of {len(gate['rows'])} targets: the noise is "
+                "larger than the threshold, so no regression verdict (not a pass); rerun with --timing "
+                "thorough or --threads 1 on a quieter machine"
+            )
     return notes
 
 

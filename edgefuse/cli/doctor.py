@@ -68,7 +68,7 @@ def doctor(
         "converters": converter_rows(),
     }
     if as_json:
-        typer.echo(json.dumps(report, indent=2))
+        typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
         return
     from rich.markup import escape
     from rich.table import Table
@@ -86,14 +86,15 @@ def doctor(
     console.print(f"torch {tor['version']} (CUDA build {tor['cuda_build'] or 'none'}): {gpus}")
     table = Table(title="runtimes")
     for col in ("runtime", "available", "profiles", "version / why not"):
-        table.add_column(col)
+        # fold, never truncate: OpenVINO's version is one 40-character word
+        table.add_column(col, overflow="fold")
     for r in report["runtimes"]:
         mark = "[green]yes[/]" if r["available"] else "[red]no[/]"
         table.add_row(r["runtime"], mark, str(r["profiles"]), escape(r["detail"]))
     console.print(table)
     conv = Table(title="converters (for edgefuse export)")
     conv.add_column("package")
-    conv.add_column("version")
+    conv.add_column("version", overflow="fold")
     for r in report["converters"]:
         conv.add_row(r["package"], r["version"] if r["installed"] else "[dim]not installed[/]")
     console.print(conv)

@@ -71,8 +71,14 @@ def evaluate(
     from rich.table import Table
 
     from edgefuse.data import find_pairs, read_visible
+    from edgefuse.io import check_writable
     from edgefuse.metrics import HIGHER_IS_BETTER, METRIC_NAMES, fusion_metrics, mean_metrics
 
+    try:  # an unwritable output fails now, not after every pair was scored
+        for path in (p for p in (json_path, csv_path) if p is not None):
+            check_writable(path)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
     folder = find_pairs(data, resize_ir=resize_ir)
     images = _fused_images(fused)
     matched = [(i, p) for i, p in enumerate(folder.pairs) if p.stem in images]

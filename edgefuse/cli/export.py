@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from edgefuse.profiles import Profile
 
 _STYLE = {
+    "skipped": "yellow",
     "passed": "green",
     "up_to_date": "green",
     "not_validated": "yellow",
@@ -51,7 +52,14 @@ def export(
         "exports"
     ),
     pairs: Annotated[
-        int, typer.Option("--pairs", min=1, help="Held-out real pairs to validate drift on.")
+        int,
+        typer.Option(
+            "--pairs",
+            min=1,
+            max=512,
+            help="Held-out pairs to validate drift on (real pairs from --calib or the profile's set; "
+            "generated SYNTHETIC scenes, said so, when there are none).",
+        ),
     ] = 8,
     force: Annotated[
         bool, typer.Option("--force", help="Replace existing artifacts built differently.")
@@ -62,7 +70,7 @@ def export(
     from edgefuse.errors import DataError
     from edgefuse.exporters import get_exporter
     from edgefuse.exporters.base import ExportSession, Job
-    from edgefuse.exporters.pipeline import ExportStatus, clean_interrupted, existing_status
+    from edgefuse.exporters.pipeline import ExportStatus, Outcome, clean_interrupted, existing_status
     from edgefuse.profiles import Precision, resolve_target
 
     profiles = resolve_target(target)
@@ -71,28 +79,51 @@ def export(
         exporters[p.name].check(p)
     if calib is not None and not calib.is_dir():
         raise DataError(f"{calib}: --calib must be a folder of visible/thermal pairs")
-    for p in profiles:
-        if p.precision is Precision.INT8 and calib is None and not p.calibration.path().is_dir():
-            raise DataError(
-                f"{p.calibration.path()}: calibration set of {p.name} not found; pass --calib DIR"
-            )
     loaded = load_model(checkpoint)
+    skipped: list[Outcome] = []
     with _terminate_cleanly(), ExportSession(loaded, calib_dir=calib, val_pairs=pairs) as session:
         todo: dict[str, list[Job]] = {}  # per backend, the profiles that will be built
+        runnable = []
         for p in profiles:
             clean_interrupted(output, p.name)  # what a killed export left (its artifact swap undone)
-            if force or existing_status(p, output / p.name, session) is not ExportStatus.UP_TO_DATE:
+            fresh = not force and existing_status(p, output / p.name, session) is ExportStatus.UP_TO_DATE
+            if (
+                not fresh
+                and p.precision is Precision.INT8
+                and calib is None
+                and not p.calibration.path().is_dir()
+            ):
+                # int8 alone needs real pairs: the other profiles still export
+                skipped.append(Outcome(p.name, ExportStatus.SKIPPED, output / p.name, message=no_pairs(p)))
+                continue
+            runnable.append(p)
+            if not fresh:
                 todo.setdefault(p.backend, []).append(Job(session, p))
         for jobs in todo.values():  # slow self-contained preparations start now, in the background
             exporters[jobs[0].profile.name].prefetch(jobs)
-        outcomes = _run(session, profiles, exporters, output, force)
-    _summary(outcomes, output)
-    failed = [o for o in outcomes if not o.ok]
+        done = {o.profile: o for o in [*_run(session, runnable, exporters, output, force), *skipped]}
+    outcomes = [done[p.name] for p in profiles]
+    _summary(outcomes, output, {p.name: p.backend for p in profiles})
+    failed = [o for o in outcomes if not o.ok and o.status is not ExportStatus.SKIPPED]
     if failed:
         err_console.print(f"[red]{len(failed)} of {len(outcomes)} exports failed:[/]")
         for o in failed:
             err_console.print(f"  {o.profile}: {escape(o.message)}", highlight=False, soft_wrap=True)
+    not_done = [o for o in outcomes if o.status is ExportStatus.SKIPPED]
+    for o in not_done:  # one line each; exit 2: an input is missing, no check failed
+        err_console.print(f"error: {o.profile}: {escape(o.message)}", highlight=False, soft_wrap=True)
+    if failed:
         raise typer.Exit(1)
+    if not_done:
+        raise typer.Exit(2)
+
+
+def no_pairs(p: Profile) -> str:
+    """Why an int8 profile cannot be exported here, and how to give it calibration pairs (one line)."""
+    return (
+        f"int8 needs real calibration pairs (its set {p.calibration.set!r} is not here): pass --calib DIR "
+        "(a folder with vi/ and ir/) or set EDGEFUSE_DATA to the folder holding that set"
+    )
 
 
 @contextlib.contextmanager
@@ -148,7 +179,7 @@ def _run(
     return [outcomes[p.name] for p in profiles]  # reported in the order asked for
 
 
-def _summary(outcomes: list[Outcome], output: Path) -> None:
+def _summary(outcomes: list[Outcome], output: Path, backend_of: dict[str, str]) -> None:
     from rich.table import Table
 
     from edgefuse.exporters.pipeline import ExportStatus
@@ -157,14 +188,18 @@ def _summary(outcomes: list[Outcome], output: Path) -> None:
     for col in ("profile", "status", "s", "PSNR", "max|Δ|", "worst metric", "float"):
         table.add_column(col, overflow="fold", no_wrap=col == "profile")
     notes = []
+    synthetic = []
     for o in outcomes:
         v = o.validation or {}
+        if (v.get("frames") or {}).get("synthetic") and o.status is not ExportStatus.UP_TO_DATE:
+            synthetic.append(o.profile)
         drift, change = v.get("drift") or {}, v.get("metric_change_pct") or {}
         worst = max(change.items(), key=lambda kv: abs(kv[1]), default=None)
         psnr, max_abs = drift.get("psnr_min"), drift.get("max_abs")
         table.add_row(
             o.profile,
-            f"[{_STYLE.get(o.status, 'white')}]{o.status}[/]",
+            f"[{_STYLE.get(o.status, 'white')}]{o.status}[/]"
+            + (" [bold yellow]SYNTHETIC[/]" if (v.get("frames") or {}).get("synthetic") else ""),
             f"{o.seconds:.1f}",
             f"{psnr:.1f}" if isinstance(psnr, float) else "-",
             f"{max_abs:.2f}" if isinstance(max_abs, float) else "-",
@@ -183,3 +218,26 @@ def _summary(outcomes: list[Outcome], output: Path) -> None:
         console.width = width
     for note in notes:
         console.print(f"  [dim]{escape(note)}[/]", highlight=False, soft_wrap=True)
+    if synthetic:
+        console.print(
+            f"[bold yellow]SYNTHETIC[/]: {len(synthetic)} export(s) validated on generated scenes, not real "
+            "pairs (no calibration set here): drift on real frames is unknown. Pass --calib DIR or set "
+            "EDGEFUSE_DATA; edgefuse bench --check refuses synthetic validation unless --allow-synthetic.",
+            highlight=False,
+            soft_wrap=True,
+        )
+    from edgefuse import backends
+
+    done = [o for o in outcomes if o.ok]
+    if done:
+        console.print("next:", highlight=False)
+        for o in done:
+            deploy = backends.get(backend_of[o.profile]).deploy
+            text = deploy.replace("DIR", str(o.path)) if deploy else f"edgefuse bench {o.path}"
+            console.print(f"  {o.profile}: {escape(text)}", highlight=False, soft_wrap=True)
+    console.print(
+        "  [dim]s: export seconds; max|Δ|: largest per-pixel difference from PyTorch fp32 in 8-bit levels "
+        "(0-255); float: layers kept in higher precision by an int8 build[/]",
+        highlight=False,
+        soft_wrap=True,
+    )

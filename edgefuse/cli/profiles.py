@@ -22,32 +22,52 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Every bundled profile with its backend, precision, size and latency budget."""
+    from rich import box
+    from rich.markup import escape
     from rich.table import Table
 
     from edgefuse.profiles import ALIASES, list_profiles, resolve_target
 
     profiles = resolve_target(target) if target else list_profiles()
     if as_json:
-        typer.echo(json.dumps([p.to_dict() for p in profiles], indent=2))
+        typer.echo(json.dumps([p.to_dict() for p in profiles], indent=2, ensure_ascii=False))
         return
-    # the name already says device_backend-precision_HxW: keep it whole, let the device text wrap
-    table = Table(title="edgefuse hardware profiles")
-    table.add_column("name", no_wrap=True)
-    for col in ("p50 ms", "p99 ms", "min fps", "min PSNR"):
-        table.add_column(col, justify="right", no_wrap=True)
-    table.add_column("device")
+    # the name already says device_backend-precision_HxW: keep it whole. Narrow terminals (80 columns) get
+    # the device under the name and the budgets in three short columns instead of a truncated table.
+    narrow = console.width < 120
+    table = Table(title="edgefuse hardware profiles", box=box.SIMPLE_HEAD if narrow else box.HEAVY_HEAD)
+    table.add_column("name" + (" / device" if narrow else ""), no_wrap=not narrow)
+    if narrow:
+        for col in ("p50/p99 ms", "fps ≥", "PSNR ≥"):
+            table.add_column(col, justify="right", no_wrap=True)
+    else:
+        for col in ("p50 ms", "p99 ms", "min fps", "min PSNR"):
+            table.add_column(col, justify="right", no_wrap=True)
+        table.add_column("device")
     for p in profiles:
-        table.add_row(
-            p.name,
-            f"{p.latency.p50_ms:g}",
-            f"{p.latency.p99_ms:g}",
-            f"{p.latency.min_fps:g}",
-            f"{p.drift.min_psnr_db:g} dB",
-            p.device.name,
-        )
+        lat = p.latency
+        if narrow:
+            table.add_row(
+                f"{p.name}\n[dim]{escape(p.device.name)}[/]",
+                f"{lat.p50_ms:g}/{lat.p99_ms:g}",
+                f"{lat.min_fps:g}",
+                f"{p.drift.min_psnr_db:g} dB",
+            )
+        else:
+            table.add_row(
+                p.name,
+                f"{lat.p50_ms:g}",
+                f"{lat.p99_ms:g}",
+                f"{lat.min_fps:g}",
+                f"{p.drift.min_psnr_db:g} dB",
+                escape(p.device.name),
+            )
     console.print(table)
-    aliases = ", ".join(f"{k} ({len(v)})" for k, v in ALIASES.items())
-    console.print(f"aliases for --target: {aliases}, all", highlight=False)
+    if target:
+        return
+    console.print("aliases for --target (each exports every profile it names), and all:", highlight=False)
+    for alias, names in ALIASES.items():
+        console.print(f"  {alias} ({len(names)}): {', '.join(names)}", highlight=False)
 
 
 @app.command("show")
@@ -62,7 +82,7 @@ def show(
     p = get_profile(name)
     d = p.to_dict()
     if as_json:
-        typer.echo(json.dumps(d, indent=2))
+        typer.echo(json.dumps(d, indent=2, ensure_ascii=False))
         return
     console.print(f"[bold]{p.name}[/]  ({p.source})", highlight=False)
     console.print(f"device: {p.device.name} [{p.device.arch}]", highlight=False)

@@ -30,8 +30,14 @@ def merge(
 
     from edgefuse.bench.merge import cell_text, drift_text, merge, merged_markdown
     from edgefuse.bench.report import save_json
-    from edgefuse.io import atomic_write_text
+    from edgefuse.errors import DataError
+    from edgefuse.io import atomic_write_text, check_writable
 
+    try:  # checked before reading: an output that cannot be written, or that would replace an input
+        for out in (p for p in (json_path, md, html) if p is not None):
+            check_writable(out, *reports)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
     merged = merge(list(reports))
     labels = [h["label"] for h in merged["hosts"]]
     table = Table(title="edgefuse bench: p50 · FPS · speed-up over each machine's torch reference / drift")

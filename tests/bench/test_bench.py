@@ -110,6 +110,8 @@ def test_default_style_run_exports_benchmarks_and_passes(run: dict) -> None:
     assert {"decode", "resize", "layout", "postprocess"} <= set(report["pipeline"])
     assert report["environment"]["backends"]["onnxruntime"]["available"] is True
     assert "p50 ms" in result.output and "wall time" in result.output
+    # not a terminal: a timestamped progress line per step instead of a spinner nobody sees (issue 11)
+    assert "s] loading the checkpoint and frames" in result.stderr and "s] drift of" in result.stderr
 
 
 @pytest.mark.onnxruntime
@@ -135,11 +137,87 @@ def test_perturbed_artifact_fails_the_drift_budget(run: dict, tmp_path: Path) ->
     weights += np.random.default_rng(0).normal(0.0, 0.05, weights.shape).astype(weights.dtype)
     init.CopyFrom(numpy_helper.from_array(weights, init.name))
     onnx.save(model, str(bad / "model.onnx"))
+    # edited behind the manifest's back: refused before anything runs (issue 10), one line, exit 2
+    tampered = bench(bad, "-c", run["ckpt"], "--data", run["pairs"], *FAST, "--check")
+    assert tampered.exit_code == 2, tampered.output
+    assert "model.onnx" in tampered.stderr and "recorded" in tampered.stderr
+    _rehash(bad)  # a build that says what it is: measured, and its drift fails the budget
     result = bench(bad, "-c", run["ckpt"], "--data", run["pairs"], *FAST, "--check")
     assert result.exit_code == 1, result.output
     assert "budget miss" in result.stderr and "drift: PSNR" in result.stderr
     ok = bench(src, "-c", run["ckpt"], "--data", run["pairs"], *FAST, "--check")  # the original passes
     assert ok.exit_code == 0, ok.output
+
+
+def _rehash(folder: Path) -> None:
+    """Record the current files of an artifact directory in its manifest (as an export would)."""
+    from edgefuse.io import sha256_path, size_bytes
+
+    manifest = json.loads((folder / "edgefuse.json").read_text())
+    for name in manifest["files"]:
+        manifest["files"][name] = {"sha256": sha256_path(folder / name), "bytes": size_bytes(folder / name)}
+    manifest["artifact_sha256"] = manifest["files"][manifest["artifact"]]["sha256"]
+    manifest["artifact_bytes"] = manifest["files"][manifest["artifact"]]["bytes"]
+    (folder / "edgefuse.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.onnxruntime
+def test_report_hashes_are_computed_not_copied(run: dict, tmp_path: Path) -> None:
+    from edgefuse.io import sha256_path
+
+    src = next(p.parent for p in artifact_dirs(run) if "onnxruntime-fp32" in str(p))
+    report = run["report"]
+    target = next(t for t in report["targets"] if t["id"].startswith("generic-cpu_onnxruntime"))
+    assert target["artifact"]["sha256"] == sha256_path(src / "model.onnx")
+    assert target["artifact"]["verified"] is True
+
+
+@pytest.mark.onnxruntime
+def test_checkpoint_path_in_manifest_is_verified_before_use(run: dict, tmp_path: Path) -> None:
+    src = next(p.parent for p in artifact_dirs(run) if "onnxruntime-fp32" in str(p))
+    moved = tmp_path / "art"
+    shutil.copytree(src, moved)
+    torch.manual_seed(7)
+    other = save_checkpoint(create_model("n"), tmp_path / "other.safetensors")
+    manifest = json.loads((moved / "edgefuse.json").read_text())
+    manifest["checkpoint"]["path"] = str(other)  # redirected to other weights
+    (moved / "edgefuse.json").write_text(json.dumps(manifest))
+    result = bench(moved, "--data", run["pairs"], *FAST, "--check")
+    assert result.exit_code == 2, result.output
+    assert "no longer has the sha256 recorded" in result.stderr
+
+
+@pytest.mark.onnxruntime
+@pytest.mark.openvino
+def test_named_target_that_does_not_run_fails_check(run: dict, tmp_path: Path) -> None:
+    """A requested profile whose runtime is missing used to be "not checked" and exit 0 (issue 10 #4)."""
+    from edgefuse.bench.gate import apply_checks, junit_xml
+
+    report = json.loads(json.dumps(run["report"]))
+    target = report["targets"][1]
+    target["status"], target["reason"] = "not_run", "openvino cannot run here: not installed"
+    report["skipped"] = [{"id": "rpi5_litert-int8_480x640", "reason": "litert cannot run here"}]
+    report["settings"]["requested"] = [target["id"]]
+    misses = apply_checks(report)
+    assert any("requested but did not run" in m for m in misses)
+    assert not any("rpi5" in m for m in misses)  # not named: reported, not gated
+    report["settings"]["requested"] = [target["id"], "rpi5_litert-int8_480x640"]
+    assert any("rpi5_litert-int8_480x640: requested but not benchmarked" in m for m in apply_checks(report))
+    xml = junit_xml(report)
+    assert 'classname="edgefuse.bench.rpi5_litert-int8_480x640"' in xml and "not benchmarked" in xml
+
+
+@pytest.mark.onnxruntime
+@pytest.mark.openvino
+def test_synthetic_drift_fails_check_unless_allowed(run: dict) -> None:
+    from edgefuse.bench.gate import apply_checks
+
+    report = json.loads(json.dumps(run["report"]))
+    report["data"]["synthetic"] = True
+    assert any("SYNTHETIC" in m for m in apply_checks(report))
+    report["settings"]["allow_synthetic"] = True
+    assert apply_checks(report) == []
+    assert report["check"]["latency_applied"] == "0 of 2"
 
 
 @pytest.mark.onnxruntime
@@ -172,6 +250,11 @@ def test_unknown_profile_suggests_and_exits_2() -> None:
         (["--max-regression", "ten"], "--max-regression must look like 10%"),
         (["--latency-budgets", "maybe"], "--latency-budgets must be one of"),
         (["--timing", "slow"], "--timing must be one of"),
+        (["--max-regression", "inf"], "--max-regression must be a percentage in"),
+        (["--max-regression", "nan%"], "--max-regression must be a percentage in"),
+        (["--max-regression", "-5%"], "--max-regression must be a percentage in"),
+        (["--max-ratio", "inf"], "--max-ratio"),
+        (["--json", "."], "is a folder; give a file name"),  # before the run, not after it
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
@@ -186,6 +269,18 @@ def test_a_baseline_that_is_not_a_report_is_refused(tmp_path: Path) -> None:
     path.write_text(json.dumps({"backend": "onnxruntime"}))
     result = bench("--baseline", path)
     assert result.exit_code == 2 and "not an edgefuse.bench.report document" in result.stderr
+
+
+def test_a_baseline_with_a_malformed_body_is_refused_before_the_run(tmp_path: Path) -> None:
+    from edgefuse.bench.report import SCHEMA
+
+    path = tmp_path / "base.json"
+    body = {"schema": SCHEMA, "schema_version": 1, "environment": {}, "settings": {}, "targets": [{"id": 3}]}
+    path.write_text(json.dumps(body))
+    result = bench("--baseline", path)
+    assert result.exit_code == 2, result.output
+    assert "malformed report: targets[0].id must be a non-empty string" in result.stderr
+    assert "Traceback" not in result.output
 
 
 def test_artifact_from_another_checkpoint_is_refused(run: dict, tmp_path: Path) -> None:
@@ -297,9 +392,11 @@ def test_real_run_writes_markdown_html_and_valid_junit(run: dict) -> None:
     assert page.count('src="data:image/jpeg;base64,') == 2 * 5  # two artifacts: five panels each
     assert 'src="http' not in page and "<script" not in page
     root = ET.parse(out["xml"]).getroot()
-    assert root.tag == "testsuite" and root.get("tests") == "3" and root.get("failures") == "0"
+    assert root.tag == "testsuite" and root.get("failures") == "0"
+    skipped = [s["id"] for s in run["report"]["skipped"]]
+    assert root.get("tests") == str(3 + len(skipped))  # profiles left out are listed as skipped
     assert {c.get("classname") for c in root.iter("testcase")} == {
-        f"edgefuse.bench.{t['id']}" for t in run["report"]["targets"]
+        f"edgefuse.bench.{t}" for t in [*(t["id"] for t in run["report"]["targets"]), *skipped]
     }
 
 
@@ -321,3 +418,27 @@ def test_variant_target_cpu_path_and_cuda_refusal() -> None:
 def test_device_cuda_without_a_gpu_is_refused() -> None:
     result = bench("--device", "cuda")
     assert result.exit_code == 2 and "torch sees no CUDA device" in result.stderr
+
+
+@pytest.mark.onnxruntime
+def test_int8_already_exported_is_benchmarked_without_pairs(
+    run: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11: right after `edgefuse export` wrote an int8 artifact, default bench skipped it."""
+    int8 = small_profile(tmp_path, "generic-cpu_onnxruntime-int8_480x640")
+    exports = tmp_path / "exports"
+    made = runner.invoke(
+        app, ["export", "--target", str(int8), "-c", str(run["ckpt"]), "--calib", str(run["pairs"]),
+              "-o", str(exports), "--pairs", "2"],
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    monkeypatch.setenv("EDGEFUSE_DATA", str(tmp_path / "no-data"))  # no calibration pairs anywhere
+    out = tmp_path / "r.json"
+    result = bench("-p", int8, "-c", run["ckpt"], "--exports", exports, *FAST, "--json", out)
+    assert result.exit_code == 0, result.output + result.stderr
+    report = json.loads(out.read_text())
+    assert report["skipped"] == []
+    target = report["targets"][1]
+    assert target["id"] == "generic-cpu_onnxruntime-int8_64x96" and target["status"] == "ok"
+    assert target["artifact"]["export"]["status"] == "reused"
+    assert "SYNTHETIC" in result.stdout  # no --data: drift on generated scenes, said on the console

@@ -225,7 +225,10 @@ def test_junit_is_valid_and_counts_failures_and_skips() -> None:
     root = ET.fromstring(junit_xml(report).split("\n", 1)[1])
     assert root.tag == "testsuite" and root.get("name") == "edgefuse.bench"
     cases = root.findall("testcase")
-    assert int(root.get("tests")) == len(cases) == 6  # 3 budget cases + 3 regression cases
+    # 3 budget cases + 3 regression cases + the profile that was not benchmarked (listed, skipped)
+    assert int(root.get("tests")) == len(cases) == 7
+    assert cases[-1].get("classname") == "edgefuse.bench.apple-m2_coreml-fp16_480x640"
+    assert cases[-1].find("skipped") is not None
     failures = [c for c in cases if c.find("failure") is not None]
     assert int(root.get("failures")) == len(failures) == 2
     assert "max |Δ| 40.00" in failures[0].find("failure").get("message")
@@ -237,7 +240,7 @@ def test_markdown_and_html_contain_tables_and_plots() -> None:
     report = make_report()
     md = to_markdown(report)
     assert "| target | backend precision | p50 ms |" in md and "intel-cpu_openvino-int8_480x640" in md
-    assert "apple-m2_coreml-fp16_480x640: coreml cannot run here" in md and "Nabf (not gated)" in md
+    assert "coreml cannot run here (1): apple-m2_coreml-fp16_480x640" in md and "Nabf (not gated)" in md
     rng = np.random.default_rng(0)
     img = rng.random((48, 64, 3)).astype(np.float32)
     panels = {
@@ -252,9 +255,41 @@ def test_markdown_and_html_contain_tables_and_plots() -> None:
     for title in ("latency distribution per platform", "drift vs latency", "fusion metric deltas"):
         assert f"<title>{title}</title>" in page
     assert "identical outputs (PSNR ∞)" in page  # the inf-PSNR artifact is drawn on its own line
-    assert page.count('src="data:image/jpeg;base64,') == 5 and "2.55 (max over channels" in page
+    assert page.count('src="data:image/jpeg;base64,') == 5 and "0 → 2.55 (the largest" in page
     assert 'src="http' not in page and "<script" not in page  # self-contained, nothing fetched
     ET.fromstring(page[page.index("<svg") : page.index("</svg>") + 6])  # the SVG is well-formed XML
+
+
+def test_html_fixes_of_issue_11() -> None:
+    """Shown check labels (not raw not_checked), no exponent in latency labels, one |Δ| scale for every
+    row, and "not benchmarked" lines grouped by reason."""
+    from edgefuse.bench.html import panels_html
+    from edgefuse.bench.plots import latency_distribution, ms
+    from edgefuse.bench.report import grouped_skips
+
+    report = make_report()
+    report["skipped"] = [
+        {"id": "a_litert-int8", "reason": "litert cannot run here"},
+        {"id": "b_litert-fp16", "reason": "litert cannot run here"},
+    ]
+    page = report_html(report, None)
+    assert ">not_checked<" not in page and "not checked" in page
+    assert grouped_skips(report)[0] == "litert cannot run here (2): a_litert-int8, b_litert-fp16"
+    assert ms(2750.4) == "2750" and ms(12.345) == "12.3" and "e+03" not in ms(2750.0)
+    svg = latency_distribution([("slow", [2700.0, 2750.0, 2800.0], {"p50": 2750.0, "p99": 2800.0})])
+    assert "e+03" not in svg and "p99 2800 ms" in svg
+    img = np.full((16, 16, 3), 0.5, np.float32)
+    small, big = np.clip(img + 0.001, 0, 1), np.clip(img + 0.2, 0, 1)
+    page = panels_html({"stem": "s", "visible": img, "thermal": img[..., 0], "reference": img,
+                        "outputs": {"fp32": small, "int8": big}})  # fmt: skip
+    assert "one colour scale: 0 → 51" in page  # the int8 row's maximum scales the fp32 row too
+
+
+def test_speedup_shows_its_noise() -> None:
+    from edgefuse.bench.report import speedup
+
+    assert speedup(0.5, 12.4) == "×2.00 ±12%"
+    assert speedup(0.5, math.inf) == "×2.00" and speedup(math.nan, 3.0) == "-"
 
 
 def test_merge_puts_machines_side_by_side(tmp_path: Path) -> None:
@@ -301,3 +336,59 @@ def test_report_merge_cli_writes_every_format(tmp_path: Path) -> None:
     assert out["md"].read_text().startswith("# edgefuse bench: cross-device comparison")
     missing = runner.invoke(app, ["report", "merge", str(tmp_path / "nope.json")])
     assert missing.exit_code == 2 and "no such report file" in missing.stderr
+
+
+def test_unstable_reference_is_warned_about() -> None:
+    from edgefuse.bench.suite import reference_stability
+    from edgefuse.bench.targets import Target
+
+    ref = Target("torch-cpu-fp32", "reference", "torch", "fp32")
+    ref.latency = {"p50": 100.0, "p99": 120.0, "round_p50": [98.0, 100.0, 103.0]}
+    assert reference_stability([ref]) == []
+    ref.latency = {"p50": 119.0, "p99": 3125.0, "round_p50": [119.0, 670.0, 3125.0]}  # as seen in issue 11
+    (warning,) = reference_stability([ref])
+    assert warning.startswith("WARNING: the torch reference was unstable") and "--threads 1" in warning
+
+
+def test_default_threads_leave_busy_cores_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgefuse.bench import env
+
+    monkeypatch.setattr(env, "usable_cores", lambda: 2)
+    monkeypatch.setattr(env.os, "getloadavg", lambda: (1.2, 1.0, 1.0))
+    assert env.default_threads()[0] == 1
+    monkeypatch.setattr(env.os, "getloadavg", lambda: (0.1, 1.0, 1.0))
+    assert env.default_threads()[0] == 2
+    monkeypatch.setattr(env.os, "getloadavg", lambda: (7.0, 1.0, 1.0))
+    assert env.default_threads()[0] == 1
+
+
+def test_memory_probe_reports_each_targets_own_peak() -> None:
+    """The peak of a target loaded first must not include what later targets allocate."""
+    from edgefuse.bench.targets import MemoryProbe
+
+    first = MemoryProbe()
+    first.loaded()
+    second = MemoryProbe()
+    block = np.ones(64 * 2**20 // 8)  # 64 MB held by the second target
+    second.loaded()
+    first.start_drift()
+    a = first.result()
+    second.start_drift()
+    b = second.result()
+    del block
+    if not first.reset_ok:
+        pytest.skip("this kernel does not let a process reset its peak RSS")
+    assert b["peak_added_mb"] >= 60 and a["peak_added_mb"] < 30
+
+
+def test_merge_never_overwrites_an_input(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from edgefuse.cli import app
+
+    a = tmp_path / "a.json"
+    save_json(make_report("jetson"), a)
+    before = a.read_text()
+    result = CliRunner().invoke(app, ["report", "merge", str(a), "--json", str(a)])
+    assert result.exit_code == 2 and "is also an input" in result.stderr
+    assert a.read_text() == before

@@ -135,3 +135,16 @@ def test_eval_real_pairs(runner: CliRunner, roadscene: Path, tmp_path: Path) -> 
     payload = json.loads(out_json.read_text())
     assert payload["pairs"] == 3 and sorted(payload["per_pair"]) == sorted(stems)
     assert 5 < payload["EN"] < 8 and 0.5 < payload["SSIM"] < 2.0 and 0.2 < payload["Qabf"] < 0.8
+
+
+def test_eval_refuses_an_unwritable_output_before_scoring(runner: CliRunner, tiny, tmp_path: Path) -> None:
+    data, fused, _ = tiny
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    result = runner.invoke(app, ["eval", "--fused", str(fused), "--data", str(data), "--json", str(folder)])
+    assert result.exit_code == 2 and "is a folder; give a file name" in result.stderr
+    blocked = tmp_path / "file"
+    blocked.write_text("x")
+    args = ["eval", "--fused", str(fused), "--data", str(data), "--csv", str(blocked / "out.csv")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "is not a folder" in result.stderr

@@ -151,7 +151,8 @@ def test_sigkilled_export_leaves_no_half_artifact_and_next_run_recovers(
     assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
     left = sorted(p.name for p in out.iterdir())
     assert name not in left and all(n.startswith(f".{name}.") for n in left)  # nothing half-installed
-    assert {n.removeprefix(f".{name}.").split("-")[0] for n in left} == {"old", "tmp"}
+    # (the lock file stays: the kernel released the lock with the process, the next run reuses the file)
+    assert {n.removeprefix(f".{name}.").split("-")[0] for n in left} == {"old", "tmp", "lock"}
     # the next run puts the previous artifact back, drops the dead run's build, and finds it up to date
     again = run(*args)
     assert again.exit_code == 0 and "up_to_date" in again.stdout, again.stdout
@@ -169,3 +170,81 @@ def test_coreml_not_validated_off_macos_exits_0(assets: dict[str, Path], tmp_pat
     assert (out / "apple-m2_coreml-fp16_96x128" / "model.mlpackage").is_dir()
     if sys.platform != "darwin":
         assert "not validated here" in result.stdout and "macOS" in result.stdout
+
+
+# --- the first hour without ../shared (issue 11) and verified reuse (issue 10) -----------------------------
+
+
+@pytest.fixture
+def no_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No calibration sets anywhere: EDGEFUSE_DATA names an empty folder."""
+    empty = tmp_path / "no-data"
+    empty.mkdir()
+    monkeypatch.setenv("EDGEFUSE_DATA", str(empty))
+    return empty
+
+
+@pytest.mark.onnxruntime
+def test_without_pairs_int8_is_explained_and_the_rest_exports(
+    assets: dict[str, Path], tmp_path: Path, no_data: Path
+) -> None:
+    fp32 = small_profile(tmp_path, "generic-cpu_onnxruntime-fp32_480x640")
+    int8 = small_profile(tmp_path, "generic-cpu_onnxruntime-int8_480x640")
+    out = tmp_path / "exports"
+    result = run("--target", f"{fp32},{int8}", "-c", assets["ckpt"], "-o", out, "--pairs", "2")
+    assert result.exit_code == 2, result.output
+    assert (out / "generic-cpu_onnxruntime-fp32_96x128" / "edgefuse.json").is_file()  # exported anyway
+    assert not (out / "generic-cpu_onnxruntime-int8_96x128").exists()
+    lines = [line for line in result.stderr.splitlines() if "int8" in line]
+    assert len(lines) == 1 and "--calib DIR" in lines[0] and "EDGEFUSE_DATA" in lines[0]
+    assert "site-packages" not in result.output + result.stderr
+    # validated on generated scenes: said on the console, not only in the manifest
+    assert "SYNTHETIC" in result.stdout
+
+
+@pytest.mark.onnxruntime
+def test_exported_int8_is_reused_without_calibration_pairs(
+    assets: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    int8 = small_profile(tmp_path, "generic-cpu_onnxruntime-int8_480x640")
+    out = tmp_path / "exports"
+    first = run("--target", int8, "-c", assets["ckpt"], "--calib", assets["pairs"], "-o", out, "--pairs", "2")
+    assert first.exit_code == 0, first.output
+    monkeypatch.setenv("EDGEFUSE_DATA", str(tmp_path / "nothing-here"))
+    again = run("--target", int8, "-c", assets["ckpt"], "-o", out, "--pairs", "2")
+    assert again.exit_code == 0, again.output + again.stderr
+    assert "up_to_date" in again.stdout
+
+
+@pytest.mark.onnxruntime
+def test_truncated_artifact_is_rebuilt_not_reused(assets: dict[str, Path], tmp_path: Path) -> None:
+    profile = small_profile(tmp_path, "generic-cpu_onnxruntime-fp32_480x640")
+    out = tmp_path / "exports"
+    args = ["--target", profile, "-c", assets["ckpt"], "--calib", assets["pairs"], "-o", out, "--pairs", "2"]
+    assert run(*args).exit_code == 0
+    model = out / "generic-cpu_onnxruntime-fp32_96x128" / "model.onnx"
+    whole = model.read_bytes()
+    model.write_bytes(whole[: len(whole) // 2])
+    again = run(*args)
+    assert again.exit_code == 0, again.output
+    assert "up_to_date" not in again.stdout and "passed" in again.stdout
+    # the console says what to do with the artifact next (issue 11), and what its columns mean
+    assert "next:" in again.stdout and "edgefuse bench" in again.stdout and "8-bit levels" in again.stdout
+    assert model.read_bytes() == whole  # the export is deterministic: the same bytes are back
+
+
+@pytest.mark.onnxruntime
+def test_a_second_export_into_the_same_folder_stops_with_one_line(
+    assets: dict[str, Path], tmp_path: Path
+) -> None:
+    import fcntl
+
+    profile = small_profile(tmp_path, "generic-cpu_onnxruntime-fp32_480x640")
+    out = tmp_path / "exports"
+    out.mkdir()
+    with open(out / ".generic-cpu_onnxruntime-fp32_96x128.lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another export is running
+        result = run("--target", profile, "-c", assets["ckpt"], "--calib", assets["pairs"], "-o", out)
+    assert result.exit_code == 1
+    assert "another edgefuse export is writing this artifact now" in result.stderr
+    assert "ENOTEMPTY" not in result.output and "Traceback" not in result.output

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+import tomllib
 from typer.testing import CliRunner
 
 from edgefuse.errors import ProfileError
@@ -19,6 +20,7 @@ from edgefuse.profiles import (
     get_profile,
     list_profiles,
     load_profile,
+    parse_profile,
     resolve_target,
     version_in_range,
 )
@@ -149,6 +151,11 @@ def test_calibration_path() -> None:
         ),
         (lambda t: t.replace("onnx_opset = 17", "onnx_opset = 99"), "constraints.onnx_opset", "above"),
         (lambda t: t.replace("[device]", "[device\n"), "", "not valid TOML"),
+        # bounded counts and sizes, calibration sets in sensible places (issue 10)
+        (lambda t: re.sub(r"(?m)^count = \d+$", "count = 10000000", t), "calibration.count", "above"),
+        (lambda t: t.replace("height = 480", "height = 160000"), "input.height", "above"),
+        (lambda t: t.replace('set = "roadscene_train"', 'set = "/etc"'), "calibration.set", "system"),
+        (lambda t: t.replace('set = "roadscene_train"', 'set = "../../x"'), "calibration.set", ".."),
     ],
 )
 def test_malformed_profiles_name_file_and_key(tmp_path: Path, edit, key: str, problem: str) -> None:
@@ -160,6 +167,33 @@ def test_malformed_profiles_name_file_and_key(tmp_path: Path, edit, key: str, pr
     msg = str(info.value)
     assert str(path) in msg and key in msg and problem in msg
     assert "\n" not in msg
+
+
+@pytest.mark.parametrize("name", [".", "..", "a/b", "", "-x"])
+def test_profile_name_must_be_a_plain_directory_name(name: str) -> None:
+    """A profile named "." exported into the output folder itself (and --force moved it aside)."""
+    data = tomllib.loads(bundled_text())
+    data["name"] = name
+    with pytest.raises(ProfileError, match="name: .* does not look like"):
+        parse_profile(data, "test.toml")
+
+
+def test_profiles_list_fits_80_columns_and_names_alias_members() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "COLUMNS": "80"}
+    out = subprocess.run(
+        [sys.executable, "-m", "edgefuse", "profiles", "list"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "Jetson Orin Nano" in out and "p50/p99 ms" in out  # device column kept, headers whole
+    assert "jetson (5): jetson-orin-nano_tensorrt-fp16_480x640" in out
 
 
 def test_name_must_equal_stem(tmp_path: Path) -> None:
@@ -198,7 +232,11 @@ def test_aliases_resolve_to_bundled_profiles() -> None:
     names = {p.name for p in list_profiles()}
     for alias, members in ALIASES.items():
         assert set(members) <= names, alias
-    assert [p.name for p in resolve_target("jetson")] == ["jetson-orin-nano_tensorrt-fp16_480x640"]
+    # a family names every profile of its devices (issue 11: jetson exported one of five)
+    jetson = [p.name for p in resolve_target("jetson")]
+    assert sorted(jetson) == sorted(p.name for p in list_profiles() if p.name.startswith("jetson"))
+    assert len(jetson) == 5
+    assert [p.name for p in resolve_target("rpi5")] == [p.name for p in resolve_target("arm")]
     intel = resolve_target("intel-cpu")
     assert {p.precision.value for p in intel} == {"fp32", "fp16", "int8"} and {p.backend for p in intel} == {
         "openvino"
@@ -209,13 +247,15 @@ def test_aliases_resolve_to_bundled_profiles() -> None:
     assert all(p.name.startswith("rtx") for p in resolve_target("desktop-gpu"))
     assert len(resolve_target("all")) == len(names)
     # comma lists keep order and drop duplicates
-    both = resolve_target("jetson, jetson-orin-nano_tensorrt-fp16_480x640,apple")
+    both = resolve_target(
+        "jetson-orin-nano_tensorrt-fp16_480x640, jetson-orin-nano_tensorrt-fp16_480x640,apple"
+    )
     assert [p.backend for p in both] == ["tensorrt", "coreml"]
 
 
 @pytest.mark.parametrize(
     ("target", "suggestion"),
-    [("jetsn", "jetson"), ("intel", "intel-cpu"), ("orin", "jetson-agx-orin"), ("rpi5_litert-int8", "rpi5")],
+    [("jetsn", "jetson"), ("intel", "intel-cpu"), ("orin", "jetson-agx-orin"), ("rpi5_litert-int", "rpi5")],
 )
 def test_unknown_target_suggests(target: str, suggestion: str) -> None:
     with pytest.raises(ProfileError, match=f"unknown profile '{target}'.*did you mean.*{suggestion}"):
