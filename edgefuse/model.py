@@ -3,18 +3,18 @@
 Design (why it is shaped like this): on CPUs and small accelerators the cost at 480×640 is dominated by
 full-resolution memory traffic, not MACs. So the network never runs a convolution at full resolution. It
 sees luminance + thermal, encodes at 1/4..1/16 resolution, and predicts smooth coefficient maps at 1/4
-resolution. Upsampled to full size they combine the *sources themselves*, so fine edges come straight from the
-inputs: ``Y_f = (1 + a)·Y_v + b·T + c + w·(T − Y_v)`` with ``w = σ(k·(T − Y_v) + o)`` (a learned, spatially
-varying guided filter plus a per-pixel soft selection between the sources, evaluated at full resolution). Chroma is the visible frame's BT.601 Cb/Cr: converting ``(Y_f, Cb, Cr)`` back to RGB is
-exactly ``RGB_v + (Y_f − Y_v)`` per channel, which is what the graph computes.
+resolution. Upsampled to full size they combine the *sources themselves*, so fine edges come straight from
+the inputs: ``Y_f = (1 + a)·Y_v + b·T + c + w·(T − Y_v)`` with ``w = σ(k·(T − Y_v) + o)`` (a learned,
+spatially varying guided filter plus a per-pixel soft selection between the sources, evaluated at full
+resolution). Chroma is the visible frame's BT.601 Cb/Cr: converting ``(Y_f, Cb, Cr)`` back to RGB is exactly
+``RGB_v + (Y_f − Y_v)`` per channel, which is what the graph computes.
 
-Operators: Conv (incl. depthwise), ReLU, Add, Sub, Mul, Sigmoid, Concat, Resize (bilinear), Clip — all supported by
-TensorRT 8.x, OpenVINO, CoreML and LiteRT.
-"""
+Operators: Conv (incl. depthwise), ReLU, Add, Sub, Mul, Sigmoid, Concat, Resize (bilinear), Clip — all
+supported by TensorRT 8.x, OpenVINO, CoreML and LiteRT."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -60,9 +60,9 @@ class FusionProxyConfig:
 
 
 CONFIGS: dict[str, FusionProxyConfig] = {
-    "n": FusionProxyConfig("n", stem=8, widths=(16, 32, 64), depths=(1, 1, 2), select=True),
-    "s": FusionProxyConfig("s", stem=12, widths=(24, 48, 96), depths=(2, 2, 4), select=True),
-    "m": FusionProxyConfig("m", stem=16, widths=(32, 64, 160), depths=(2, 3, 6), select=True),
+    "n": FusionProxyConfig("n", stem=8, widths=(16, 32, 64), depths=(1, 1, 2)),
+    "s": FusionProxyConfig("s", stem=12, widths=(24, 48, 96), depths=(2, 2, 4)),
+    "m": FusionProxyConfig("m", stem=16, widths=(32, 64, 160), depths=(2, 3, 6)),
 }
 DEFAULT_SIZE = "s"
 ARCH = "fusionproxy"
@@ -149,14 +149,18 @@ class FusionProxy(nn.Module):
         return load_model(name_or_path, map_location=map_location).model
 
 
-def create_model(name: str = DEFAULT_SIZE, pretrained: bool = False) -> FusionProxy:
-    """Factory: ``create_model("s")``; ``pretrained=True`` loads the bundled weights for that size."""
+def create_model(name: str = DEFAULT_SIZE, pretrained: bool = False, select: bool = False) -> FusionProxy:
+    """Factory: ``create_model("s")``; ``pretrained=True`` loads the bundled weights for that size.
+
+    ``select=True`` builds the form with the full-resolution source selection (opt-in until a checkpoint of
+    that form is bundled and its latency is measured on every target: docs/distillation.md).
+    """
     key = name.removeprefix(f"{ARCH}-").removeprefix(f"{ARCH}_")
     if key not in CONFIGS:
         raise ValueError(f"unknown model size {name!r}; choose from {', '.join(CONFIGS)}")
     if pretrained:
         return FusionProxy.from_pretrained(f"{ARCH}-{key}")
-    return FusionProxy(CONFIGS[key])
+    return FusionProxy(replace(CONFIGS[key], select=select))
 
 
 def count_params(model: nn.Module) -> int:

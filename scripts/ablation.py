@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _heat(levels: np.ndarray, top: float = 8.0) -> np.ndarray:
-    """A fixed-scale heat image (0 → black, ``top`` 8-bit levels or more → white-hot) for spread/error maps."""
+    """A fixed-scale heat image (0 → black, ``top`` 8-bit levels or more → white) for spread/error maps."""
     x = np.clip(levels / top, 0.0, 1.0)[..., None]
     return np.concatenate([np.clip(3 * x, 0, 1), np.clip(3 * x - 1, 0, 1), np.clip(3 * x - 2, 0, 1)], axis=2)
 

@@ -45,6 +45,7 @@ SUBSET=${SUBSET:-0}  # >0: only the first N RoadScene pairs (symlinked into $WOR
 LLVIP_LIMIT=${LLVIP_LIMIT:-0}
 # students (same size, recipe and budget for every row)
 SIZE=${SIZE:-s}
+FORM=${FORM:---select}  # the student form with full-resolution source selection (--no-select: the first form)
 EPOCHS=${EPOCHS:-10}
 REPEAT=${REPEAT:-8}
 CROP=${CROP:-256}
@@ -126,7 +127,7 @@ if has sample; then
 fi
 
 if has students; then
-    COMMON=(--data "$DATA_RS" --size "$SIZE" --epochs "$EPOCHS" --repeat "$REPEAT" --crop "$CROP"
+    COMMON=(--data "$DATA_RS" --size "$SIZE" $FORM --epochs "$EPOCHS" --repeat "$REPEAT" --crop "$CROP"
         --batch-size "$BATCH" --lr "$LR" --device "$DEVICE" --workers "$WORKERS")
     DISTILL=(distill --cache "$WORK/cache_rs" "${COMMON[@]}")
     mkdir -p "$WORK/students"

@@ -137,7 +137,7 @@ def test_distill_loss_decreases_on_the_trainer(
     ds = DistillDataset(source, cache, range(4), crop=32, train=True, seed=0, samples=True, repeat=2)
     loss = DistillLoss(DistillConfig(), tau=0.01, backbone=load_backbone("prior", tiny_backbone_prior))
     torch.manual_seed(0)
-    cfg = TrainConfig(epochs=6, batch_size=4, lr=5e-3, warmup_steps=2, seed=0)
+    cfg = TrainConfig(epochs=12, batch_size=4, lr=5e-3, warmup_steps=2, seed=0)
     trainer = Trainer(create_model("n"), loss, ds, tmp_path / "s.safetensors", cfg)
     trainer.fit(progress=False)
     first, last = trainer.history[0]["loss"], trainer.history[-1]["loss"]

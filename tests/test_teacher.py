@@ -16,14 +16,21 @@ from typer.testing import CliRunner
 from edgefuse.cli import app
 from edgefuse.errors import DataError
 from edgefuse.teacher.cache import TeacherCache, ensemble_stats, write_entry, write_manifest
-from edgefuse.teacher.ddfm import (
+from edgefuse.teacher.objective import (
     EMConfig,
     em_likelihood,
-    fusion_objective,
+    fusion_targets,
     grad,
     grad_adjoint,
+    objective_value,
     solve_quadratic,
 )
+
+
+def fusion_objective(f: torch.Tensor, i: torch.Tensor, v: torch.Tensor, phi: float) -> torch.Tensor:
+    """The DDFM objective |f − i| + φ|∇(f − v)| per image."""
+    return objective_value(f, fusion_targets(i, v, EMConfig(objective="ddfm", phi=phi)))
+
 
 runner = CliRunner()
 
@@ -92,7 +99,8 @@ def test_em_without_prior_minimises_the_fusion_objective() -> None:
     phi = 0.7
     j_opt = _lp_optimum(i[0, 0].double().numpy(), v[0, 0].double().numpy(), phi)
     start = (i + v) / 2
-    f, _ = em_likelihood(start, i, v, EMConfig(phi=phi, prior_weight=0.0, split=20.0, iters=300))
+    cfg = EMConfig(objective="ddfm", phi=phi, prior_weight=0.0, split=20.0)
+    f = em_likelihood(start, fusion_targets(i, v, cfg), cfg, iters=300)
     j = float(fusion_objective(f, i, v, phi))
     assert j < float(fusion_objective(start, i, v, phi))
     assert j <= 1.03 * j_opt  # the split with β=20 leaves a small bias; the LP is exact
@@ -103,16 +111,80 @@ def test_em_with_prior_pulls_towards_the_objective_and_the_prior() -> None:
     i, v = _toy(seed=2)
     x0 = torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(3)) * 2 - 1
     phi = 1.0
-    results = {
-        mu: em_likelihood(x0, i, v, EMConfig(phi=phi, prior_weight=mu, iters=10))[0]
-        for mu in (0.5, 5.0, 50.0)
-    }
+    results = {}
+    for mu in (0.5, 5.0, 50.0):
+        cfg = EMConfig(objective="ddfm", phi=phi, prior_weight=mu, iters=10)
+        results[mu] = em_likelihood(x0, fusion_targets(i, v, cfg), cfg)
     j0 = float(fusion_objective(x0, i, v, phi))
     objectives = [float(fusion_objective(results[mu], i, v, phi)) for mu in (0.5, 5.0, 50.0)]
     distances = [float((results[mu] - x0).abs().mean()) for mu in (0.5, 5.0, 50.0)]
     assert all(j < j0 for j in objectives)
     assert objectives == sorted(objectives)  # a weaker prior pull: a lower objective ...
     assert distances == sorted(distances, reverse=True)  # ... and further from the prior's estimate
+
+
+def test_salience_targets_keep_the_brighter_source_and_the_stronger_edge() -> None:
+    h, w = 16, 16
+    v = torch.full((1, 1, h, w), -0.5)
+    i = torch.full((1, 1, h, w), -0.5)
+    i[..., :, :8] = 0.8  # a hot left half: brighter in the thermal frame
+    v[..., 4, 12] = 0.9  # a small bright visible detail on the right, where the thermal frame is flat
+    cfg = EMConfig(phi=1.0, softness=0.05, blur=0)
+    t = fusion_targets(i, v, cfg)
+    assert float((t.intensity[..., :, :6] - 0.8).abs().max()) < 1e-3  # thermal where it is brighter
+    assert abs(float(t.intensity[..., 4, 12]) - 0.9) < 1e-3  # visible where it is brighter
+    gi, gv_ = grad(i), grad(v)
+    # at the thermal edge (column 7 -> 8) the thermal gradient wins; at the visible detail the visible one
+    assert float(t.grad_h[..., 2, 7]) == pytest.approx(float(gi[0][..., 2, 7]))
+    assert float(t.grad_h[..., 4, 11]) == pytest.approx(float(gv_[0][..., 4, 11]))
+    ddfm = fusion_targets(i, v, EMConfig(objective="ddfm"))
+    assert torch.equal(ddfm.intensity, i.expand_as(ddfm.intensity))  # the named DDFM option is unchanged
+
+
+def test_solve_objective_without_gradient_term_returns_the_intensity_target() -> None:
+    from edgefuse.teacher.objective import solve_objective
+
+    i, v = _toy(seed=4)
+    cfg = EMConfig(phi=0.0, softness=0.1)
+    f = solve_objective(i, v, cfg, iters=40)
+    assert float((f - fusion_targets(i, v, cfg).intensity).abs().max()) < 2e-3
+
+
+def test_per_sample_jitter_spreads_where_salience_is_ambiguous() -> None:
+    """Samples disagree where the sources' brightness is close, agree where one source clearly wins."""
+    h, w = 8, 16
+    v = torch.zeros(1, 1, h, w)
+    i = torch.zeros(1, 1, h, w)
+    i[..., :, 8:] = 0.9  # right: thermal clearly brighter; left: the sources agree (ambiguous salience)
+    i[..., :, :8] = 0.05
+    cfg = EMConfig(phi=0.0, softness=0.05, blur=0)
+    offsets = torch.tensor([-0.1, -0.03, 0.03, 0.1])
+    t = fusion_targets(i, v, cfg, offsets=offsets).intensity
+    spread = t.std(dim=0)
+    assert float(spread[..., :8].mean()) > 10 * float(spread[..., 8:].mean())
+
+
+def test_cache_v2_keeps_sub_level_spread(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0.2, 0.8, (1, 6, 5, 1)).astype(np.float32)
+    samples = np.repeat(base, 4, axis=0) + rng.normal(0, 0.2 / 255, (4, 6, 5, 1)).astype(np.float32)
+    mean, var, ys = ensemble_stats(np.repeat(samples, 3, axis=3))
+    entry = write_entry(tmp_path, "p", mean, var, ys)
+    write_manifest(tmp_path, {"p": entry}, {"k": 4, "has_samples": True})
+    got = TeacherCache(tmp_path).load("p")
+    assert got.samples is not None and got.samples.dtype == np.float16
+    std = np.sqrt(got.var) * 255
+    assert (
+        0.05 < float(np.median(std)) < 0.5
+    )  # a 0.2-level spread survives (8-bit samples would round it away)
+
+
+def test_cache_refuses_entries_outside_its_folder(tmp_path: Path) -> None:
+    mean, var, ys = ensemble_stats(np.random.default_rng(0).uniform(0, 1, (2, 4, 4, 3)).astype(np.float32))
+    write_entry(tmp_path, "p", mean, var, ys)
+    write_manifest(tmp_path, {"p": {"file": "../p.npz", "height": 4, "width": 4, "k": 2}}, {"k": 2})
+    with pytest.raises(DataError, match="not a plain name"):
+        TeacherCache(tmp_path).load("p")
 
 
 # --- the sampler and the prior directory (diffusers) --------------------------------------------------------
@@ -139,7 +211,7 @@ def test_sampler_untrained_unet_shapes_determinism_and_likelihood(tiny_prior: Pa
     assert prior.multiple == 2
     g = torch.Generator().manual_seed(0)
     vis, ir = torch.rand(3, 21, 30, generator=g), torch.rand(1, 21, 30, generator=g)
-    cfg = SamplerConfig(steps=3, em=EMConfig(phi=1.0, prior_weight=0.5, iters=5))
+    cfg = SamplerConfig(steps=3, em=EMConfig(objective="ddfm", phi=1.0, prior_weight=0.5, iters=15))
     s = sample_fusion(prior, vis, ir, [0, 1, 2], cfg)
     assert s.shape == (3, 1, 21, 30) and torch.isfinite(s).all()
     assert float(s.min()) >= 0.0 and float(s.max()) <= 1.0
@@ -148,7 +220,7 @@ def test_sampler_untrained_unet_shapes_determinism_and_likelihood(tiny_prior: Pa
     assert float((s[0] - s[1]).abs().max()) > 1e-3  # different seeds, different samples
     # the likelihood step pulls the samples towards the fusion objective (vs the prior alone: μ huge)
     prior_only = sample_fusion(
-        prior, vis, ir, [0, 1, 2], SamplerConfig(steps=3, em=EMConfig(prior_weight=1e6))
+        prior, vis, ir, [0, 1, 2], SamplerConfig(steps=3, em=EMConfig(objective="ddfm", prior_weight=1e6))
     )
     i, v = ir[None] * 2 - 1, luma(vis[None]) * 2 - 1
     j = fusion_objective(s * 2 - 1, i, v, 1.0).mean()

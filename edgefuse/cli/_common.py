@@ -35,6 +35,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # options shared by the commands that train a student (train, distill)
 SizeOpt = Annotated[str, typer.Option(help="Student size: n, s or m.")]
+SelectOpt = Annotated[
+    bool,
+    typer.Option(help="Student form with a full-resolution per-pixel selection between the sources."),
+]
 EpochsOpt = Annotated[int, typer.Option(min=1)]
 BatchOpt = Annotated[int, typer.Option(min=1)]
 CropOpt = Annotated[int, typer.Option(min=32, help="Random crop size (multiple of 16).")]

@@ -16,6 +16,7 @@ from edgefuse.cli._common import (
     RepeatOpt,
     ResumeOpt,
     SeedOpt,
+    SelectOpt,
     SizeOpt,
     ValFractionOpt,
     WorkersOpt,
@@ -49,6 +50,7 @@ def distill(
         Path | None, typer.Option(help="Prior directory (default: the one the cache names).")
     ] = None,
     size: SizeOpt = "s",
+    select: SelectOpt = False,
     epochs: EpochsOpt = 40,
     batch_size: BatchOpt = 16,
     crop: CropOpt = 256,
@@ -151,7 +153,7 @@ def distill(
             console.print(f"epoch {epoch}: loss {logs['loss']:.4f}{val} ({logs['seconds']:.0f} s)")
 
         trainer = Trainer(
-            create_model(size),
+            create_model(size, select=select),
             DistillLoss(cfg, tau_used, net),
             train_set,
             out,

@@ -47,13 +47,14 @@ def train_prior(
     device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
     precision: Annotated[str, typer.Option(help="bf16, fp16 or fp32 (autocast on CUDA only).")] = "bf16",
     resume: Annotated[
-        bool, typer.Option(help="Continue the schedule saved in <out>.state.pt by an earlier, time-limited call.")
+        bool,
+        typer.Option(help="Continue the schedule saved in <out>.state.pt by an earlier, time-limited call."),
     ] = False,
 ) -> None:
     """Train the unconditional luminance prior (diffusers UNet2DModel, ε-prediction, DDPM schedule).
 
     Frames: the visible and the thermal luminance of every training-split pair of each --data folder.
-    With --minutes, the schedule is sized to that budget; a call with --resume continues it for another budget.
+    With --minutes, the schedule is sized to that budget; a call with --resume continues it for another.
     """
     from edgefuse.data import find_pairs, split_indices
     from edgefuse.teacher.prior import PriorTrainConfig, luminance_frames
@@ -70,7 +71,9 @@ def train_prior(
         train_idx, val_idx = split_indices(source.pairs, val_fraction=val_fraction, seed=split_seed)
         frames += luminance_frames(source, train_idx)
         prov_sets.append((source, train_idx, val_idx))
-        console.print(f"prior data: {source.name}: {len(train_idx)} training pairs ({2 * len(train_idx)} frames)")
+        console.print(
+            f"prior data: {source.name}: {len(train_idx)} training pairs ({2 * len(train_idx)} frames)"
+        )
     cfg = PriorTrainConfig(
         crop=crop,
         channels=widths,
@@ -119,8 +122,8 @@ def sample(
     config: Annotated[
         Path | None,
         typer.Option(
-            help="Sampler settings from a JSON file (scripts/tune_teacher.py output or a SamplerConfig dict); "
-            "the options below are then ignored."
+            help="Sampler settings from a JSON file (scripts/tune_teacher.py output or a SamplerConfig "
+            "dict); the options below are then ignored."
         ),
     ] = None,
     objective: Annotated[

@@ -15,6 +15,7 @@ from edgefuse.cli._common import (
     RepeatOpt,
     ResumeOpt,
     SeedOpt,
+    SelectOpt,
     SizeOpt,
     ValFractionOpt,
     WorkersOpt,
@@ -32,6 +33,7 @@ def train(
         str | None, typer.Option(help="Paired folder (vi/ir, …). Default: the synthetic set (labelled so).")
     ] = None,
     size: SizeOpt = "s",
+    select: SelectOpt = False,
     epochs: EpochsOpt = 40,
     batch_size: BatchOpt = 16,
     crop: CropOpt = 256,
@@ -58,7 +60,7 @@ def train(
     if crop % 16:
         raise typer.BadParameter("--crop must be a multiple of 16", param_hint="--crop")
     try:
-        student = create_model(size)
+        student = create_model(size, select=select)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--size") from None
     # before the data loads and the epochs run: a read-only or invalid -o must not cost a training run

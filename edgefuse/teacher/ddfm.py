@@ -2,12 +2,12 @@
 
 At every DDIM step the prior's predicted clean image f̂ is corrected by EM on the fusion objective of
 :mod:`edgefuse.teacher.objective` (``ddfm``: thermal intensities + visible gradients; ``salience``: a soft
-salience-weighted intensity target + the larger source gradient), pulled towards f̂ with weight μ; the corrected
-estimate then sets the noise direction of the library's DDIM update (η > 0: stochastic DDIM). Sample k draws its
-initial noise, its DDIM noise and its likelihood jitter (salience offset, φ factor) from one CPU generator seeded
-with ``seeds[k]``, so results do not depend on the device or the batch split. Everything works on luminance in
-[-1, 1], the prior's range; chroma comes from the visible frame (BT.601) when the result is turned into RGB.
-"""
+salience-weighted intensity target + the larger source gradient), pulled towards f̂ with weight μ; the
+corrected estimate then sets the noise direction of the library's DDIM update (η > 0: stochastic DDIM).
+Sample k draws its initial noise, its DDIM noise and its likelihood jitter (salience offset, φ factor) from
+one CPU generator seeded with ``seeds[k]``, so results do not depend on the device or the batch split.
+Everything works on luminance in [-1, 1], the prior's range; chroma comes from the visible frame (BT.601)
+when the result is turned into RGB."""
 
 from __future__ import annotations
 

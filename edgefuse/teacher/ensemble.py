@@ -1,9 +1,8 @@
 """Sample the teacher ensemble of a paired folder into a cache (the loop behind ``edgefuse teacher sample``).
 
-Pairs are split over ``torchrun`` ranks (one GPU each); every pair's K samples run as one batch. A pair already
-in the cache is kept with ``resume`` (the settings file must match), so an interrupted run continues where it
-stopped: each pair is written atomically as soon as it is done.
-"""
+Pairs are split over ``torchrun`` ranks (one GPU each); every pair's K samples run as one batch. A pair
+already in the cache is kept with ``resume`` (the settings file must match), so an interrupted run continues
+where it stopped: each pair is written atomically as soon as it is done."""
 
 from __future__ import annotations
 

@@ -4,12 +4,14 @@ Every objective has the same shape, an intensity target ``t`` and a gradient tar
 
     J(f) = ‖f − t‖₁ + φ‖∇f − G‖₁ + (μ/2)‖f − f̂‖²          (f̂: the prior's clean estimate; μ = prior_weight)
 
-- ``ddfm`` (Zhao et al., ICCV 2023, after GTF): t = thermal, G = ∇visible. Keeps thermal intensities, so it
-  darkens bright visible regions (sky, lamps) that are cold.
+- ``ddfm`` (Zhao et al., ICCV 2023, after GTF): t = thermal, G = ∇visible. Keeps thermal intensities, so
+  it darkens bright visible regions (sky, lamps) that are cold.
 - ``salience`` (default): t = w·thermal + (1 − w)·visible with w = sigmoid((box(T) − box(V) + δ)/τ), a soft
-  per-pixel choice of the brighter (more salient) source after a small box blur, and G = the source gradient of
-  larger magnitude at each pixel (or, with ``grad_power`` p > 0, both gradients weighted by |∇|^p). It keeps hot targets from the thermal frame, lit structure from the visible
-  one, and the stronger edge of the two.
+  per-pixel choice of the brighter (more salient) source after a box blur, and G = the source gradient of
+  larger magnitude at each pixel (``grad_mix`` γ adds γ × the weaker one; ``grad_power`` p > 0 blends both
+  by |∇|^p). It keeps hot targets from the thermal frame, lit structure from the visible one, and the
+  stronger edge of the two. (Chosen on training pairs: φ = 0 — every gradient weight tried lowered VIF, Qabf
+  and SSIM; docs/results/teacher_tuning_objective.json.)
 
 Solved by EM on a half-quadratic split (u ≈ f for the data term, g ≈ ∇f for the gradient term, penalty β):
 
@@ -158,6 +160,6 @@ def em_likelihood(
 def solve_objective(
     thermal: torch.Tensor, visible_y: torch.Tensor, cfg: EMConfig, iters: int = 60
 ) -> torch.Tensor:
-    """The objective alone (no prior, μ = 0), solved from its intensity target: the teacher with the prior off."""
+    """The objective alone (no prior, μ = 0), solved from its intensity target: the teacher, prior off."""
     targets = fusion_targets(thermal, visible_y, cfg)
     return em_likelihood(targets.intensity, targets, cfg.with_(prior_weight=0.0), iters=iters)

@@ -109,10 +109,10 @@ def train_prior(
 ) -> dict[str, Any]:
     """Denoising (ε-prediction) training on random crops; writes the EMA UNet + DDPM scheduler atomically.
 
-    Resumable: the training state (weights, EMA, optimiser, schedule, step, data RNG) is saved atomically to
-    ``<out>.state.pt`` every minute and when this call's ``minutes`` budget ends; ``resume=True`` continues from
-    it, so one long schedule can run as several time-limited commands. The prior directory is written at the
-    end of every call (the EMA weights so far) and the state file is removed once the schedule is complete.
+    Resumable: the training state (weights, EMA, optimiser, schedule, step, data RNG) is saved atomically
+    to ``<out>.state.pt`` every minute and when this call's ``minutes`` budget ends; ``resume=True`` continues
+    from it, so one long schedule can run as several time-limited commands. The prior directory is written at
+    the end of every call (the EMA weights so far); the state file is removed once the schedule is done.
     """
     diffusers = require("diffusers")
     from diffusers.training_utils import EMAModel

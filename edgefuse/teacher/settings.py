@@ -33,7 +33,10 @@ class EMConfig:
         object.__setattr__(self, "objective", Objective(self.objective))
         if self.phi < 0 or self.prior_weight < 0 or self.split <= 0 or self.iters < 1 or self.eps <= 0:
             raise ValueError("EMConfig: φ, μ >= 0; β, ε > 0; iters >= 1")
-        if self.softness <= 0 or min(self.blur, self.jitter, self.phi_jitter, self.grad_power, self.grad_mix) < 0:
+        if (
+            self.softness <= 0
+            or min(self.blur, self.jitter, self.phi_jitter, self.grad_power, self.grad_mix) < 0
+        ):
             raise ValueError("EMConfig: softness > 0; blur, jitter, phi_jitter, grad_power >= 0")
 
     def to_dict(self) -> dict[str, Any]:

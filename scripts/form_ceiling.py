@@ -1,0 +1,103 @@
+"""Ceiling of a student form: fit its coefficient maps per image, directly, to a teacher target, and score.
+
+No network is involved: for each pair the 1/4-resolution maps of the form (today's ``a, b, c``; with
+``--select`` also the selection gain and offset ``k, o``) are optimised with Adam to minimise the L1 distance
+to the target, then the fit is scored with the fusion metrics next to the target itself. If the fit scores
+well below the target, no student of that form can follow the teacher, however it is trained.
+
+The target here is the teacher's objective alone (``--em``: the chosen objective settings), computed without
+the prior, on the tuning subset of the training pairs (scripts/tune_teacher.py).
+
+    python scripts/form_ceiling.py --rs ../shared/data/roadscene_train \
+        --em docs/results/teacher_tuning_objective.json --json docs/results/form_ceiling.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tune_teacher import _mean, _score, tuning_indices
+
+
+def fit(y: torch.Tensor, t: torch.Tensor, target: torch.Tensor, select: bool, iters: int) -> torch.Tensor:
+    h, w = y.shape[-2:]
+    hp, wp = (h + 15) // 16 * 16, (w + 15) // 16 * 16
+    yp = F.pad(y, (0, wp - w, 0, hp - h), mode="replicate")
+    tp = F.pad(t, (0, wp - w, 0, hp - h), mode="replicate")
+    coef = torch.zeros(1, 5 if select else 3, hp // 4, wp // 4, requires_grad=True)
+    opt = torch.optim.Adam([coef], lr=0.05)
+    for _ in range(iters):
+        maps = [
+            F.interpolate(coef[:, i : i + 1], scale_factor=4.0, mode="bilinear") for i in range(coef.shape[1])
+        ]
+        out = (1 + maps[0]) * yp + maps[1] * tp + maps[2]
+        if select:
+            out = out + torch.sigmoid(maps[3] * (tp - yp) + maps[4]) * (tp - yp)
+        loss = (out[..., :h, :w] - target).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return out[..., :h, :w].detach().clamp(0, 1)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rs", required=True)
+    ap.add_argument("--em", required=True)
+    ap.add_argument("--json", required=True)
+    ap.add_argument("--limit", type=int, default=12)
+    ap.add_argument("--iters", type=int, default=400)
+    args = ap.parse_args()
+
+    from edgefuse.data import find_pairs
+    from edgefuse.inference import to_uint8
+    from edgefuse.teacher.ddfm import luma, with_visible_chroma
+    from edgefuse.teacher.objective import EMConfig, solve_objective
+
+    with open(args.em) as fh:
+        em = EMConfig.from_dict(json.load(fh)["best"]["config"])
+    src = find_pairs(args.rs)
+    idx = tuning_indices(src)[: args.limit]
+    rows: dict[str, list] = {"target": [], "form a,b,c": [], "form a,b,c + selection": []}
+    l1: dict[str, list[float]] = {"form a,b,c": [], "form a,b,c + selection": []}
+    pairs = [src[i] for i in idx]
+    for vis, ir in pairs:
+        v = torch.from_numpy(np.ascontiguousarray(vis.transpose(2, 0, 1)))[None]
+        t = torch.from_numpy(ir)[None, None]
+        y = luma(v)
+        target = (solve_objective(t * 2 - 1, y * 2 - 1, em) + 1) / 2
+        rows["target"].append(to_uint8(with_visible_chroma(target, v)[0].permute(1, 2, 0).numpy()))
+        for name, select in (("form a,b,c", False), ("form a,b,c + selection", True)):
+            out = fit(y, t, target, select, args.iters)
+            l1[name].append(float((out - target).abs().mean()) * 255)
+            rows[name].append(to_uint8(with_visible_chroma(out, v)[0].permute(1, 2, 0).numpy()))
+    with ProcessPoolExecutor(2) as pool:
+        scores = {
+            k: _mean(list(pool.map(_score, [(f, t, v) for f, (v, t) in zip(fs, pairs, strict=True)])))
+            for k, fs in rows.items()
+        }
+    out = {
+        "pairs": [src.pairs[i].stem for i in idx],
+        "iters": args.iters,
+        "objective": em.to_dict(),
+        "metrics": scores,
+        "fit_l1_levels": {k: float(np.mean(v)) for k, v in l1.items()},
+    }
+    Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+    for k, m in scores.items():
+        extra = f", fit L1 {out['fit_l1_levels'][k]:.2f} levels" if k in l1 else ""
+        print(f"{k}: VIF {m['VIF']:.3f} Qabf {m['Qabf']:.3f} SSIM {m['SSIM']:.3f} MI {m['MI']:.3f}{extra}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
