@@ -69,3 +69,27 @@ def test_iospec_rejects_bad_sizes():
     with pytest.raises(ValueError, match="multiples of 16"):
         IOSpec(height=470, width=640)
     assert IOSpec(480, 640).inputs["thermal"] == (1, 1, 480, 640)
+
+
+def test_selection_form_starts_as_the_mean_and_learns_a_pixel_exact_choice(tmp_path):
+    """The opt-in form: at init the sources' average; its gain/offset maps can reach a pixel-wise max."""
+    from edgefuse.checkpoint import load_model, save_checkpoint
+
+    m = create_model("n", select=True)
+    assert m.config.select and m.head.out_channels == 5
+    g = torch.Generator().manual_seed(0)
+    v, t = (
+        torch.rand(1, 3, 32, 48, generator=g) * 0.5 + 0.25,
+        torch.rand(1, 1, 32, 48, generator=g) * 0.5 + 0.25,
+    )
+    y = (v * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    with torch.no_grad():
+        assert torch.allclose(m(v, t), v + 0.5 * (t - y), atol=1e-6)
+        m.head.bias.copy_(torch.tensor([0.0, 0.0, 0.0, 200.0, 0.0]))  # gain k = 200: a hard choice
+        out = m(v, t)
+    expect = v + torch.clamp(t - y, min=0)  # Y_f = max(Y_v, T) per pixel, with the visible chroma
+    assert float((out - expect.clamp(0, 1)).abs().max()) < 2e-2
+    # the config travels with the checkpoint, and the first form still loads
+    path = save_checkpoint(m, tmp_path / "sel.safetensors")
+    assert load_model(path).info.config.select
+    assert not load_model("fusionproxy-s").info.config.select
