@@ -132,12 +132,16 @@ def sample(
     steps: Annotated[int, typer.Option(min=1, max=1000, help="DDIM steps.")] = 20,
     seed: Annotated[int, typer.Option()] = 0,
     eta: Annotated[float, typer.Option(min=0.0, max=1.0, help="DDIM eta (> 0: stochastic DDIM).")] = 0.5,
-    phi: Annotated[float, typer.Option(min=0.0, help="Weight φ of the gradient term.")] = 3.0,
+    phi: Annotated[
+        float,
+        typer.Option(min=0.0, help="Weight φ of the gradient term (tuned: 0; DDFM's objective used 3)."),
+    ] = 0.0,
     prior_weight: Annotated[
-        float, typer.Option(min=0.0, help="μ: pull of the prior's x0 in the EM step (0: objective only).")
-    ] = 10.0,
+        float, typer.Option(min=0.0, help="μ: pull of the prior's x0 in the EM step (not tuned yet).")
+    ] = 5.0,
     em_iters: Annotated[int, typer.Option(min=1, max=100, help="EM iterations per DDIM step.")] = 3,
-    softness: Annotated[float, typer.Option(min=1e-3, help="τ of the salience weight.")] = 0.3,
+    softness: Annotated[float, typer.Option(min=1e-3, help="τ of the salience weight (tuned).")] = 0.06,
+    blur: Annotated[int, typer.Option(min=0, max=64, help="Box-blur radius before the salience test.")] = 9,
     grad_power: Annotated[
         float, typer.Option(min=0.0, help="0: larger source gradient; p > 0: |∇|^p-weighted blend.")
     ] = 0.0,
@@ -169,6 +173,7 @@ def sample(
             prior_weight=prior_weight,
             iters=em_iters,
             softness=softness,
+            blur=blur,
             grad_power=grad_power,
             jitter=jitter,
             phi_jitter=phi_jitter,

@@ -17,13 +17,13 @@ class EMConfig:
     """Likelihood-step knobs (luminance scaled to [-1, 1])."""
 
     objective: Objective = Objective.SALIENCE
-    phi: float = 3.0  # weight of the gradient term φ
+    phi: float = 0.0  # weight of the gradient term φ (tuned on training pairs: 0; DDFM used 3)
     prior_weight: float = 1.0  # μ: pull towards the prior's x0; 0 = minimise the fusion objective alone
     split: float = 20.0  # β of the half-quadratic split (larger: closer to the exact L1 problem)
     iters: int = 3  # EM iterations per diffusion step
     eps: float = 1e-3  # smoothing of |r| in the E-step (no infinite precisions)
-    softness: float = 0.1  # τ of the salience weight (luminance units of the [-1, 1] scale)
-    blur: int = 2  # radius of the box blur before the salience comparison (0: none)
+    softness: float = 0.06  # τ of the salience weight (luminance units of the [-1, 1] scale; tuned)
+    blur: int = 9  # radius of the box blur before the salience comparison (0: none; tuned)
     grad_power: float = 0.0  # gradient target: 0 = the larger source gradient; p > 0 = |∇|^p-weighted blend
     grad_mix: float = 0.0  # γ: add γ × the weaker source's gradient to the target (keeps both structures)
     jitter: float = 0.0  # std of the per-sample salience offset δ_k (luminance units)
