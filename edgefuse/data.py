@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from edgefuse.color import BT601_F32
 from edgefuse.errors import DataError
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ LAYOUTS: tuple[tuple[str, str], ...] = (
     ("visible", "lwir"),
     ("crop_LR_visible", "cropinfrared"),
 )
-BT601 = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+BT601 = BT601_F32
 # Larger frames are refused before decoding: 100 MP decodes to ~2 GB of float32 frames (visible +
 # thermal + output) even though inference runs tile by tile (edgefuse.inference.TILE_PIXELS).
 MAX_PIXELS = 100_000_000

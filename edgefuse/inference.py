@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from edgefuse.color import BT601_F32
 from edgefuse.errors import DataError, NonFiniteOutputError
 from edgefuse.spec import MULTIPLE
 
@@ -47,7 +48,7 @@ def _as_float(img: Any, channels: int) -> np.ndarray:
     else:
         if arr.ndim == 3:
             # 3-channel gray (or colour-mapped) thermal: BT.601 luminance
-            arr = arr[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+            arr = arr[..., :3] @ BT601_F32
         if arr.ndim != 2:
             raise DataError(f"thermal image must be H×W, got shape {arr.shape}")
     return np.clip(arr, 0.0, 1.0)

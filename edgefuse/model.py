@@ -20,8 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# ITU-R BT.601 luma weights (what OpenCV's RGB2GRAY and the fusion metrics use).
-BT601 = (0.299, 0.587, 0.114)
+from edgefuse.color import BT601
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,6 @@ resolution. Specs accepted by :func:`load_backbone`:
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,9 @@ import torch
 from torch import nn
 
 from edgefuse._optional import require
+from edgefuse.color import BT601
 from edgefuse.errors import CheckpointError, DataError
+from edgefuse.io import sha256_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -46,7 +47,7 @@ class PriorEncoder(nn.Module):
         return super().train(False)  # frozen: never leaves eval mode
 
     def forward(self, rgb: torch.Tensor) -> list[torch.Tensor]:
-        w = torch.tensor((0.299, 0.587, 0.114), dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
+        w = torch.tensor(BT601, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
         x = (rgb * w).sum(dim=1, keepdim=True) * 2.0 - 1.0
         if self.in_channels == 3:
             x = x.repeat(1, 3, 1, 1)
@@ -83,7 +84,7 @@ class TimmBackbone(nn.Module):
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.name = f"timm:{arch}"
-        self.sha256 = _file_sha256(weights)
+        self.sha256 = sha256_file(weights)
         self.requires_grad_(False).eval()
 
     def train(self, mode: bool = True) -> TimmBackbone:
@@ -92,14 +93,6 @@ class TimmBackbone(nn.Module):
     def forward(self, rgb: torch.Tensor) -> list[torch.Tensor]:
         mean, std = self.get_buffer("mean"), self.get_buffer("std")
         return list(self.model((rgb - mean) / std))
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_backbone(spec: str, prior_dir: str | Path | None = None, device: str = "cpu") -> nn.Module:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +30,14 @@ from typing import Any
 
 import numpy as np
 
+from edgefuse.color import BT601_F32
 from edgefuse.errors import DataError
+from edgefuse.io import atomic_path, atomic_write_text
 
 FORMAT = "edgefuse-teacher-cache"
 VERSION = 2
 MANIFEST = "manifest.json"
-BT601 = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+BT601 = BT601_F32
 
 
 @dataclass(frozen=True)
@@ -60,17 +61,6 @@ def ensemble_stats(samples_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     return mean, var, np.clip(y, 0.0, 1.0).astype(np.float16)
 
 
-def _atomic_write(path: Path, write: Any) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def write_entry(
     root: str | os.PathLike[str], stem: str, mean: np.ndarray, var: np.ndarray, samples: np.ndarray | None
 ) -> dict[str, Any]:
@@ -85,11 +75,8 @@ def write_entry(
         arrays["samples"] = samples if samples.dtype == np.uint8 else samples.astype(np.float16)
     path = root / f"{stem}.npz"
 
-    def save(tmp: str) -> None:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
-
-    _atomic_write(path, save)
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
     k = int(samples.shape[0]) if samples is not None else None
     return {"file": path.name, "height": int(h), "width": int(w), "k": k}
 
@@ -119,7 +106,7 @@ def write_manifest(
         "pairs": {s: entries[s] for s in sorted(entries)},
     }
     path = root / MANIFEST
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(manifest, indent=1, default=str) + "\n"))
+    atomic_write_text(path, json.dumps(manifest, indent=1, default=str) + "\n")
     return path
 
 

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
+from edgefuse.color import BT601
 from edgefuse.teacher.objective import EMConfig, Objective, em_likelihood, fusion_targets
 
 if TYPE_CHECKING:
     from edgefuse.teacher.prior import Prior
 
-BT601 = (0.299, 0.587, 0.114)
 __all__ = ["EMConfig", "Objective", "SamplerConfig", "luma", "sample_fusion", "with_visible_chroma"]
 
 

@@ -9,7 +9,6 @@ directory (1- or 3-channel; a 3-channel prior sees the luminance repeated) offli
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -25,7 +24,9 @@ import numpy as np
 import torch
 
 from edgefuse._optional import require
+from edgefuse.color import BT601, BT601_F32
 from edgefuse.errors import CheckpointError, DataError
+from edgefuse.io import sha256_path
 
 PRIOR_META = "edgefuse_prior.json"
 
@@ -65,11 +66,10 @@ def build_unet(cfg: PriorTrainConfig) -> Any:
 
 def luminance_frames(source: Any, indices: Sequence[int]) -> list[np.ndarray]:
     """uint8 luminance of the visible and the thermal frame of each pair (two frames per pair)."""
-    bt601 = np.array([0.299, 0.587, 0.114], dtype=np.float32)
     frames = []
     for i in indices:
         vis, ir = source[i]
-        for y in (vis @ bt601, ir):
+        for y in (vis @ BT601_F32, ir):
             frames.append(np.clip(np.rint(y * 255.0), 0, 255).astype(np.uint8))
     return frames
 
@@ -265,14 +265,7 @@ def _unet_dir(path: Path) -> Path:
 
 def prior_hash(path: str | os.PathLike[str]) -> str:
     """sha256 over the UNet directory's files (names and bytes, sorted): identifies the prior's weights."""
-    unet_dir = _unet_dir(Path(path))
-    h = hashlib.sha256()
-    for f in sorted(p for p in unet_dir.iterdir() if p.is_file()):
-        h.update(f.name.encode())
-        with open(f, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()
+    return sha256_path(_unet_dir(Path(path)))
 
 
 class Prior:
@@ -356,7 +349,7 @@ class Prior:
         with torch.autocast(self.device.type, dtype=dtype, enabled=amp):
             out = self.unet(inp, t).sample.float()
         if self.in_channels == 3:
-            out = (out * torch.tensor([0.299, 0.587, 0.114], device=out.device).view(1, 3, 1, 1)).sum(1, True)
+            out = (out * torch.tensor(BT601, device=out.device).view(1, 3, 1, 1)).sum(1, True)
         ab = self.ddim_alphas()[int(t)].to(x.device)
         a, s = ab.sqrt(), (1.0 - ab).sqrt()
         if self.prediction_type == "epsilon":
