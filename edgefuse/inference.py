@@ -128,7 +128,7 @@ def fuse(
     Returns H×W×3 RGB: uint8 if the visible input was uint8 (or PIL), else float32 in [0, 1].
     Frames above ``TILE_PIXELS`` (or any frame when ``tile`` is given) run tile by tile with
     ``TILE_MARGIN`` pixels of context, so memory stays bounded; tiled output matches the untiled one to
-    within a few 8-bit levels near tile seams (``tests/test_inference_tiles.py``).
+    within a few 8-bit levels near tile seams (``tests/core/test_inference_tiles.py``).
     """
     as_uint8 = not isinstance(visible, np.ndarray) or visible.dtype == np.uint8
     vis, ir = _as_float(visible, 3), _as_float(thermal, 1)
