@@ -65,9 +65,9 @@ def distill(
     """Distil the student from the teacher ensemble: confidence-weighted pixels + routed features."""
     from edgefuse.data import find_pairs, split_indices
     from edgefuse.distill import DistillConfig, DistillDataset, DistillLoss, mean_variance
+    from edgefuse.distributed import init_distributed, rank_and_world, shutdown_distributed
     from edgefuse.errors import DataError
     from edgefuse.model import create_model
-    from edgefuse.teacher import init_distributed, rank_and_world, shutdown_distributed
     from edgefuse.teacher.cache import TeacherCache
     from edgefuse.training import TrainConfig, Trainer, seed_everything
 

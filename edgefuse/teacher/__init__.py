@@ -1,9 +1,3 @@
-"""The diffusion teacher: a luminance diffusion prior (``prior``), the DDFM-style fusion sampler (``ddfm``),
-the ensemble cache (``cache``) and the frozen backbones the distillation uses (``backbone``)."""
-
-from __future__ import annotations
-
-# kept importable from here: the teacher commands and scripts use these names
-from edgefuse.distributed import gather, init_distributed, rank_and_world, shutdown_distributed
-
-__all__ = ["gather", "init_distributed", "rank_and_world", "shutdown_distributed"]
+"""The diffusion teacher: its settings (``settings``), the fusion objective and EM solver (``objective``),
+the DDFM-style sampler (``ddfm``), the luminance diffusion prior (``prior``), ensemble sampling
+(``ensemble``), the ensemble cache (``cache``) and the frozen backbones of the distillation (``backbone``)."""
