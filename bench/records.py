@@ -156,9 +156,9 @@ class Report:
         return cls(
             schema=data.get("schema", SCHEMA),
             schema_version=version if isinstance(version, int) and not isinstance(version, bool) else 0,
-            created=data.get("created") or "",
-            edgefuse_version=data.get("edgefuse_version") or "",
-            command=data.get("command") or "",
+            created=data.get("created", ""),
+            edgefuse_version=data.get("edgefuse_version", ""),
+            command=data.get("command", ""),
             environment=data["environment"],
             settings=data["settings"],
             checkpoint=data.get("checkpoint") or {},
@@ -289,9 +289,11 @@ def body_problem(data: dict[str, Any]) -> str:
             return f"{key} must be an object"
     if "notes" in data and not _strings(data["notes"]):
         return "notes must be a list of strings"
-    for key in ("created", "edgefuse_version", "command", "reference"):
-        if data.get(key) is not None and not isinstance(data[key], str):
+    for key in ("created", "edgefuse_version", "command"):
+        if key in data and not isinstance(data[key], str):
             return f"{key} must be a string"
+    if data.get("reference") is not None and not isinstance(data["reference"], str):
+        return "reference must be a string"
     if not _is_number(data.get("wall_seconds")):
         return "wall_seconds must be a number"
     skipped = data.get("skipped", [])
