@@ -93,7 +93,7 @@ class TargetRecord:
             reason=t.get("reason", ""),
             profile=t.get("profile"),
             artifact=t.get("artifact"),
-            load_seconds=math.nan if t.get("load_seconds") is None else float(t["load_seconds"]),
+            load_seconds=_float(t.get("load_seconds", math.nan)),
             warmup=t.get("warmup"),
             latency=t.get("latency"),
             ratio_to_reference=t.get("ratio_to_reference"),
@@ -170,7 +170,7 @@ class Report:
             phase_seconds=data.get("phase_seconds") or {},
             notes=data.get("notes", []),
             check=data.get("check"),
-            wall_seconds=None if wall is None else float(wall),
+            wall_seconds=None if wall is None else _float(wall),
             regression=data.get("regression"),
         )
 
@@ -184,6 +184,12 @@ class Report:
             if d[key] is None:
                 del d[key]
         return d
+
+
+def _float(x: Any) -> float:
+    """A checked number as read: JSON numbers as they are (written back unchanged), "inf"/"nan" strings
+    as floats; None (unmeasured) as NaN."""
+    return math.nan if x is None else x if isinstance(x, int | float) else float(x)
 
 
 # --- reading a report back: what report.load_report refuses, and what from_dict builds on ----------
