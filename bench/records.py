@@ -5,7 +5,8 @@ against them; the JSON keeps this field order.
 A record is built typed and written as a plain JSON object. Readers take the checked dict that
 :func:`~edgefuse.bench.report.load_report` returns (or one a run just built) and read it through
 :meth:`Report.from_dict` / :meth:`TargetRecord.from_dict`, which check it as the loader does: whatever the
-loader accepts, they build. Converted so far: :mod:`.gate`.
+loader accepts, they build. Read this way: :mod:`.gate`, :mod:`.markdown`, :mod:`.html`, :mod:`.merge`;
+:mod:`.report`'s row helpers (``summary``, ``headline``, ``grouped_skips``) still take the dicts.
 """
 
 from __future__ import annotations
