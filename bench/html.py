@@ -13,6 +13,7 @@ import numpy as np
 from edgefuse.bench import plots
 from edgefuse.bench.markdown import check_lines, environment_lines, metric_rows
 from edgefuse.bench.merge import cell_text, drift_text
+from edgefuse.bench.records import Report, TargetRecord
 from edgefuse.bench.report import COLUMNS, fmt, grouped_skips, headline, num, summary
 
 CSS = """
@@ -106,23 +107,23 @@ def panels_html(panels: dict[str, Any]) -> str:
     return "".join(rows) + "</table>"
 
 
-def _plots(targets: list[tuple[str, dict[str, Any]]]) -> list[str]:
+def _plots(targets: list[tuple[str, TargetRecord]]) -> list[str]:
     """The three figures for (label, target record) pairs."""
     dist = [
-        (label, [num(s) for s in (t.get("latency") or {}).get("samples", [])], t.get("latency") or {})
+        (label, [num(s) for s in (t.latency or {}).get("samples", [])], t.latency or {})
         for label, t in targets
-        if t.get("latency")
+        if t.latency
     ]
     points = [
         (
             label,
-            num((t.get("latency") or {}).get("p50")),
-            num(((t.get("drift") or {}).get("drift") or {}).get("psnr_min")),
+            num((t.latency or {}).get("p50")),
+            num(((t.drift or {}).get("drift") or {}).get("psnr_min")),
         )
         for label, t in targets
-        if t.get("latency") and t.get("drift")
+        if t.latency and t.drift
     ]
-    deltas = [(label, t.get("metrics") or {}) for label, t in targets]
+    deltas = [(label, t.metrics or {}) for label, t in targets]
     return [
         "<h2>Latency distribution per platform</h2>",
         _fig(plots.latency_distribution(dist), "no timed targets"),
@@ -134,15 +135,17 @@ def _plots(targets: list[tuple[str, dict[str, Any]]]) -> list[str]:
 
 
 def report_html(report: dict[str, Any], panels: dict[str, Any] | None = None) -> str:
-    label = report["environment"].get("label", "?")
+    """One run's page; :class:`~edgefuse.errors.DataError` when ``report`` is malformed."""
+    rec = Report.from_dict(report)
+    label = rec.environment.get("label", "?")
     body = [f"<h1>edgefuse bench: {_esc(label)}</h1>", f'<p class="meta">{_esc(headline(report))}</p>']
-    data = report.get("data") or {}
+    data = rec.data
     if data.get("synthetic"):
         body.append(f'<p class="banner">{_esc(data.get("note", "SYNTHETIC pairs"))}</p>')
-    rows = [[summary(t)[key] for key, _ in COLUMNS] for t in report["targets"]]
+    rows = [[summary(t)[key] for key, _ in COLUMNS] for t in rec.targets]  # summary reads the JSON objects
     classes = ["", "", *["n"] * 10, "status"]
     body += ["<h2>Summary</h2>", table([title for _, title in COLUMNS], rows, classes)]
-    body += _plots([(t["id"], t) for t in report["targets"]])
+    body += _plots([(t.id, t) for t in rec.target_records()])
     head, mrows = metric_rows(report)
     if mrows:
         body.append(table(head, mrows, ["", *["n"] * (len(head) - 1)]))
@@ -156,9 +159,9 @@ def report_html(report: dict[str, Any], panels: dict[str, Any] | None = None) ->
 
 
 def _details(report: dict[str, Any]) -> list[str]:
-
+    rec = Report.from_dict(report)
     out = []
-    pipe = report.get("pipeline") or {}
+    pipe = rec.pipeline
     stages = [s for s in ("decode", "resize", "layout", "postprocess") if s in pipe]
     if stages:
         out += [
@@ -184,7 +187,7 @@ def _details(report: dict[str, Any]) -> list[str]:
     skipped = grouped_skips(report)
     if skipped:
         out += ["<h2>Not benchmarked here</h2><ul>", *(f"<li>{_esc(s)}</li>" for s in skipped), "</ul>"]
-    out += ["<h2>Notes</h2><ul>", *(f"<li>{_esc(n)}</li>" for n in report.get("notes", [])), "</ul>"]
+    out += ["<h2>Notes</h2><ul>", *(f"<li>{_esc(n)}</li>" for n in rec.notes), "</ul>"]
     out += _lines_html(environment_lines(report))
     return out
 
@@ -251,9 +254,9 @@ def merged_html(merged: dict[str, Any]) -> str:
         ),
     ]
     pairs = [
-        (f"{label}: {t['id']}", t)
+        (f"{label}: {t.id}", t)
         for label, r in zip(labels, merged["reports"], strict=True)
-        for t in r["targets"]
+        for t in Report.from_dict(r).target_records()
     ]
     body += _plots(pairs)
     return _page("edgefuse bench: cross-device comparison", body)

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgefuse.bench.records import Report, Status
 from edgefuse.bench.report import COLUMNS, METRIC_ORDER, _md_table, fmt, grouped_skips, headline, num, summary
 
 
 def metric_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Signed relative change (%) of each fusion metric, artifact vs reference, one row per target."""
-    names = [m for m in METRIC_ORDER if any(m in (t.get("metrics") or {}) for t in report["targets"])]
+    targets = Report.from_dict(report).target_records()
+    names = [m for m in METRIC_ORDER if any(m in (t.metrics or {}) for t in targets)]
     rows = []
-    for t in report["targets"]:
-        metrics = t.get("metrics") or {}
+    for t in targets:
+        metrics = t.metrics or {}
         if metrics:
-            rows.append([t["id"], *(_pct(metrics.get(m, {}).get("change_pct")) for m in names)])
+            rows.append([t.id, *(_pct(metrics.get(m, {}).get("change_pct")) for m in names)])
     return ["target", *[f"{m}{'' if m != 'Nabf' else ' (not gated)'}" for m in names]], rows
 
 
@@ -25,19 +27,20 @@ def _pct(x: Any) -> str:
 
 
 def details(report: dict[str, Any]) -> list[str]:
+    rec = Report.from_dict(report)
     lines: list[str] = []
     head, rows = metric_rows(report)
     if rows:
         lines += ["", "## Fusion metrics: signed change vs the fp32 reference (mean over pairs)", ""]
         lines += _md_table(head, rows)
-        ref_row = next((t for t in report["targets"] if t.get("metrics")), None)
-        if ref_row:
-            m = ref_row["metrics"]
+        ref_row = next((t for t in rec.target_records() if t.metrics), None)
+        if ref_row and ref_row.metrics:
+            m = ref_row.metrics
             lines += [
                 "",
                 "Reference values: " + ", ".join(f"{k} {fmt(v.get('reference'), 3)}" for k, v in m.items()),
             ]
-    pipe = report.get("pipeline") or {}
+    pipe = rec.pipeline
     if pipe:
         lines += [
             "",
@@ -64,21 +67,22 @@ def details(report: dict[str, Any]) -> list[str]:
             "layout: HWC -> NCHW alone; postprocess: fused float -> uint8 HWC.",
         ]
     lines += check_lines(report)
-    skipped = report.get("skipped") or []
-    not_run = [t for t in report["targets"] if t.get("status") != "ok"]
+    skipped = rec.skipped
+    not_run = [t for t in rec.target_records() if t.status != Status.OK]
     if skipped or not_run:
         lines += ["", "## Not benchmarked here", ""]
         lines += [f"- {line}" for line in grouped_skips(report)]
-    lines += ["", "## Notes", ""] + [f"- {n}" for n in report.get("notes", [])]
+    lines += ["", "## Notes", ""] + [f"- {n}" for n in rec.notes]
     lines += environment_lines(report)
     return lines
 
 
 def check_lines(report: dict[str, Any]) -> list[str]:
-    check = report.get("check") or {}
+    rec = Report.from_dict(report)
+    check = rec.check or {}
     lines = ["", "## Budgets", ""]
     lines.append(f"Latency budgets: {check.get('latency_rule', '-')}.")
-    notes = [n for t in report["targets"] for n in (t.get("check") or {}).get("notes", [])]
+    notes = [n for t in rec.target_records() for n in (t.check or {}).get("notes", [])]
     applied = [n for n in notes if n.startswith("latency budget applied")]
     budgets = [n for n in notes if n.startswith("latency budget")]
     if budgets:
@@ -91,7 +95,7 @@ def check_lines(report: dict[str, Any]) -> list[str]:
     misses = check.get("misses") or []
     lines.append("All budgets met." if not misses else f"{len(misses)} budget miss(es):")
     lines += [f"- {m}" for m in misses]
-    gate = report.get("regression")
+    gate = rec.regression
     if gate:
         lines += [
             "",
@@ -119,7 +123,8 @@ def check_lines(report: dict[str, Any]) -> list[str]:
 
 
 def environment_lines(report: dict[str, Any]) -> list[str]:
-    env = report["environment"]
+    rec = Report.from_dict(report)
+    env = rec.environment
     cpu = env.get("cpu") or {}
     lines = ["", "## Environment", ""]
     lines.append(
@@ -139,16 +144,17 @@ def environment_lines(report: dict[str, Any]) -> list[str]:
             for k, v in backends.items()
         )
     )
-    ck = report.get("checkpoint") or {}
+    ck = rec.checkpoint
     lines.append(f"- checkpoint: {ck.get('path')} (weights sha256 {str(ck.get('weights_sha256', ''))[:12]}…)")
-    lines.append(f"- command: `{report.get('command', '')}`")
+    lines.append(f"- command: `{rec.command}`")
     return lines
 
 
 def to_markdown(report: dict[str, Any]) -> str:
-
-    lines = [f"# edgefuse bench: {report['environment'].get('label', '?')}", "", headline(report), ""]
-    rows = [[summary(t)[key] for key, _ in COLUMNS] for t in report["targets"]]
+    """The report as Markdown; :class:`~edgefuse.errors.DataError` when it is malformed."""
+    rec = Report.from_dict(report)
+    lines = [f"# edgefuse bench: {rec.environment.get('label', '?')}", "", headline(report), ""]
+    rows = [[summary(t)[key] for key, _ in COLUMNS] for t in rec.targets]  # summary reads the JSON objects
     lines += _md_table([title for _, title in COLUMNS], rows)
     lines += details(report)
     return "\n".join(lines) + "\n"

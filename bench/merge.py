@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgefuse.bench.records import MERGED_SCHEMA, SCHEMA_VERSION
+from edgefuse.bench.records import MERGED_SCHEMA, SCHEMA_VERSION, Report, TargetRecord
 from edgefuse.bench.report import _md_table, created_now, fmt, load_report, num
 from edgefuse.errors import DataError
 
@@ -19,40 +19,42 @@ def merge(paths: list[Path]) -> dict[str, Any]:
     if len(paths) < 1:
         raise DataError("report merge needs at least one report")
     reports = [load_report(p) for p in paths]
+    recs = [Report.from_dict(r) for r in reports]
     labels: list[str] = []
-    for r in reports:
-        label = str(r["environment"].get("label") or "?")
+    for r in recs:
+        label = str(r.environment.get("label") or "?")
         n, base = 2, label
         while label in labels:
             label, n = f"{base} #{n}", n + 1
         labels.append(label)
     hosts = []
-    for path, label, r in zip(paths, labels, reports, strict=True):
-        env, s = r["environment"], r["settings"]
+    for path, label, r in zip(paths, labels, recs, strict=True):
+        env, s = r.environment, r.settings
         hosts.append(
             {
                 "label": label,
                 "file": str(path),
-                "created": r.get("created"),
+                "created": r.created or None,  # left out of the report: null, as before
                 "device": s.get("device"),
                 "size": s.get("size"),
                 "threads": s.get("threads"),
                 "cpu": (env.get("cpu") or {}).get("model"),
                 "gpus": [g.get("name") for g in env.get("gpus") or []],
-                "pairs": (r.get("data") or {}).get("pairs"),
-                "synthetic": bool((r.get("data") or {}).get("synthetic")),
-                "edgefuse": r.get("edgefuse_version"),
-                "wall_seconds": r.get("wall_seconds"),
+                "pairs": r.data.get("pairs"),
+                "synthetic": bool(r.data.get("synthetic")),
+                "edgefuse": r.edgefuse_version or None,
+                "wall_seconds": r.wall_seconds,
             }
         )
+    targets = [r.target_records() for r in recs]
     ids: list[str] = []
-    for r in reports:
-        ids += [t["id"] for t in r["targets"] if t["id"] not in ids]
+    for records in targets:
+        ids += [t.id for t in records if t.id not in ids]
     rows = []
     for tid in ids:
         cells = {}
-        for label, r in zip(labels, reports, strict=True):
-            t = next((x for x in r["targets"] if x["id"] == tid), None)
+        for label, records in zip(labels, targets, strict=True):
+            t = next((x for x in records if x.id == tid), None)
             cells[label] = None if t is None else _cell(t)
         rows.append({"id": tid, "cells": cells})
     return {
@@ -65,19 +67,19 @@ def merge(paths: list[Path]) -> dict[str, Any]:
     }
 
 
-def _cell(t: dict[str, Any]) -> dict[str, Any]:
-    lat = t.get("latency") or {}
-    drift = (t.get("drift") or {}).get("drift") or {}
+def _cell(t: TargetRecord) -> dict[str, Any]:
+    lat = t.latency or {}
+    drift = (t.drift or {}).get("drift") or {}
     return {
-        "backend": t.get("backend"),
-        "precision": t.get("precision"),
-        "batch": t.get("batch", 1),
-        "status": t.get("status"),
-        "check": (t.get("check") or {}).get("status"),
+        "backend": t.backend,
+        "precision": t.precision,
+        "batch": t.batch,
+        "status": t.status,
+        "check": (t.check or {}).get("status"),
         "p50": lat.get("p50"),
         "p99": lat.get("p99"),
         "fps": lat.get("fps"),
-        "ratio": (t.get("ratio_to_reference") or {}).get("median"),
+        "ratio": (t.ratio_to_reference or {}).get("median"),
         "psnr_min": drift.get("psnr_min"),
         "max_abs": drift.get("max_abs"),
     }

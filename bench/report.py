@@ -14,7 +14,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgefuse.bench.records import SCHEMA, SCHEMA_VERSION, TargetRecord
+from edgefuse.bench.records import _NUMBERS, SCHEMA, SCHEMA_VERSION, TargetRecord, _is_number, body_problem
 from edgefuse.errors import DataError
 from edgefuse.io import atomic_write_text, dumps_strict
 
@@ -100,119 +100,6 @@ def load_report(path: str | Path, schema: str = SCHEMA) -> dict[str, Any]:
     if problem:  # found now, not after a whole benchmark run that then cannot compare against it
         raise DataError(f"{path}: malformed report: {problem}")
     return data
-
-
-_TABLES = ("latency", "ratio_to_reference", "drift", "artifact", "memory", "check", "profile", "budgets",
-           "warmup", "metrics")  # fmt: skip
-_NUMBERS = ("p50", "p99", "p90", "mean", "min", "max", "fps", "n", "std", "median", "noise_pct")
-
-
-def _is_number(x: Any) -> bool:
-    return (
-        x is None or (isinstance(x, int | float) and not isinstance(x, bool)) or x in ("inf", "-inf", "nan")
-    )
-
-
-def _target_problem(i: int, t: Any) -> str:
-    if not isinstance(t, dict):
-        return f"targets[{i}] is not an object"
-    for key in ("id", "kind", "status"):
-        if not isinstance(t.get(key), str) or not t.get(key):
-            return f"targets[{i}].{key} must be a non-empty string"
-    for key in _TABLES:
-        if t.get(key) is not None and not isinstance(t[key], dict):
-            return f"targets[{i}].{key} must be an object"
-    for table in ("latency", "ratio_to_reference"):
-        values = t.get(table) or {}
-        for key in _NUMBERS:
-            if key in values and not _is_number(values[key]):
-                return f"targets[{i}].{table}.{key} must be a number"
-        for key in ("round_p50", "samples", "rounds"):
-            if key in values and not (
-                isinstance(values[key], list)
-                and all(
-                    isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
-                    for v in values[key]
-                )
-            ):
-                return f"targets[{i}].{table}.{key} must be a list of finite numbers >= 0"
-    drift = t.get("drift") or {}
-    for key in ("drift", "metric_change_pct", "budget"):
-        if drift.get(key) is not None and not isinstance(drift[key], dict):
-            return f"targets[{i}].drift.{key} must be an object"
-        if any(not _is_number(v) for v in (drift.get(key) or {}).values()):
-            return f"targets[{i}].drift.{key} must hold numbers"
-    if drift.get("misses") is not None and not _strings(drift["misses"]):
-        return f"targets[{i}].drift.misses must be a list of strings"
-    for name, row in (t.get("metrics") or {}).items():
-        if not isinstance(row, dict) or any(
-            not _is_number(row.get(k)) for k in ("reference", "artifact", "change_pct")
-        ):
-            return f"targets[{i}].metrics.{name} must hold numbers"
-    check = t.get("check") or {}
-    for key in ("misses", "notes"):
-        if key in check and not _strings(check[key]):
-            return f"targets[{i}].check.{key} must be a list of strings"
-    if "notes" in t and not _strings(t["notes"]):
-        return f"targets[{i}].notes must be a list of strings"
-    if not isinstance(t.get("batch", 1), int) or isinstance(t.get("batch", 1), bool):
-        return f"targets[{i}].batch must be an integer"
-    return ""
-
-
-def _strings(x: Any) -> bool:
-    return isinstance(x, list) and all(isinstance(v, str) for v in x)
-
-
-def _environment_problem(env: dict[str, Any]) -> str:
-    for key in ("cpu", "packages", "backends"):
-        if env.get(key) is not None and not isinstance(env[key], dict):
-            return f"environment.{key} must be an object"
-    for key in ("label", "board", "platform", "python"):
-        if env.get(key) is not None and not isinstance(env[key], str):
-            return f"environment.{key} must be a string"
-    if env.get("gpus") is not None and not (
-        isinstance(env["gpus"], list) and all(isinstance(g, dict) for g in env["gpus"])
-    ):
-        return "environment.gpus must be a list of objects"
-    if "flags" in (env.get("cpu") or {}) and not _strings(env["cpu"]["flags"]):
-        return "environment.cpu.flags must be a list of strings"
-    if any(not isinstance(v, dict) for v in (env.get("backends") or {}).values()):
-        return "environment.backends must map names to objects"
-    return ""
-
-
-def body_problem(data: dict[str, Any]) -> str:
-    """What is wrong with a bench report's body ("" when nothing): every field the gates and renderers
-    read has the type they expect."""
-    for key in ("environment", "settings"):
-        if not isinstance(data.get(key), dict):
-            return f"{key} must be an object"
-    problem = _environment_problem(data["environment"])
-    if problem:
-        return problem
-    for key in ("data", "checkpoint", "pipeline", "check", "regression", "phase_seconds"):
-        if data.get(key) is not None and not isinstance(data[key], dict):
-            return f"{key} must be an object"
-    if "notes" in data and not _strings(data["notes"]):
-        return "notes must be a list of strings"
-    skipped = data.get("skipped", [])
-    if not isinstance(skipped, list) or not all(
-        isinstance(s, dict) and isinstance(s.get("id"), str) and isinstance(s.get("reason"), str)
-        for s in skipped
-    ):
-        return "skipped must be a list of {id, reason} strings"
-    settings = data["settings"]
-    if "requested" in settings and not _strings(settings["requested"]):
-        return "settings.requested must be a list of strings"
-    for i, t in enumerate(data["targets"]):
-        problem = _target_problem(i, t)
-        if problem:
-            return problem
-    ids = [t["id"] for t in data["targets"]]
-    if len(set(ids)) != len(ids):
-        return "target ids repeat"
-    return ""
 
 
 def merged_problem(data: dict[str, Any]) -> str:
