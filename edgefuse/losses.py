@@ -14,6 +14,7 @@ _SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]]) 
 
 
 def luminance(rgb: torch.Tensor) -> torch.Tensor:
+    """BT.601 luminance of N×3×H×W (any range) -> N×1×H×W."""
     w = torch.tensor(BT601, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
     return (rgb * w).sum(dim=1, keepdim=True)
 

@@ -8,7 +8,6 @@ import copy
 import math
 import os
 import random
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -22,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from edgefuse.checkpoint import save_checkpoint
 from edgefuse.errors import CheckpointError
+from edgefuse.io import atomic_path
 from edgefuse.model import FusionProxy
 
 LossFn = Callable[[torch.nn.Module, dict[str, Any]], tuple[torch.Tensor, dict[str, float]]]
@@ -58,14 +58,8 @@ def world_size() -> int:
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, mode=None) as tmp:  # mode None: the state file stays private (0600)
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 class Trainer:

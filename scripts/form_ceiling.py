@@ -61,13 +61,13 @@ def fit(
 
 def constructive(y: torch.Tensor, t: torch.Tensor, em: object) -> dict[str, torch.Tensor]:
     """The salience target's own weight w, averaged to 1/4 resolution, as each form's coefficients."""
-    from edgefuse.teacher.objective import _box
+    from edgefuse.teacher.objective import box_blur
 
     h, w = y.shape[-2:]
     hp, wp = (h + 15) // 16 * 16, (w + 15) // 16 * 16
     yp = F.pad(y, (0, wp - w, 0, hp - h), mode="replicate")
     tp = F.pad(t, (0, wp - w, 0, hp - h), mode="replicate")
-    weight = torch.sigmoid((_box(tp * 2 - 1, em.blur) - _box(yp * 2 - 1, em.blur)) / em.softness)  # type: ignore[attr-defined]
+    weight = torch.sigmoid((box_blur(tp * 2 - 1, em.blur) - box_blur(yp * 2 - 1, em.blur)) / em.softness)  # type: ignore[attr-defined]
     wq = F.avg_pool2d(weight, 4).clamp(1e-4, 1 - 1e-4)
 
     def up(m: torch.Tensor) -> torch.Tensor:

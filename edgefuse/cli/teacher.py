@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from edgefuse.cli._common import cli_command, console
 from edgefuse.teacher.settings import Objective
+
+if TYPE_CHECKING:
+    from edgefuse.teacher.ddfm import SamplerConfig
 
 app = typer.Typer(
     help="Diffusion teacher: train-prior, sample (K-sample ensemble cache), import.", no_args_is_help=True
@@ -203,14 +206,12 @@ def sample(
             path, meta = done
             per = meta["seconds_per_pair"]
             per_s = f", {per:.2f} s per pair" if per else ""
-            console.print(
-                f"[green]wrote[/] {path} ({len(meta.get('pairs', [])) or total} pairs, K={k}{per_s})"
-            )
+            console.print(f"[green]wrote[/] {path} ({total} pairs, K={k}{per_s})")
     finally:
         shutdown_distributed()
 
 
-def _sampler_config(path: Path, max_batch: int):  # type: ignore[no-untyped-def]
+def _sampler_config(path: Path, max_batch: int) -> SamplerConfig:
     from edgefuse.errors import DataError
     from edgefuse.teacher.ddfm import SamplerConfig
 

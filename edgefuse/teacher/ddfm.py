@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 import torch.nn.functional as F
 
-from edgefuse.color import BT601
+from edgefuse.losses import luminance
 from edgefuse.teacher.objective import EMConfig, Objective, em_likelihood, fusion_targets
 
 if TYPE_CHECKING:
@@ -30,10 +30,7 @@ __all__ = ["EMConfig", "Objective", "SamplerConfig", "luma", "sample_fusion", "w
 # --- colour -------------------------------------------------------------------------------------------------
 
 
-def luma(rgb: torch.Tensor) -> torch.Tensor:
-    """BT.601 luminance of N×3×H×W (any range) -> N×1×H×W."""
-    w = torch.tensor(BT601, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
-    return (rgb * w).sum(dim=1, keepdim=True)
+luma = luminance  # BT.601 luminance of N×3×H×W (any range) -> N×1×H×W, the losses' own
 
 
 def with_visible_chroma(y: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:

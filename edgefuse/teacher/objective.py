@@ -76,7 +76,7 @@ def solve_quadratic(rhs: torch.Tensor, a: float, b: float) -> torch.Tensor:
     return torch.fft.irfft2(torch.fft.rfft2(rhs.float()) / denom, s=(h, w)).to(rhs.dtype)
 
 
-def _box(x: torch.Tensor, r: int) -> torch.Tensor:
+def box_blur(x: torch.Tensor, r: int) -> torch.Tensor:
     if r <= 0:
         return x
     return F.avg_pool2d(F.pad(x, (r, r, r, r), mode="replicate"), 2 * r + 1, stride=1)
@@ -102,7 +102,7 @@ def fusion_targets(
         shape = (n, 1, *thermal.shape[-2:])
         return Targets(thermal.expand(shape), gh.expand(shape), gv.expand(shape), phi)
     w = torch.sigmoid(
-        (_box(thermal, cfg.blur) - _box(visible_y, cfg.blur) + off.view(n, 1, 1, 1)) / cfg.softness
+        (box_blur(thermal, cfg.blur) - box_blur(visible_y, cfg.blur) + off.view(n, 1, 1, 1)) / cfg.softness
     )
     intensity = w * thermal + (1.0 - w) * visible_y
     ih, iv = grad(thermal)

@@ -26,7 +26,7 @@ import torch
 from edgefuse._optional import require
 from edgefuse.color import BT601, BT601_F32
 from edgefuse.errors import CheckpointError, DataError
-from edgefuse.io import sha256_path
+from edgefuse.io import atomic_path, sha256_path
 
 PRIOR_META = "edgefuse_prior.json"
 
@@ -164,9 +164,8 @@ def train_prior(
             "rng": json.dumps(rng.bit_generator.state),
             "torch_rng": torch.get_rng_state(),
         }
-        tmp = state_path.with_name(state_path.name + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, state_path)
+        with atomic_path(state_path, mode=None) as tmp:
+            torch.save(state, tmp)
 
     t0 = last_save = time.perf_counter()
     start_step = step
