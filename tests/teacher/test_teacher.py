@@ -251,6 +251,32 @@ def test_train_prior_cli_writes_a_diffusers_directory(tiny_pairs: Path, tmp_path
 
 
 @pytest.mark.teacher
+def test_train_prior_resumes_where_a_time_limited_call_stopped(tiny_pairs: Path, tmp_path: Path) -> None:
+    """A call cut by --minutes leaves a state file; --resume finishes the same schedule, as one run would."""
+    from diffusers import UNet2DModel
+
+    from edgefuse.teacher.prior import PRIOR_META
+
+    base = ["teacher", "train-prior", "--data", str(tiny_pairs), "--crop", "16", "--channels", "8,16"]
+    base += ["--layers-per-block", "1", "--steps", "6", "--batch-size", "2"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert runner.invoke(app, [*base, "-o", str(whole)]).exit_code == 0
+    res = runner.invoke(app, [*base, "-o", str(cut), "--minutes", "1e-6"])  # budget spent after one step
+    assert res.exit_code == 0, res.output
+    meta = json.loads((cut / PRIOR_META).read_text())
+    assert meta["steps"] == 1 and not meta["complete"]
+    assert Path(str(cut) + ".state.pt").is_file()
+    res = runner.invoke(app, [*base, "-o", str(cut), "--resume"])
+    assert res.exit_code == 0, res.output
+    meta = json.loads((cut / PRIOR_META).read_text())
+    assert meta["steps"] == 6 and meta["complete"]
+    assert not Path(str(cut) + ".state.pt").exists()
+    a = UNet2DModel.from_pretrained(whole / "unet").state_dict()
+    b = UNet2DModel.from_pretrained(cut / "unet").state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)  # same data, noise, optimiser and EMA
+
+
+@pytest.mark.teacher
 def test_sample_cli_writes_a_cache_that_matches_the_data(
     tiny_prior: Path, tiny_pairs: Path, tmp_path: Path
 ) -> None:
