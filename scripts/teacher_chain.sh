@@ -40,13 +40,13 @@ PRIOR_LR=${PRIOR_LR:-5e-4}
 OBJECTIVE_JSON=${OBJECTIVE_JSON:-docs/results/teacher_tuning_objective.json}
 TUNE_LIMIT=${TUNE_LIMIT:-0}
 TUNE_GRID=${TUNE_GRID:-full}
-K=${K:-8}
+K=${K:-6}
 SUBSET=${SUBSET:-0}  # >0: only the first N RoadScene pairs (symlinked into $WORK/data_rs), for tiny checks
 LLVIP_LIMIT=${LLVIP_LIMIT:-0}
 # students (same size, recipe and budget for every row)
 SIZE=${SIZE:-s}
-FORM=${FORM:---select}  # the student form with full-resolution source selection (--no-select: the first form)
-EPOCHS=${EPOCHS:-10}
+FORM=${FORM:---no-select}  # today's form (--select: the opt-in full-resolution selection, 1.5x slower on CPU int8)
+EPOCHS=${EPOCHS:-15}
 REPEAT=${REPEAT:-8}
 CROP=${CROP:-256}
 BATCH=${BATCH:-16}
