@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         prior = Prior.load(args.prior, device=args.device, precision="bf16")
         configs = []
         grid = (
-            itertools.product((0.0, 5.0, 20.0, 80.0), (0.0, 0.5, 1.0), (0.05, 0.15), (10,))
+            itertools.product((0.0, 0.5, 1.0, 2.0, 5.0), (0.0, 0.5, 1.0), (0.1,), (10,))
             if args.grid == "full"
             else itertools.product((0.0, 5.0), (0.5,), (0.1,), (2,))
         )

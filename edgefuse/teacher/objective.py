@@ -20,8 +20,9 @@ Solved by EM on a half-quadratic split (u ≈ f for the data term, g ≈ ∇f fo
 Each Laplacian is a Gaussian scale mixture; the E-step replaces it by the expected precision at the current
 estimate (c = 1/|u − t|, d = φ/|g − G|, smoothed by ε), the M-step minimises the resulting quadratic: u and g
 pixel-wise in closed form, f from ((β + μ)·I + β·∇ᵀ∇) f = β u + μ f̂ + β ∇ᵀg exactly with FFTs (periodic
-boundary; the sampler reflect-pads). As in DDFM, the split variables start from the prior's estimate f̂ at
-every diffusion step, so the E-step sees what the prior proposes.
+boundary; the sampler reflect-pads). Unlike DDFM, at every diffusion step the split variables restart from the intensity target and the prior's estimate f̂ enters through
+μ: μ = 0 gives the objective's solution whatever the prior proposes, μ → ∞ the prior's estimate, and between
+the two f is pulled towards f̂ by about μ/(β + μ).
 
 Ensemble diversity: sample k may use its own salience offset δ_k and gradient weight φ·exp(s_k) (``jitter``,
 ``phi_jitter``), so samples disagree exactly where the sources' salience is ambiguous or where keeping an
@@ -136,14 +137,17 @@ def em_likelihood(
 ) -> torch.Tensor:
     """Correct the prior's clean estimate ``f_prior`` (N×1×H×W, [-1, 1]) by EM steps on the objective.
 
-    The split variables start at the prior's estimate (u = f̂, g = ∇f̂), DDFM's way of letting every E-step see
-    what the prior proposes. ``iters`` overrides ``cfg.iters`` (the likelihood-only solve runs many).
+    The split variables start at the intensity target (u = t, g = ∇t); the prior's estimate enters through μ.
+    ``iters`` overrides ``cfg.iters`` (the likelihood-only solve runs many).
     """
     f_hat = f_prior.float()
     t, th, tv, phi = targets
     beta, mu, eps = float(cfg.split), float(cfg.prior_weight), float(cfg.eps)
-    u = f_hat
-    gh, gv = grad(f_hat)
+    # The split variables start at the objective's own targets: the prior enters only through μ. (Starting
+    # them at f̂, as DDFM does, left a weak L1 pull of β/(c + β) per iteration, so 3 iterations per step kept
+    # the prior's guess almost unchanged: on GPU that ensemble scored VIF 0.03 against the objective's 0.87.)
+    u = t
+    gh, gv = grad(t)  # consistent with u: with φ = 0 and μ = 0 the first M-step returns t exactly
     f = f_hat
     for _ in range(cfg.iters if iters is None else iters):
         c = 1.0 / torch.sqrt((u - t) ** 2 + eps**2)
