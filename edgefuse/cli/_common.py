@@ -46,6 +46,8 @@ RepeatOpt = Annotated[int, typer.Option(min=1, help="Random crops per pair per e
 LrOpt = Annotated[float, typer.Option(min=0.0)]
 ValFractionOpt = Annotated[float, typer.Option(min=0.0, max=0.9, help="Held-out pairs (by stem hash).")]
 SeedOpt = Annotated[int, typer.Option()]
+# The split has its own seed so that students of several seeds are scored on the same held-out pairs.
+SplitSeedOpt = Annotated[int, typer.Option(help="Seed of the train/val split (independent of --seed).")]
 WorkersOpt = Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")]
 ResumeOpt = Annotated[bool, typer.Option(help="Continue from OUT.state.pt.")]
 

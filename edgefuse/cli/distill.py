@@ -16,6 +16,7 @@ from edgefuse.cli._common import (
     RepeatOpt,
     ResumeOpt,
     SeedOpt,
+    SplitSeedOpt,
     SelectOpt,
     SizeOpt,
     ValFractionOpt,
@@ -58,6 +59,7 @@ def distill(
     lr: LrOpt = 2e-3,
     val_fraction: ValFractionOpt = 0.2,
     seed: SeedOpt = 0,
+    split_seed: SplitSeedOpt = 0,
     device: Annotated[str, typer.Option(help="cpu or cuda (under torchrun: one GPU per process).")] = "cpu",
     workers: WorkersOpt = 2,
     resume: ResumeOpt = False,
@@ -86,7 +88,7 @@ def distill(
     # every input check happens before a process group or a model exists
     source = find_pairs(data)
     teacher = TeacherCache(cache)
-    train_idx, val_split = split_indices(source.pairs, val_fraction=val_fraction, seed=seed)
+    train_idx, val_split = split_indices(source.pairs, val_fraction=val_fraction, seed=split_seed)
     train_stems = [source.pairs[i].stem for i in train_idx]
     val_stems = [source.pairs[i].stem for i in val_split]
     val_idx = [i for i in val_split if source.pairs[i].stem in teacher.pairs]

@@ -15,6 +15,7 @@ from edgefuse.cli._common import (
     RepeatOpt,
     ResumeOpt,
     SeedOpt,
+    SplitSeedOpt,
     SelectOpt,
     SizeOpt,
     ValFractionOpt,
@@ -43,6 +44,7 @@ def train(
     w_gradient: Annotated[float, typer.Option(help="Weight of the max-gradient term.")] = 5.0,
     w_ssim: Annotated[float, typer.Option(help="Weight of the SSIM term.")] = 1.0,
     seed: SeedOpt = 0,
+    split_seed: SplitSeedOpt = 0,
     device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
     workers: WorkersOpt = 2,
     synthetic_pairs: Annotated[int, typer.Option(min=2, help="Pairs generated when --data is absent.")] = 16,
@@ -70,7 +72,7 @@ def train(
     seed_everything(seed)
     source = open_pairs(data, n=synthetic_pairs, seed=seed)
     warn_unpaired(source)
-    train_idx, val_idx = split_indices(source.pairs, val_fraction=val_fraction, seed=seed)
+    train_idx, val_idx = split_indices(source.pairs, val_fraction=val_fraction, seed=split_seed)
     # each pair listed `repeat` times: more random crops per epoch from a small real set
     train_set = FusionDataset(source, train_idx * repeat, crop=crop, train=True, seed=seed, cache=True)
     val_set = FusionDataset(source, val_idx, crop=crop, train=False, seed=seed)
