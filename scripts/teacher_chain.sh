@@ -160,7 +160,8 @@ if has ablation; then
     for f in "$WORK"/students/*.safetensors; do k=$(basename "$f" .safetensors); ABL+=(--student "$k=$f"); done
     run ablation python scripts/ablation.py "${ABL[@]}"
     cat "$OUT/ablation.md" >>"$LOG"
-    tar -cf "$OUT/students.tar" -C "$WORK" students logs
+    # weights only (the .state.pt resume files are 4x larger) and log tails: what a device's $OUT can carry back
+    (cd "$WORK" && tar -czf "$OUT/students.tgz" students/*.safetensors && tail -c 3000 logs/*.log >"$OUT/logs_tail.txt")
 fi
 
 if has speed; then

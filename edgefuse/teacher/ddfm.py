@@ -114,6 +114,10 @@ def _ddim_loop(
     gens: list[torch.Generator],
     cfg: SamplerConfig,
 ) -> torch.Tensor:
+    if cfg.em.prior_weight == 0:
+        # μ = 0: the likelihood step ignores the prior's estimate (objective.em_likelihood), so no DDIM step
+        # can change x0c: skip the UNet. Same samples (the jitter is drawn before this), ~100x less time.
+        return em_likelihood(x, targets, cfg.em)
     sched = prior.ddim_scheduler()
     sched.set_timesteps(cfg.steps, device=x.device)
     alphas = sched.alphas_cumprod.to(x.device)

@@ -20,9 +20,10 @@ Solved by EM on a half-quadratic split (u ≈ f for the data term, g ≈ ∇f fo
 Each Laplacian is a Gaussian scale mixture; the E-step replaces it by the expected precision at the current
 estimate (c = 1/|u − t|, d = φ/|g − G|, smoothed by ε), the M-step minimises the resulting quadratic: u and g
 pixel-wise in closed form, f from ((β + μ)·I + β·∇ᵀ∇) f = β u + μ f̂ + β ∇ᵀg exactly with FFTs (periodic
-boundary; the sampler reflect-pads). Unlike DDFM, at every diffusion step the split variables restart from the intensity target and the prior's estimate f̂ enters through
-μ: μ = 0 gives the objective's solution whatever the prior proposes, μ → ∞ the prior's estimate, and between
-the two f is pulled towards f̂ by about μ/(β + μ).
+boundary; the sampler reflect-pads). Unlike DDFM, at every diffusion step the split variables restart from
+the intensity target and the prior's estimate f̂ enters through μ only: μ = 0 gives the objective's solution
+whatever the prior proposes (the sampler then skips the UNet), μ → ∞ the prior's estimate, and in between f
+is pulled towards f̂ by about μ/(β + μ).
 
 Ensemble diversity: sample k may use its own salience offset δ_k and gradient weight φ·exp(s_k) (``jitter``,
 ``phi_jitter``), so samples disagree exactly where the sources' salience is ambiguous or where keeping an
