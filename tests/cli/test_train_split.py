@@ -1,0 +1,43 @@
+"""Students of several seeds must be scored on the same held-out pairs: the split has its own seed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from edgefuse.checkpoint import load_model
+from edgefuse.cli import app
+from edgefuse.data import find_pairs, split_indices
+
+
+def _train(pairs: Path, out: Path, *extra: str) -> dict:
+    args = [
+        "train",
+        "--data",
+        str(pairs),
+        "-o",
+        str(out),
+        "--epochs",
+        "1",
+        "--crop",
+        "32",
+        "--batch-size",
+        "2",
+    ]
+    args += ["--val-fraction", "0.5", "--workers", "0", *extra]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    return load_model(out).info.provenance
+
+
+def test_training_seed_does_not_move_the_validation_split(tiny_pairs: Path, tmp_path: Path) -> None:
+    stems = [p.stem for p in find_pairs(tiny_pairs).pairs]
+    expected = {
+        s: [stems[i] for i in split_indices(find_pairs(tiny_pairs).pairs, 0.5, seed=s)[1]] for s in (0, 1)
+    }
+    p0 = _train(tiny_pairs, tmp_path / "s0.safetensors", "--seed", "0")
+    p1 = _train(tiny_pairs, tmp_path / "s1.safetensors", "--seed", "1")
+    assert p0["val_pairs"] == p1["val_pairs"] == expected[0]
+    p2 = _train(tiny_pairs, tmp_path / "split1.safetensors", "--seed", "0", "--split-seed", "1")
+    assert p2["val_pairs"] == expected[1]
