@@ -1,17 +1,13 @@
-"""The ablation's seed table and the issue's verdicts, from scored students and the teacher's rows.
+"""The issue's verdicts on the ablation: seed spreads and yes/no checks, from ``scripts/ablation.py``'s JSON.
 
-Inputs: ``--eval`` the JSON of ``scripts/evaluate_students.py`` (students ``<row>_s<seed>`` plus ``ref``,
-scored on RoadScene's validation split and the LLVIP pairs) and ``--ablation`` the JSON of
-``scripts/ablation.py`` (teacher rows (e) and (f), ensemble spread, Spearman ρ, timing). Output: a Markdown
-table of mean ± std over seeds (std with ddof 1) and the checks of the issue, each a plain yes/no with its
-numbers:
+The ablation already aggregates every row over its seeds (mean, std with ddof 1); this script compares rows:
 
-- the teacher's mean beats the teacher-free baseline on VIF and Qabf with SSIM at most 0.02 lower;
+- the teacher's mean (e) beats the bundled teacher-free student on VIF and Qabf with SSIM at most 0.02 lower;
 - (d) beats (a) on VIF and Qabf by more than the seed spread (the larger std of the two rows), SSIM
   within 0.01;
 - weighting (c vs b) and routing (d vs c): a difference inside the spread is "no difference".
 
-    python scripts/seed_table.py --eval runs/eval_seeds.json --ablation docs/results/ablation.json \
+    python scripts/seed_table.py --ablation docs/results/ablation.json \
         --md docs/results/ablation_seeds.md --json docs/results/ablation_seeds.json
 """
 
@@ -22,8 +18,6 @@ import json
 import sys
 from typing import Any
 
-import numpy as np
-
 ROWS = {
     "a": "(a) teacher-free baseline (train)",
     "b": "(b) distil: uniform pixels, no routing",
@@ -31,23 +25,6 @@ ROWS = {
     "d": "(d) + routed feature alignment (full method)",
 }
 SHOWN = ("EN", "SD", "SF", "MI", "SCD", "VIF", "Qabf", "SSIM")
-SETS = {"roadscene_val": "roadscene_val", "llvip_sample": "llvip"}  # evaluate_students key -> ablation key
-
-
-def aggregate(table: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per row: seeds, and mean/std (ddof 1) of every metric over the row's ``<row>_s<seed>`` entries."""
-    out: dict[str, dict[str, Any]] = {}
-    for row in ROWS:
-        keys = sorted(k for k in table if k.startswith(row + "_s"))
-        if not keys:
-            continue
-        entry: dict[str, Any] = {"seeds": [int(k.split("_s")[1]) for k in keys]}
-        for m in table[keys[0]]:
-            vals = np.array([table[k][m] for k in keys], dtype=float)
-            entry[m] = float(vals.mean())
-            entry[m + "_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.0
-        out[row] = entry
-    return out
 
 
 def compare(x: dict[str, Any], y: dict[str, Any], metric: str) -> dict[str, Any]:
@@ -111,7 +88,7 @@ def markdown(report: dict[str, Any]) -> str:
             + " |"
         )
         for row, entry in block["rows"].items():
-            seeds = ",".join(str(s) for s in entry["seeds"])
+            seeds = ",".join(str(s).rsplit("_s", 1)[-1] for s in entry["seeds"])
             lines.append(f"| {ROWS[row]} | {seeds} | " + " | ".join(_cell(entry, m) for m in SHOWN) + " |")
         for key, label in (
             ("teacher_mean", "(e) teacher: ensemble mean"),
@@ -145,38 +122,27 @@ def markdown(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--eval", required=True, help="scripts/evaluate_students.py JSON")
-    ap.add_argument("--ablation", help="scripts/ablation.py JSON (teacher rows e, f)")
+    ap.add_argument("--ablation", required=True, help="scripts/ablation.py JSON")
     ap.add_argument("--md", required=True)
     ap.add_argument("--json", required=True)
     args = ap.parse_args(argv)
-    with open(args.eval) as fh:
-        scored = json.load(fh)
-    abl = None
-    if args.ablation:
-        with open(args.ablation) as fh:
-            abl = json.load(fh)
-    report: dict[str, Any] = {"eval": args.eval, "ablation": args.ablation, "sets": {}}
-    for name, table in scored.items():
-        students = {k: v for k, v in table.items() if k not in ("pairs",)}
-        rows = aggregate(students)
-        teacher = alone = None
-        if abl is not None:
-            key = SETS.get(name, name)
-            by_key = {r["key"]: r for r in abl["rows"]}
-            teacher = by_key.get("e", {}).get(key)
-            alone = by_key.get("f", {}).get(key)
-        block = {
-            "pairs": table.get("pairs")
-            if isinstance(table.get("pairs"), int)
-            else len(table.get("pairs", [])),
-            "ref": students["ref"],
+    with open(args.ablation) as fh:
+        abl = json.load(fh)
+    by_key = {r["key"]: r for r in abl["rows"]}
+    sets = [k for k in ("roadscene_val", "llvip") if k in by_key["ref"]]
+    report: dict[str, Any] = {"ablation": args.ablation, "sets": {}}
+    for name in sets:
+        rows = {k: by_key[k][name] for k in ROWS if k in by_key}
+        teacher = by_key.get("e", {}).get(name)
+        ref = by_key["ref"][name]
+        report["sets"][name] = {
+            "pairs": ref["n"],
+            "ref": ref,
             "rows": rows,
             "teacher_mean": teacher,
-            "objective_alone": alone,
-            "verdicts": verdicts(rows, teacher, students["ref"]),
+            "objective_alone": by_key.get("f", {}).get(name),
+            "verdicts": verdicts(rows, teacher, ref),
         }
-        report["sets"][name] = block
     with open(args.json, "w") as fh:
         json.dump(report, fh, indent=1)
     text = markdown(report)
