@@ -32,10 +32,8 @@ def _train(pairs: Path, out: Path, *extra: str) -> dict:
 
 
 def test_training_seed_does_not_move_the_validation_split(tiny_pairs: Path, tmp_path: Path) -> None:
-    stems = [p.stem for p in find_pairs(tiny_pairs).pairs]
-    expected = {
-        s: [stems[i] for i in split_indices(find_pairs(tiny_pairs).pairs, 0.5, seed=s)[1]] for s in (0, 1)
-    }
+    pairs = find_pairs(tiny_pairs).pairs
+    expected = {s: [pairs[i].stem for i in split_indices(pairs, 0.5, seed=s)[1]] for s in (0, 1)}
     p0 = _train(tiny_pairs, tmp_path / "s0.safetensors", "--seed", "0")
     p1 = _train(tiny_pairs, tmp_path / "s1.safetensors", "--seed", "1")
     assert p0["val_pairs"] == p1["val_pairs"] == expected[0]
