@@ -3,9 +3,12 @@
 Per crop the loss is
 
     L = w_pix · mean_px( w ⊙ mean_c |F − M| ) + w_feat · L_feat + w_ssim · (1 − SSIM(Y_F, Y_M))
-        + w_src · (1 − mean(SSIM(Y_F, Y_V), SSIM(Y_F, T)))
+        + w_src · (1 − mean(SSIM(Y_F, Y_V), SSIM(Y_F, T))) + w_grad · ‖ |∇Y_F| − max(|∇Y_V|, |∇T|) ‖₁
+        + w_int · ‖ Y_F − max(Y_V, T) ‖₁
 
-with F the student output, M the ensemble mean (RGB), and
+with F the student output, M the ensemble mean (RGB); the last three terms are the teacher-free loss's
+(``edgefuse.losses``), kept beside the teacher's as the "hard" loss of classic distillation, because the
+ensemble mean is an L1 solution that carries no edge term of its own; and
 
 - pixel weights ``w = exp(−var / τ) / mean(exp(−var / τ))`` (``variance``; ``uniform``: w = 1), var the
   per-pixel luminance variance of the K samples, τ the temperature (default: the mean variance of the
@@ -49,12 +52,22 @@ class DistillConfig:
     # 1 − mean(SSIM(Y_F, Y_v), SSIM(Y_F, T)): the sources' structure term of the teacher-free loss, kept so
     # that following the teacher's intensities does not cost the local structure of either source
     w_source_ssim: float = 0.5
+    # the teacher-free gradient and intensity terms (edgefuse.losses); chosen on a split of the training
+    # pairs (docs/distillation.md): without the gradient term the student followed the teacher's softer
+    # edges and lost Qabf
+    w_gradient: float = 5.0
+    w_intensity: float = 1.0
 
     def __post_init__(self) -> None:
         if self.pixel_weighting not in PIXEL_WEIGHTINGS:
             raise DataError(f"pixel weighting {self.pixel_weighting!r}: choose {', '.join(PIXEL_WEIGHTINGS)}")
         if self.routing not in ROUTINGS:
             raise DataError(f"routing {self.routing!r}: choose {', '.join(ROUTINGS)}")
+        if (
+            min(self.w_pixel, self.w_feat, self.w_ssim, self.w_source_ssim, self.w_gradient, self.w_intensity)
+            < 0
+        ):
+            raise DataError("loss weights must be ≥ 0")
         if self.tau < 0 or self.tau_feat < 0:
             raise DataError("temperatures must be positive (or 0: automatic)")
 
@@ -123,7 +136,7 @@ class DistillLoss:
         self.cfg, self.tau, self.backbone = cfg, float(tau), backbone
 
     def __call__(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        from edgefuse.losses import ssim
+        from edgefuse.losses import gradient_term, intensity_term, source_ssim_term, ssim
 
         cfg = self.cfg
         fused = model(batch["visible"], batch["thermal"])
@@ -136,10 +149,16 @@ class DistillLoss:
         l_ssim = 1.0 - ssim(yf, luma(mean)).mean()
         loss = cfg.w_pixel * l_pix + cfg.w_ssim * l_ssim
         logs = {"pix": float(l_pix.detach()), "ssim": float(l_ssim.detach())}
-        if cfg.w_source_ssim > 0:
-            l_src = 1.0 - 0.5 * (ssim(yf, luma(batch["visible"])) + ssim(yf, batch["thermal"])).mean()
-            loss = loss + cfg.w_source_ssim * l_src
-            logs["src_ssim"] = float(l_src.detach())
+        yv, thermal = luma(batch["visible"]), batch["thermal"]
+        for name, weight, term in (
+            ("src_ssim", cfg.w_source_ssim, source_ssim_term),
+            ("grad", cfg.w_gradient, gradient_term),
+            ("int", cfg.w_intensity, intensity_term),
+        ):
+            if weight > 0:
+                value = term(yf, yv, thermal)
+                loss = loss + weight * value
+                logs[name] = float(value.detach())
         if cfg.routing != "none" and cfg.w_feat > 0:
             l_feat, route = self._features(fused, batch)
             loss = loss + cfg.w_feat * l_feat

@@ -47,6 +47,21 @@ def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5)
     return s.flatten(1).mean(dim=1)
 
 
+def intensity_term(yf: torch.Tensor, yv: torch.Tensor, thermal: torch.Tensor) -> torch.Tensor:
+    """L1 of the fused luminance towards max(Y_v, T): keep whichever source is brighter (more salient)."""
+    return F.l1_loss(yf, torch.maximum(yv, thermal))
+
+
+def gradient_term(yf: torch.Tensor, yv: torch.Tensor, thermal: torch.Tensor) -> torch.Tensor:
+    """L1 of |∇Y_f| towards max(|∇Y_v|, |∇T|): keep the stronger edge of the two sources."""
+    return F.l1_loss(sobel_magnitude(yf), torch.maximum(sobel_magnitude(yv), sobel_magnitude(thermal)))
+
+
+def source_ssim_term(yf: torch.Tensor, yv: torch.Tensor, thermal: torch.Tensor) -> torch.Tensor:
+    """1 − mean(SSIM(Y_f, Y_v), SSIM(Y_f, T)): the local structure of both sources."""
+    return 1.0 - 0.5 * (ssim(yf, yv) + ssim(yf, thermal)).mean()
+
+
 def fusion_loss(
     fused: torch.Tensor,
     visible: torch.Tensor,
@@ -55,16 +70,11 @@ def fusion_loss(
     w_gradient: float = 5.0,
     w_ssim: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The usual unsupervised fusion objective on luminance.
-
-    intensity: L1 towards max(Y_v, T); gradient: L1 of |∇Y_f| towards max(|∇Y_v|, |∇T|);
-    structure: 1 − mean(SSIM(Y_f, Y_v), SSIM(Y_f, T)).
-    """
+    """The usual unsupervised fusion objective on luminance: the three terms above, weighted."""
     yf, yv = luminance(fused), luminance(visible)
-    l_int = F.l1_loss(yf, torch.maximum(yv, thermal))
-    g_target = torch.maximum(sobel_magnitude(yv), sobel_magnitude(thermal))
-    l_grad = F.l1_loss(sobel_magnitude(yf), g_target)
-    l_ssim = 1.0 - 0.5 * (ssim(yf, yv) + ssim(yf, thermal)).mean()
+    l_int = intensity_term(yf, yv, thermal)
+    l_grad = gradient_term(yf, yv, thermal)
+    l_ssim = source_ssim_term(yf, yv, thermal)
     loss = w_intensity * l_int + w_gradient * l_grad + w_ssim * l_ssim
     logs = {"int": l_int.item(), "grad": l_grad.item(), "ssim": l_ssim.item()}
     return loss, logs

@@ -46,6 +46,16 @@ def distill(
     w_source_ssim: Annotated[
         float, typer.Option(min=0.0, help="Weight of 1 − SSIM to the two sources (their local structure).")
     ] = 0.5,
+    w_gradient: Annotated[
+        float,
+        typer.Option(
+            min=0.0, help="Weight of the teacher-free edge term (|∇Y| towards the larger source's)."
+        ),
+    ] = 5.0,
+    w_intensity: Annotated[
+        float,
+        typer.Option(min=0.0, help="Weight of the teacher-free intensity term (Y towards max of sources)."),
+    ] = 1.0,
     backbone: Annotated[str, typer.Option(help="prior, prior:DIR or timm:ARCH:WEIGHTS.")] = "prior",
     prior: Annotated[
         Path | None, typer.Option(help="Prior directory (default: the one the cache names).")
@@ -83,6 +93,8 @@ def distill(
         w_feat=w_feat,
         w_ssim=w_ssim,
         w_source_ssim=w_source_ssim,
+        w_gradient=w_gradient,
+        w_intensity=w_intensity,
     )
     need_samples = cfg.routing != "none"
     # every input check happens before a process group or a model exists

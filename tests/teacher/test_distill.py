@@ -87,6 +87,33 @@ def test_source_ssim_term_is_added_to_the_loss() -> None:
     assert 0.0 < logs_on["src_ssim"] < 1.0
 
 
+def test_teacher_free_terms_make_the_train_loss_a_special_case() -> None:
+    """With the teacher's terms off, the distillation loss is exactly `edgefuse train`'s fusion loss; each
+    teacher-free term adds its weight times its own value."""
+    from edgefuse.losses import fusion_loss
+    from edgefuse.model import create_model
+
+    g = torch.Generator().manual_seed(1)
+    vis, ir = torch.rand(2, 3, 32, 32, generator=g), torch.rand(2, 1, 32, 32, generator=g)
+    batch = {"visible": vis, "thermal": ir, "mean": vis.clone(), "var": torch.zeros(2, 1, 32, 32)}
+    model = create_model("n").eval()
+    base = dict(pixel_weighting="uniform", routing="none", w_pixel=0.0, w_ssim=0.0, w_source_ssim=1.0)
+    with torch.no_grad():
+        ref, _ = fusion_loss(model(vis, ir), vis, ir, w_intensity=1.0, w_gradient=5.0, w_ssim=1.0)
+        full, logs = DistillLoss(DistillConfig(**base, w_gradient=5.0, w_intensity=1.0), tau=1.0)(
+            model, batch
+        )
+        no_grad, logs_ng = DistillLoss(DistillConfig(**base, w_gradient=0.0, w_intensity=1.0), tau=1.0)(
+            model, batch
+        )
+    assert float(full) == pytest.approx(float(ref), rel=1e-5)
+    assert "grad" in logs and "int" in logs and "grad" not in logs_ng
+    assert float(full - no_grad) == pytest.approx(5.0 * logs["grad"], rel=1e-5)
+    assert logs["grad"] > 0.0
+    with pytest.raises(DataError, match="≥ 0"):
+        DistillConfig(w_gradient=-1.0)
+
+
 def test_dataset_crops_are_aligned_and_reproducible(tiny_pairs: Path, tmp_path: Path) -> None:
     source = find_pairs(tiny_pairs)
     cache = _make_cache(source, tmp_path / "cache")
