@@ -11,7 +11,8 @@
 #             process each, spread over the visible GPUs
 #   ablation  scripts/ablation.py: every row on RoadScene val + LLVIP (mean ± std over seeds), the teacher
 #             with and without its prior, ensemble-spread statistics, maps
-#   speed     scripts/gpu_speed.py: batch-1 latency of the bundled form and the distilled student
+#   speed     scripts/gpu_speed.py: batch-1 latency of the bundled form and the distilled student;
+#             scripts/form_speed.py: today's form and the full-resolution selection side by side
 #
 #   STAGES="prior tune sample" scripts/teacher_chain.sh; STAGES="students ablation speed" scripts/teacher_chain.sh
 #
@@ -43,20 +44,22 @@ TUNE_GRID=${TUNE_GRID:-full}
 K=${K:-6}
 SUBSET=${SUBSET:-0}  # >0: only the first N RoadScene pairs (symlinked into $WORK/data_rs), for tiny checks
 LLVIP_LIMIT=${LLVIP_LIMIT:-0}
-# students (same size, recipe and budget for every row)
+# students (same size, recipe and budget for every row: by default the bundled one, scripts/train_bundled.sh)
 SIZE=${SIZE:-s}
 FORM=${FORM:---no-select}  # today's form (--select: the opt-in full-resolution selection, 1.5x slower on CPU int8)
-EPOCHS=${EPOCHS:-15}
-REPEAT=${REPEAT:-8}
+EPOCHS=${EPOCHS:-60}
+REPEAT=${REPEAT:-16}
 CROP=${CROP:-256}
-BATCH=${BATCH:-16}
+BATCH=${BATCH:-32}
 LR=${LR:-2e-3}
+DISTILL_ARGS=${DISTILL_ARGS:-}  # extra `edgefuse distill` options for rows b-d (loss weights)
 WORKERS=${WORKERS:-2}
 SEEDS=${SEEDS:-0 1 2}
 JOB_THREADS=${JOB_THREADS:-2}
 EDGEFUSE=${EDGEFUSE:-python -m edgefuse}
 
 mkdir -p "$WORK/logs" "$OUT"
+OUT=$(cd "$OUT" && pwd)  # absolute: the ablation stage tars from inside $WORK
 LOG="$OUT/chain.log"
 touch "$LOG"
 T0=$(date +%s)
@@ -129,7 +132,7 @@ fi
 if has students; then
     COMMON=(--data "$DATA_RS" --size "$SIZE" $FORM --epochs "$EPOCHS" --repeat "$REPEAT" --crop "$CROP"
         --batch-size "$BATCH" --lr "$LR" --device "$DEVICE" --workers "$WORKERS")
-    DISTILL=(distill --cache "$WORK/cache_rs" "${COMMON[@]}")
+    DISTILL=(distill --cache "$WORK/cache_rs" "${COMMON[@]}" $DISTILL_ARGS)
     mkdir -p "$WORK/students"
     pids=(); n=0
     for seed in $SEEDS; do
@@ -169,6 +172,8 @@ if has speed; then
         --batches 1 --modes graph,compile --dtypes fp16
     run speed_new python scripts/gpu_speed.py --checkpoint "$WORK/students/d_s0.safetensors" \
         --json "$OUT/speed_distilled.json" --batches 1 --modes graph,compile --dtypes fp16
+    run form_speed python scripts/form_speed.py  # the two forms side by side (item 3's GPU latency budget)
     tail -n 6 "$WORK/logs/speed_old.log" "$WORK/logs/speed_new.log" >>"$LOG"
+    grep "^size" "$WORK/logs/form_speed.log" >>"$LOG" || true
 fi
 say "done: $(ls "$OUT" | tr '\n' ' ')"

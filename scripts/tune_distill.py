@@ -1,0 +1,115 @@
+"""Choose the distillation loss's weights on RoadScene's *training* pairs only (a nested split).
+
+The students train on the training split minus its tuning quarter (every 4th pair, ``tune_teacher``'s
+subset) and are scored on that quarter; the validation split and LLVIP stay unseen. A short CPU recipe
+(crop 128, batch 16) is enough to rank loss terms; each config runs with several seeds (mean ± std).
+
+    python scripts/tune_distill.py --rs ../shared/data/roadscene_train --cache CACHE \
+        --config a --config "c w_gradient=0 w_intensity=0" --config c --seeds 0 1 2 --json out.json
+
+A config is a row letter (``a``: ``edgefuse train``'s loss; ``b``/``c``: distillation with uniform /
+variance-weighted pixels, no routing) followed by ``DistillConfig`` fields as ``name=value``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import numpy as np
+import torch
+from tune_teacher import _mean, _score, tuning_indices
+
+KEYS = ("VIF", "Qabf", "SSIM", "EN", "SD", "SF", "MI", "SCD")
+
+
+def loss_for(spec: str, tau: float) -> Any:
+    from edgefuse.distill import DistillConfig, DistillLoss
+    from edgefuse.losses import fusion_loss
+
+    row, *fields = spec.split()
+    if row == "a":
+        if fields:
+            raise SystemExit("row a takes no fields (it is edgefuse train's default loss)")
+        return lambda m, b: fusion_loss(m(b["visible"], b["thermal"]), b["visible"], b["thermal"])
+    weighting = {"b": "uniform", "c": "variance"}[row]
+    kw = {k: float(v) for k, v in (f.split("=") for f in fields)}
+    return DistillLoss(DistillConfig(pixel_weighting=weighting, routing="none", **kw), tau)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rs", required=True)
+    ap.add_argument("--cache", required=True, help="teacher cache of the RoadScene pairs")
+    ap.add_argument("--config", action="append", required=True)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument("--repeat", type=int, default=4)
+    ap.add_argument("--crop", type=int, default=128)
+    ap.add_argument("--json", required=True)
+    args = ap.parse_args(argv)
+
+    from edgefuse.data import find_pairs, split_indices
+    from edgefuse.distill import DistillDataset, mean_variance
+    from edgefuse.inference import fuse, to_uint8
+    from edgefuse.model import create_model
+    from edgefuse.teacher.cache import TeacherCache
+    from edgefuse.training import TrainConfig, Trainer, seed_everything
+
+    src = find_pairs(args.rs)
+    cache = TeacherCache(args.cache)
+    train, _ = split_indices(src.pairs, val_fraction=0.2, seed=0)
+    tune = tuning_indices(src)
+    fit_idx = [i for i in train if i not in set(tune)]
+    tau = mean_variance(cache, [src.pairs[i].stem for i in fit_idx])
+    pairs = [src[i] for i in tune]
+    pool = ProcessPoolExecutor(2)
+    rows = []
+    for spec in args.config:
+        per_seed = []
+        for seed in args.seeds:
+            t0 = time.perf_counter()
+            ds = DistillDataset(
+                src, cache, fit_idx, crop=args.crop, train=True, seed=seed, repeat=args.repeat
+            )
+            seed_everything(seed)
+            cfg = TrainConfig(epochs=args.epochs, batch_size=16, seed=seed, device="cpu", workers=0)
+            out = f"/tmp/tune_distill_{'_'.join(spec.split()).replace('=', '')}_{seed}.safetensors"
+            trainer = Trainer(create_model("s"), loss_for(spec, tau), ds, out, cfg)
+            trainer.fit(progress=False)
+            with torch.no_grad():
+                fused = [to_uint8(fuse(v, t, model=trainer.ema.eval())) for v, t in pairs]
+            m = _mean(list(pool.map(_score, [(f, t, v) for f, (v, t) in zip(fused, pairs, strict=True)])))
+            per_seed.append({k: m[k] for k in KEYS})
+            print(
+                f"{spec} seed {seed}: "
+                + " ".join(f"{k} {m[k]:.3f}" for k in KEYS[:3])
+                + f" ({time.perf_counter() - t0:.0f} s)",
+                flush=True,
+            )
+        agg = {
+            k: (float(np.mean([r[k] for r in per_seed])), float(np.std([r[k] for r in per_seed])))
+            for k in KEYS
+        }
+        rows.append({"config": spec, "seeds": args.seeds, "per_seed": per_seed, "mean_std": agg})
+        print(f"== {spec}: " + " ".join(f"{k} {agg[k][0]:.3f}±{agg[k][1]:.3f}" for k in KEYS[:3]), flush=True)
+    with open(args.json, "w") as fh:
+        json.dump(
+            {
+                "tuning_stems": [src.pairs[i].stem for i in tune],
+                "fit_pairs": len(fit_idx),
+                "recipe": {"epochs": args.epochs, "repeat": args.repeat, "crop": args.crop, "batch": 16},
+                "rows": rows,
+            },
+            fh,
+            indent=1,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
