@@ -91,8 +91,9 @@ def main(argv: list[str] | None = None) -> int:
                 + f" ({time.perf_counter() - t0:.0f} s)",
                 flush=True,
             )
+        ddof = 1 if len(per_seed) > 1 else 0  # sample std over seeds, as scripts/seed_table.py
         agg = {
-            k: (float(np.mean([r[k] for r in per_seed])), float(np.std([r[k] for r in per_seed])))
+            k: (float(np.mean([r[k] for r in per_seed])), float(np.std([r[k] for r in per_seed], ddof=ddof)))
             for k in KEYS
         }
         rows.append({"config": spec, "seeds": args.seeds, "per_seed": per_seed, "mean_std": agg})
