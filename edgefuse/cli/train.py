@@ -41,8 +41,9 @@ def train(
     repeat: RepeatOpt = 8,
     lr: LrOpt = 2e-3,
     val_fraction: ValFractionOpt = 0.2,
-    w_gradient: Annotated[float, typer.Option(help="Weight of the max-gradient term.")] = 5.0,
-    w_ssim: Annotated[float, typer.Option(help="Weight of the SSIM term.")] = 1.0,
+    w_intensity: Annotated[float, typer.Option(min=0.0, help="Weight of the max-intensity term.")] = 1.0,
+    w_gradient: Annotated[float, typer.Option(min=0.0, help="Weight of the max-gradient term.")] = 5.0,
+    w_ssim: Annotated[float, typer.Option(min=0.0, help="Weight of the SSIM term.")] = 1.0,
     seed: SeedOpt = 0,
     split_seed: SplitSeedOpt = 0,
     device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
@@ -81,7 +82,8 @@ def train(
 
     def loss_fn(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         fused = model(batch["visible"], batch["thermal"])
-        return fusion_loss(fused, batch["visible"], batch["thermal"], w_gradient=w_gradient, w_ssim=w_ssim)
+        weights = {"w_intensity": w_intensity, "w_gradient": w_gradient, "w_ssim": w_ssim}
+        return fusion_loss(fused, batch["visible"], batch["thermal"], **weights)
 
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, workers=workers)
     provenance = {
@@ -91,7 +93,7 @@ def train(
         "val_pairs": [source.pairs[i].stem for i in val_idx],
         "crop": crop,
         "repeat": repeat,
-        "loss_weights": {"intensity": 1.0, "gradient": w_gradient, "ssim": w_ssim},
+        "loss_weights": {"intensity": w_intensity, "gradient": w_gradient, "ssim": w_ssim},
     }
 
     def report(epoch: int, logs: dict[str, float]) -> None:

@@ -39,3 +39,15 @@ def test_training_seed_does_not_move_the_validation_split(tiny_pairs: Path, tmp_
     assert p0["val_pairs"] == p1["val_pairs"] == expected[0]
     p2 = _train(tiny_pairs, tmp_path / "split1.safetensors", "--seed", "0", "--split-seed", "1")
     assert p2["val_pairs"] == expected[1]
+
+
+def test_loss_weights_reach_the_loss_and_the_provenance(tiny_pairs: Path, tmp_path: Path) -> None:
+    """--w-intensity 0 trains without the max-intensity term (another model) and says so in the checkpoint."""
+    default = tmp_path / "default.safetensors"
+    no_int = tmp_path / "no_int.safetensors"
+    p_default = _train(tiny_pairs, default)
+    p_no_int = _train(tiny_pairs, no_int, "--w-intensity", "0", "--w-gradient", "10")
+    assert p_default["loss_weights"] == {"intensity": 1.0, "gradient": 5.0, "ssim": 1.0}
+    assert p_no_int["loss_weights"] == {"intensity": 0.0, "gradient": 10.0, "ssim": 1.0}
+    a, b = load_model(default).model.state_dict(), load_model(no_int).model.state_dict()
+    assert any(not a[k].equal(b[k]) for k in a)
