@@ -53,6 +53,7 @@ CROP=${CROP:-256}
 BATCH=${BATCH:-32}
 LR=${LR:-2e-3}
 DISTILL_ARGS=${DISTILL_ARGS:-}  # extra `edgefuse distill` options for rows b-d (loss weights)
+TRAIN_ARGS=${TRAIN_ARGS:-}  # extra `edgefuse train` options for row a (loss weights)
 WORKERS=${WORKERS:-2}
 SEEDS=${SEEDS:-0 1 2}
 JOB_THREADS=${JOB_THREADS:-2}
@@ -138,7 +139,7 @@ if has students; then
     for seed in $SEEDS; do
         for row in a b c d; do
             case $row in
-                a) cmd=(train "${COMMON[@]}") ;;
+                a) cmd=(train "${COMMON[@]}" $TRAIN_ARGS) ;;
                 b) cmd=("${DISTILL[@]}" --pixel-weighting uniform --routing none) ;;
                 c) cmd=("${DISTILL[@]}" --pixel-weighting variance --routing none) ;;
                 d) cmd=("${DISTILL[@]}" --pixel-weighting variance --routing feature) ;;

@@ -7,8 +7,9 @@ subset) and are scored on that quarter; the validation split and LLVIP stay unse
     python scripts/tune_distill.py --rs ../shared/data/roadscene_train --cache CACHE \
         --config a --config "c w_gradient=0 w_intensity=0" --config c --seeds 0 1 2 --json out.json
 
-A config is a row letter (``a``: ``edgefuse train``'s loss; ``b``/``c``: distillation with uniform /
-variance-weighted pixels, no routing) followed by ``DistillConfig`` fields as ``name=value``.
+A config is a row letter (``a``: ``edgefuse train``'s loss, optionally with other ``fusion_loss`` weights as
+``name=value``, the teacher-free control; ``b``/``c``: distillation with uniform / variance-weighted pixels,
+no routing, followed by ``DistillConfig`` fields as ``name=value``).
 """
 
 from __future__ import annotations
@@ -32,12 +33,10 @@ def loss_for(spec: str, tau: float) -> Any:
     from edgefuse.losses import fusion_loss
 
     row, *fields = spec.split()
-    if row == "a":
-        if fields:
-            raise SystemExit("row a takes no fields (it is edgefuse train's default loss)")
-        return lambda m, b: fusion_loss(m(b["visible"], b["thermal"]), b["visible"], b["thermal"])
-    weighting = {"b": "uniform", "c": "variance"}[row]
     kw = {k: float(v) for k, v in (f.split("=") for f in fields)}
+    if row == "a":  # edgefuse train's loss; fields: its weights w_intensity, w_gradient, w_ssim (a control)
+        return lambda m, b: fusion_loss(m(b["visible"], b["thermal"]), b["visible"], b["thermal"], **kw)
+    weighting = {"b": "uniform", "c": "variance"}[row]
     return DistillLoss(DistillConfig(pixel_weighting=weighting, routing="none", **kw), tau)
 
 
