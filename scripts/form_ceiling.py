@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tune_teacher import _mean, _score, tuning_indices
+from tune_teacher import mean_scores, tuning_indices
 
 
 def fit(
@@ -124,7 +124,7 @@ def main() -> int:
             rows[name].append(to_uint8(with_visible_chroma(out, v)[0].permute(1, 2, 0).numpy()))
     with ProcessPoolExecutor(2) as pool:
         scores = {
-            k: _mean(list(pool.map(_score, [(f, t, v) for f, (v, t) in zip(fs, pairs, strict=True)])))
+            k: mean_scores(pool, [(f, t, v) for f, (v, t) in zip(fs, pairs, strict=True)])
             for k, fs in rows.items()
         }
     out = {

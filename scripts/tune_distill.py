@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from tune_teacher import _mean, _score, tuning_indices
+from tune_teacher import mean_scores, tuning_indices
 
 KEYS = ("VIF", "Qabf", "SSIM", "EN", "SD", "SF", "MI", "SCD")
 
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             trainer.fit(progress=False)
             with torch.no_grad():
                 fused = [to_uint8(fuse(v, t, model=trainer.ema.eval())) for v, t in pairs]
-            m = _mean(list(pool.map(_score, [(f, t, v) for f, (v, t) in zip(fused, pairs, strict=True)])))
+            m = mean_scores(pool, [(f, t, v) for f, (v, t) in zip(fused, pairs, strict=True)])
             per_seed.append({k: m[k] for k in KEYS})
             print(
                 f"{spec} seed {seed}: "

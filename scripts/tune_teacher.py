@@ -46,6 +46,11 @@ def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 
+def mean_scores(pool: Any, triples: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """Mean fusion metrics over (fused, thermal, visible) triples, scored in ``pool``'s processes."""
+    return _mean(list(pool.map(_score, triples)))
+
+
 def _rgb(y: torch.Tensor, v: torch.Tensor) -> np.ndarray:
     from edgefuse.teacher.ddfm import with_visible_chroma
 
@@ -89,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     pairs = [src[i] for i in idx]
     student = load_model(args.reference).model
     pool = ProcessPoolExecutor(args.workers)
-    ref = _mean(list(pool.map(_score, [(to_uint8(fuse(v, t, model=student)), t, v) for v, t in pairs])))
+    ref = mean_scores(pool, [(to_uint8(fuse(v, t, model=student)), t, v) for v, t in pairs])
     print(
         f"tuning pairs: {len(idx)} of the training split; reference {args.reference}: "
         f"VIF {ref['VIF']:.3f} Qabf {ref['Qabf']:.3f} SSIM {ref['SSIM']:.3f}",
@@ -129,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                 y = sample_fusion(prior, vt[0], tt[0], [0, 1], cfg).mean(dim=0, keepdim=True)
             fused.append(to_uint8(_rgb(y, vt)))
         secs = time.perf_counter() - t0
-        m = _mean(list(pool.map(_score, [(f, t, v) for f, (v, t) in zip(fused, pairs, strict=True)])))
+        m = mean_scores(pool, [(f, t, v) for f, (v, t) in zip(fused, pairs, strict=True)])
         conf = cfg.to_dict()
         rows.append({"config": conf, "metrics": m, "seconds": secs})
         print(
