@@ -274,12 +274,28 @@ def _pad_to(img: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.pad(img, widths, mode="reflect" if min(img.shape[:2]) > 1 else "edge")
 
 
+NIGHT_GAMMA = (1.5, 3.5)
+
+
+def night_visible(vis: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A synthetic low-light visible frame: V**γ, γ ~ U(1.5, 3.5) per crop.
+
+    Why: the real training pairs are daylight, and a student trained on them alone extrapolates to night
+    scenes by accident (its thermal/visible balance there varies with the seed). A power law darkens the
+    mid-tones strongly and keeps highlights (lamps, headlights), as a night exposure does; the thermal frame
+    is left alone (heat does not depend on light).
+    """
+    gamma = float(rng.uniform(*NIGHT_GAMMA))
+    return np.power(np.clip(vis, 0.0, 1.0), gamma, dtype=np.float32)
+
+
 class FusionDataset(Dataset):
     """Dicts {"visible": 3×h×w, "thermal": 1×h×w, "stem"} from a PairedFolder or SyntheticPairs.
 
     train=True: random crops and horizontal flips drawn from a generator seeded by (seed, epoch, pair index),
     so a run is reproducible whatever the worker count. train=False: centre crops (or full images when
-    crop=None). Images smaller than the crop are reflect-padded.
+    crop=None). Images smaller than the crop are reflect-padded. ``night`` (train only): the probability
+    that a crop's visible frame is darkened by :func:`night_visible`.
     """
 
     def __init__(
@@ -290,8 +306,10 @@ class FusionDataset(Dataset):
         train: bool = True,
         seed: int = 0,
         cache: bool = False,
+        night: float = 0.0,
     ) -> None:
         self.source = source
+        self.night = float(night)
         self.indices = list(range(len(source))) if indices is None else [int(i) for i in indices]
         self.crop = (crop, crop) if isinstance(crop, int) else crop
         self.train, self.seed, self.cache = train, int(seed), cache
@@ -337,6 +355,10 @@ class FusionDataset(Dataset):
             flip = False
         if flip:
             vis, ir = vis[:, ::-1], ir[:, ::-1]
+        if self.train and self.night > 0:  # drawn after the crop: the crops of night=0 runs are unchanged
+            rng = np.random.default_rng([self.seed, self.epoch, k, 1])
+            if rng.random() < self.night:
+                vis = night_visible(vis, rng)
         return {
             "visible": torch.from_numpy(np.array(vis.transpose(2, 0, 1), dtype=np.float32)),
             "thermal": torch.from_numpy(np.array(ir[None], dtype=np.float32)),  # a copy, never the cache

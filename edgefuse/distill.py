@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from edgefuse.data import night_visible
 from edgefuse.errors import DataError
 from edgefuse.teacher.cache import TeacherCache
 from edgefuse.teacher.ddfm import luma, with_visible_chroma
@@ -57,6 +58,7 @@ class DistillConfig:
     # edges and lost Qabf
     w_gradient: float = 5.0
     w_intensity: float = 1.0
+    w_base: float = 0.0  # block-mean brightness anchor (edgefuse.losses.base_term); 0: off
 
     def __post_init__(self) -> None:
         if self.pixel_weighting not in PIXEL_WEIGHTINGS:
@@ -64,7 +66,15 @@ class DistillConfig:
         if self.routing not in ROUTINGS:
             raise DataError(f"routing {self.routing!r}: choose {', '.join(ROUTINGS)}")
         if (
-            min(self.w_pixel, self.w_feat, self.w_ssim, self.w_source_ssim, self.w_gradient, self.w_intensity)
+            min(
+                self.w_pixel,
+                self.w_feat,
+                self.w_ssim,
+                self.w_source_ssim,
+                self.w_gradient,
+                self.w_intensity,
+                self.w_base,
+            )
             < 0
         ):
             raise DataError("loss weights must be ≥ 0")
@@ -136,7 +146,7 @@ class DistillLoss:
         self.cfg, self.tau, self.backbone = cfg, float(tau), backbone
 
     def __call__(self, model: nn.Module, batch: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-        from edgefuse.losses import gradient_term, intensity_term, source_ssim_term, ssim
+        from edgefuse.losses import base_term, gradient_term, intensity_term, source_ssim_term, ssim
 
         cfg = self.cfg
         fused = model(batch["visible"], batch["thermal"])
@@ -154,6 +164,7 @@ class DistillLoss:
             ("src_ssim", cfg.w_source_ssim, source_ssim_term),
             ("grad", cfg.w_gradient, gradient_term),
             ("int", cfg.w_intensity, intensity_term),
+            ("base", cfg.w_base, base_term),
         ):
             if weight > 0:
                 value = term(yf, yv, thermal)
@@ -210,8 +221,12 @@ class DistillDataset(Dataset):
         seed: int = 0,
         samples: bool = False,
         repeat: int = 1,
+        night: float = 0.0,
     ) -> None:
         self.source, self.cache = source, cache
+        # synthetic night visible frames (edgefuse.data.night_visible) for the teacher-free terms only: the
+        # teacher's mean was sampled from the daylight pair, so distillation itself never sets this
+        self.night = float(night)
         self.repeat = max(1, int(repeat))
         self.indices = [int(i) for i in indices]
         self.crop, self.train, self.seed, self.with_samples = crop, train, int(seed), samples
@@ -268,6 +283,10 @@ class DistillDataset(Dataset):
             a = a[:, ::-1] if flip else a
             t = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
             out[key] = t.float() / 255.0 if a.dtype == np.uint8 else t.float()
+        if self.train and self.night > 0:
+            rng = np.random.default_rng([self.seed, int(self._epoch.item()), n, 1])
+            if rng.random() < self.night:
+                out["visible"] = torch.from_numpy(night_visible(out["visible"].numpy(), rng))
         out["stem"] = self.source.pairs[i].stem
         return out
 

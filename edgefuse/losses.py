@@ -52,6 +52,17 @@ def intensity_term(yf: torch.Tensor, yv: torch.Tensor, thermal: torch.Tensor) ->
     return F.l1_loss(yf, torch.maximum(yv, thermal))
 
 
+def base_term(yf: torch.Tensor, yv: torch.Tensor, thermal: torch.Tensor, block: int = 8) -> torch.Tensor:
+    """L1 of the fused luminance's 8×8 block means towards those of max(Y_v, T).
+
+    A brightness anchor that leaves detail free: without any intensity term, an edge-heavy loss learns to
+    shift the image down (more room to stretch contrast before clipping at 1), which at night clips the
+    dark visible frame to black; the pixel-level term instead pulls every pixel towards the max image.
+    """
+    target = torch.maximum(yv, thermal)
+    return F.l1_loss(F.avg_pool2d(yf, block, ceil_mode=True), F.avg_pool2d(target, block, ceil_mode=True))
+
+
 def gradient_term(yf: torch.Tensor, yv: torch.Tensor, thermal: torch.Tensor) -> torch.Tensor:
     """L1 of |∇Y_f| towards max(|∇Y_v|, |∇T|): keep the stronger edge of the two sources."""
     return F.l1_loss(sobel_magnitude(yf), torch.maximum(sobel_magnitude(yv), sobel_magnitude(thermal)))
@@ -69,12 +80,17 @@ def fusion_loss(
     w_intensity: float = 1.0,
     w_gradient: float = 5.0,
     w_ssim: float = 1.0,
+    w_base: float = 0.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The usual unsupervised fusion objective on luminance: the three terms above, weighted."""
+    """The usual unsupervised fusion objective on luminance: the terms above, weighted."""
     yf, yv = luminance(fused), luminance(visible)
     l_int = intensity_term(yf, yv, thermal)
     l_grad = gradient_term(yf, yv, thermal)
     l_ssim = source_ssim_term(yf, yv, thermal)
     loss = w_intensity * l_int + w_gradient * l_grad + w_ssim * l_ssim
     logs = {"int": l_int.item(), "grad": l_grad.item(), "ssim": l_ssim.item()}
+    if w_base:
+        l_base = base_term(yf, yv, thermal)
+        loss = loss + w_base * l_base
+        logs["base"] = l_base.item()
     return loss, logs

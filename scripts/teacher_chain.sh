@@ -8,7 +8,7 @@
 #             docs/results/teacher_tuning_objective.json)
 #   sample    the K-sample ensemble over all RoadScene pairs and the LLVIP pairs   edgefuse teacher sample
 #   students  3 seeds × rows (a) train, (b) uniform, (c) variance, (d) variance + routed features, one
-#             process each, spread over the visible GPUs
+#             process each, spread over the visible GPUs (ROWS="a d": only those rows)
 #   ablation  scripts/ablation.py: every row on RoadScene val + LLVIP (mean ± std over seeds), the teacher
 #             with and without its prior, ensemble-spread statistics, maps
 #   speed     scripts/gpu_speed.py: batch-1 latency of the bundled form and the distilled student;
@@ -56,6 +56,7 @@ DISTILL_ARGS=${DISTILL_ARGS:-}  # extra `edgefuse distill` options for rows b-d 
 TRAIN_ARGS=${TRAIN_ARGS:-}  # extra `edgefuse train` options for row a (loss weights)
 WORKERS=${WORKERS:-2}
 SEEDS=${SEEDS:-0 1 2}
+ROWS=${ROWS:-a b c d}  # which ablation rows the students stage trains
 JOB_THREADS=${JOB_THREADS:-2}
 EDGEFUSE=${EDGEFUSE:-python -m edgefuse}
 
@@ -137,7 +138,7 @@ if has students; then
     mkdir -p "$WORK/students"
     pids=(); n=0
     for seed in $SEEDS; do
-        for row in a b c d; do
+        for row in $ROWS; do
             case $row in
                 a) cmd=(train "${COMMON[@]}" $TRAIN_ARGS) ;;
                 b) cmd=("${DISTILL[@]}" --pixel-weighting uniform --routing none) ;;

@@ -8,8 +8,8 @@ subset) and are scored on that quarter; the validation split and LLVIP stay unse
         --config a --config "c w_gradient=0 w_intensity=0" --config c --seeds 0 1 2 --json out.json
 
 A config is a row letter (``a``: ``edgefuse train``'s loss, optionally with other ``fusion_loss`` weights as
-``name=value``, the teacher-free control; ``b``/``c``: distillation with uniform / variance-weighted pixels,
-no routing, followed by ``DistillConfig`` fields as ``name=value``).
+``name=value`` and ``night=P`` (train's ``--night``), the teacher-free control; ``b``/``c``: distillation
+with uniform / variance-weighted pixels, no routing, followed by ``DistillConfig`` fields as ``name=value``).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def loss_for(spec: str, tau: float) -> Any:
     from edgefuse.losses import fusion_loss
 
     row, *fields = spec.split()
-    kw = {k: float(v) for k, v in (f.split("=") for f in fields)}
+    kw = {k: float(v) for k, v in (f.split("=") for f in fields) if k != "night"}
     if row == "a":  # edgefuse train's loss; fields: its weights w_intensity, w_gradient, w_ssim (a control)
         return lambda m, b: fusion_loss(m(b["visible"], b["thermal"]), b["visible"], b["thermal"], **kw)
     weighting = {"b": "uniform", "c": "variance"}[row]
@@ -49,6 +49,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--repeat", type=int, default=4)
     ap.add_argument("--crop", type=int, default=128)
+    ap.add_argument(
+        "--night-gamma",
+        type=float,
+        default=0.0,
+        help="also score the tuning pairs with the visible frame darkened to V**gamma (a synthetic night: "
+        "the training pairs are all daylight, so this is the only night check that stays on them)",
+    )
+    ap.add_argument("--device", default="cpu", help="training device (cpu, cuda)")
+    ap.add_argument("--metric-workers", type=int, default=2)
     ap.add_argument("--json", required=True)
     args = ap.parse_args(argv)
 
@@ -66,43 +75,53 @@ def main(argv: list[str] | None = None) -> int:
     fit_idx = [i for i in train if i not in set(tune)]
     tau = mean_variance(cache, [src.pairs[i].stem for i in fit_idx])
     pairs = [src[i] for i in tune]
-    pool = ProcessPoolExecutor(2)
+    sets = {"day": pairs}
+    if args.night_gamma:
+        sets["night"] = [(np.power(v, args.night_gamma, dtype=np.float32), t) for v, t in pairs]
+    pool = ProcessPoolExecutor(args.metric_workers)
     rows = []
     for spec in args.config:
         per_seed = []
         for seed in args.seeds:
             t0 = time.perf_counter()
+            night = float(dict(f.split("=") for f in spec.split()[1:]).get("night", 0.0))  # row a only
             ds = DistillDataset(
-                src, cache, fit_idx, crop=args.crop, train=True, seed=seed, repeat=args.repeat
+                src, cache, fit_idx, crop=args.crop, train=True, seed=seed, repeat=args.repeat, night=night
             )
             seed_everything(seed)
-            cfg = TrainConfig(epochs=args.epochs, batch_size=16, seed=seed, device="cpu", workers=0)
+            cfg = TrainConfig(epochs=args.epochs, batch_size=16, seed=seed, device=args.device, workers=0)
             out = f"/tmp/tune_distill_{'_'.join(spec.split()).replace('=', '')}_{seed}.safetensors"
             trainer = Trainer(create_model("s"), loss_for(spec, tau), ds, out, cfg)
             trainer.fit(progress=False)
-            with torch.no_grad():
-                fused = [to_uint8(fuse(v, t, model=trainer.ema.eval())) for v, t in pairs]
-            m = mean_scores(pool, [(f, t, v) for f, (v, t) in zip(fused, pairs, strict=True)])
-            per_seed.append({k: m[k] for k in KEYS})
+            scores = {}
+            for name, scored in sets.items():
+                with torch.no_grad():
+                    model = trainer.ema.eval().to("cpu")  # scored as everywhere else: on the CPU
+                    fused = [to_uint8(fuse(v, t, model=model)) for v, t in scored]
+                m = mean_scores(pool, [(f, t, v) for f, (v, t) in zip(fused, scored, strict=True)])
+                scores[name] = {k: m[k] for k in KEYS}
+            per_seed.append(scores["day"] | {f"night_{k}": v for k, v in scores.get("night", {}).items()})
             print(
                 f"{spec} seed {seed}: "
-                + " ".join(f"{k} {m[k]:.3f}" for k in KEYS[:3])
+                + " ".join(f"{k} {per_seed[-1][k]:.3f}" for k in per_seed[-1] if k.split("_")[-1] in KEYS[:3])
                 + f" ({time.perf_counter() - t0:.0f} s)",
                 flush=True,
             )
         ddof = 1 if len(per_seed) > 1 else 0  # sample std over seeds, as scripts/seed_table.py
         agg = {
             k: (float(np.mean([r[k] for r in per_seed])), float(np.std([r[k] for r in per_seed], ddof=ddof)))
-            for k in KEYS
+            for k in per_seed[0]
         }
         rows.append({"config": spec, "seeds": args.seeds, "per_seed": per_seed, "mean_std": agg})
-        print(f"== {spec}: " + " ".join(f"{k} {agg[k][0]:.3f}±{agg[k][1]:.3f}" for k in KEYS[:3]), flush=True)
+        shown = [k for k in agg if k.split("_")[-1] in KEYS[:3]]
+        print(f"== {spec}: " + " ".join(f"{k} {agg[k][0]:.3f}±{agg[k][1]:.3f}" for k in shown), flush=True)
     with open(args.json, "w") as fh:
         json.dump(
             {
                 "tuning_stems": [src.pairs[i].stem for i in tune],
                 "fit_pairs": len(fit_idx),
                 "recipe": {"epochs": args.epochs, "repeat": args.repeat, "crop": args.crop, "batch": 16},
+                "night_gamma": args.night_gamma or None,
                 "rows": rows,
             },
             fh,

@@ -56,6 +56,10 @@ def distill(
         float,
         typer.Option(min=0.0, help="Weight of the teacher-free intensity term (Y towards max of sources)."),
     ] = 1.0,
+    w_base: Annotated[
+        float,
+        typer.Option(min=0.0, help="Weight of the teacher-free 8×8 block-mean brightness anchor."),
+    ] = 0.0,
     backbone: Annotated[str, typer.Option(help="prior, prior:DIR or timm:ARCH:WEIGHTS.")] = "prior",
     prior: Annotated[
         Path | None, typer.Option(help="Prior directory (default: the one the cache names).")
@@ -95,6 +99,7 @@ def distill(
         w_source_ssim=w_source_ssim,
         w_gradient=w_gradient,
         w_intensity=w_intensity,
+        w_base=w_base,
     )
     need_samples = cfg.routing != "none"
     # every input check happens before a process group or a model exists

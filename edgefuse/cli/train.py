@@ -44,6 +44,18 @@ def train(
     w_intensity: Annotated[float, typer.Option(min=0.0, help="Weight of the max-intensity term.")] = 1.0,
     w_gradient: Annotated[float, typer.Option(min=0.0, help="Weight of the max-gradient term.")] = 5.0,
     w_ssim: Annotated[float, typer.Option(min=0.0, help="Weight of the SSIM term.")] = 1.0,
+    w_base: Annotated[
+        float, typer.Option(min=0.0, help="Weight of the 8×8 block-mean brightness anchor (max of sources).")
+    ] = 0.0,
+    night: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Probability that a training crop's visible frame is darkened (V**γ, γ 1.5–3.5): "
+            "synthetic night scenes for a daylight training set.",
+        ),
+    ] = 0.0,
     seed: SeedOpt = 0,
     split_seed: SplitSeedOpt = 0,
     device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
@@ -75,14 +87,16 @@ def train(
     warn_unpaired(source)
     train_idx, val_idx = split_indices(source.pairs, val_fraction=val_fraction, seed=split_seed)
     # each pair listed `repeat` times: more random crops per epoch from a small real set
-    train_set = FusionDataset(source, train_idx * repeat, crop=crop, train=True, seed=seed, cache=True)
+    train_set = FusionDataset(
+        source, train_idx * repeat, crop=crop, train=True, seed=seed, cache=True, night=night
+    )
     val_set = FusionDataset(source, val_idx, crop=crop, train=False, seed=seed)
     label = f"{source.name} ({'synthetic' if getattr(source, 'synthetic', False) else 'real'})"
     console.print(f"data: {label}: {len(train_idx)} train / {len(val_idx)} val pairs")
 
     def loss_fn(model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         fused = model(batch["visible"], batch["thermal"])
-        weights = {"w_intensity": w_intensity, "w_gradient": w_gradient, "w_ssim": w_ssim}
+        weights = {"w_intensity": w_intensity, "w_gradient": w_gradient, "w_ssim": w_ssim, "w_base": w_base}
         return fusion_loss(fused, batch["visible"], batch["thermal"], **weights)
 
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, workers=workers)
@@ -93,7 +107,8 @@ def train(
         "val_pairs": [source.pairs[i].stem for i in val_idx],
         "crop": crop,
         "repeat": repeat,
-        "loss_weights": {"intensity": w_intensity, "gradient": w_gradient, "ssim": w_ssim},
+        "loss_weights": {"intensity": w_intensity, "gradient": w_gradient, "ssim": w_ssim, "base": w_base},
+        "night": night,
     }
 
     def report(epoch: int, logs: dict[str, float]) -> None:

@@ -46,8 +46,20 @@ def test_loss_weights_reach_the_loss_and_the_provenance(tiny_pairs: Path, tmp_pa
     default = tmp_path / "default.safetensors"
     no_int = tmp_path / "no_int.safetensors"
     p_default = _train(tiny_pairs, default)
-    p_no_int = _train(tiny_pairs, no_int, "--w-intensity", "0", "--w-gradient", "10")
-    assert p_default["loss_weights"] == {"intensity": 1.0, "gradient": 5.0, "ssim": 1.0}
-    assert p_no_int["loss_weights"] == {"intensity": 0.0, "gradient": 10.0, "ssim": 1.0}
+    p_no_int = _train(tiny_pairs, no_int, "--w-intensity", "0", "--w-gradient", "10", "--w-base", "2")
+    assert p_default["loss_weights"] == {"intensity": 1.0, "gradient": 5.0, "ssim": 1.0, "base": 0.0}
+    assert p_no_int["loss_weights"] == {"intensity": 0.0, "gradient": 10.0, "ssim": 1.0, "base": 2.0}
     a, b = load_model(default).model.state_dict(), load_model(no_int).model.state_dict()
     assert any(not a[k].equal(b[k]) for k in a)
+
+
+def test_night_augmentation_trains_another_model_and_is_recorded(tiny_pairs: Path, tmp_path: Path) -> None:
+    day, night = tmp_path / "day.safetensors", tmp_path / "night.safetensors"
+    p_day, p_night = _train(tiny_pairs, day), _train(tiny_pairs, night, "--night", "1")
+    assert (p_day["night"], p_night["night"]) == (0.0, 1.0)
+    a, b = load_model(day).model.state_dict(), load_model(night).model.state_dict()
+    assert any(not a[k].equal(b[k]) for k in a)
+    res = CliRunner().invoke(
+        app, ["train", "--data", str(tiny_pairs), "-o", str(tmp_path / "x.safetensors"), "--night", "1.5"]
+    )
+    assert res.exit_code != 0

@@ -232,6 +232,38 @@ def test_dataset_randomness_is_seeded_by_seed_epoch_and_index(registered: Paired
     assert not torch.equal(other[1]["visible"], a[1]["visible"])
 
 
+def test_night_augmentation_darkens_the_visible_crop_only(registered: PairedFolder) -> None:
+    """night=1 darkens every training crop's visible frame (V**γ), same crop, thermal untouched; night=0 is
+    the old stream exactly; evaluation crops are never darkened."""
+    day, night = (
+        FusionDataset(registered, crop=32, seed=2),
+        FusionDataset(registered, crop=32, seed=2, night=1.0),
+    )
+    for epoch in (0, 1):
+        day.set_epoch(epoch)
+        night.set_epoch(epoch)
+        for k in range(3):
+            d, n = day[k], night[k]
+            torch.testing.assert_close(n["thermal"], d["thermal"])
+            v = d["visible"].clamp(0, 1)
+            inner = (v > 0.05) & (v < 0.95)  # one γ per crop, in range
+            gamma = torch.log(n["visible"][inner]) / torch.log(v[inner])
+            assert gamma.min() >= 1.5 - 1e-3 and gamma.max() <= 3.5 + 1e-3
+            assert gamma.max() - gamma.min() < 1e-2
+    torch.testing.assert_close(
+        FusionDataset(registered, crop=32, seed=2, night=0.0)[0]["visible"],
+        FusionDataset(registered, crop=32, seed=2)[0]["visible"],
+    )
+    evaluation = FusionDataset(registered, crop=32, train=False, night=1.0)[0]
+    torch.testing.assert_close(
+        evaluation["visible"], FusionDataset(registered, crop=32, train=False)[0]["visible"]
+    )
+    half = FusionDataset(registered, indices=[0] * 40, crop=16, seed=0, night=0.5)
+    base = FusionDataset(registered, indices=[0] * 40, crop=16, seed=0)
+    darker = sum(not torch.equal(half[k]["visible"], base[k]["visible"]) for k in range(40))
+    assert 8 < darker < 32  # about half of the crops
+
+
 def test_dataset_eval_gives_centre_crops_or_full_images(registered: PairedFolder) -> None:
     vis, _ = registered[0]
     item = FusionDataset(registered, crop=32, train=False)[0]

@@ -269,3 +269,24 @@ def test_distill_two_process_gloo(tiny_pairs: Path, tiny_backbone_prior: Path, t
     info = load_checkpoint(out)[1]
     assert info.provenance["world_size"] == 2 and info.provenance["distill"]["routing"] == "feature"
     assert info.provenance["epochs"] == 2
+
+
+def test_base_term_anchors_block_brightness_and_leaves_detail_free() -> None:
+    """The block-mean anchor is 0 for any image with the target's 8×8 means (however its detail differs),
+    grows with a brightness shift, and reaches fusion_loss and DistillLoss only through its weight."""
+    from edgefuse.losses import base_term, fusion_loss
+
+    g = torch.Generator().manual_seed(0)
+    yv, t = torch.rand(2, 1, 32, 32, generator=g), torch.rand(2, 1, 32, 32, generator=g)
+    target = torch.maximum(yv, t)
+    checker = (torch.arange(32).view(1, 32) + torch.arange(32).view(32, 1)) % 2 * 0.2 - 0.1  # zero block mean
+    assert base_term(target + checker, yv, t).item() < 1e-6
+    assert base_term(target - 0.1, yv, t).item() == pytest.approx(0.1, abs=1e-6)
+    fused = torch.rand(2, 3, 32, 32, generator=g)
+    vis = torch.rand(2, 3, 32, 32, generator=g)
+    off, logs_off = fusion_loss(fused, vis, t)
+    on, logs_on = fusion_loss(fused, vis, t, w_base=2.0)
+    assert "base" not in logs_off
+    assert on.item() == pytest.approx(off.item() + 2.0 * logs_on["base"], rel=1e-6)
+    with pytest.raises(DataError):
+        DistillConfig(w_base=-1.0)
