@@ -278,7 +278,7 @@ NIGHT_GAMMA = (1.5, 3.5)
 
 
 def night_visible(vis: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A synthetic low-light visible frame: V**γ, γ ~ U(1.5, 3.5) per crop.
+    """A synthetic low-light visible frame: V**γ, γ ~ U(1.5, 3.5) per crop, rounded to 8-bit levels.
 
     Why: the real training pairs are daylight, and a student trained on them alone extrapolates to night
     scenes by accident (its thermal/visible balance there varies with the seed). A power law darkens the
@@ -286,7 +286,10 @@ def night_visible(vis: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     is left alone (heat does not depend on light).
     """
     gamma = float(rng.uniform(*NIGHT_GAMMA))
-    return np.power(np.clip(vis, 0.0, 1.0), gamma, dtype=np.float32)
+    dark = np.power(np.clip(vis, 0.0, 1.0), gamma, dtype=np.float32)
+    # stored as 8 bits, as a real night frame is: float darkening keeps sub-level detail in the shadows
+    # that no camera delivers, and a student that learns to read it amplifies int8/bf16 rounding at export
+    return np.round(dark * 255.0) / np.float32(255.0)
 
 
 class FusionDataset(Dataset):

@@ -41,8 +41,10 @@ def train(
     repeat: RepeatOpt = 8,
     lr: LrOpt = 2e-3,
     val_fraction: ValFractionOpt = 0.2,
-    w_intensity: Annotated[float, typer.Option(min=0.0, help="Weight of the max-intensity term.")] = 1.0,
-    w_gradient: Annotated[float, typer.Option(min=0.0, help="Weight of the max-gradient term.")] = 5.0,
+    # defaults: the bundled fusionproxy-s recipe (docs/results/bundled.md); edgefuse.losses.fusion_loss keeps
+    # the classic 1 / 5 / 1 weights as its Python defaults
+    w_intensity: Annotated[float, typer.Option(min=0.0, help="Weight of the max-intensity term.")] = 0.5,
+    w_gradient: Annotated[float, typer.Option(min=0.0, help="Weight of the max-gradient term.")] = 10.0,
     w_ssim: Annotated[float, typer.Option(min=0.0, help="Weight of the SSIM term.")] = 1.0,
     w_base: Annotated[
         float, typer.Option(min=0.0, help="Weight of the 8×8 block-mean brightness anchor (max of sources).")
@@ -55,7 +57,7 @@ def train(
             help="Probability that a training crop's visible frame is darkened (V**γ, γ 1.5–3.5): "
             "synthetic night scenes for a daylight training set.",
         ),
-    ] = 0.0,
+    ] = 0.5,
     seed: SeedOpt = 0,
     split_seed: SplitSeedOpt = 0,
     device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",

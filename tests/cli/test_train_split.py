@@ -42,12 +42,13 @@ def test_training_seed_does_not_move_the_validation_split(tiny_pairs: Path, tmp_
 
 
 def test_loss_weights_reach_the_loss_and_the_provenance(tiny_pairs: Path, tmp_path: Path) -> None:
-    """--w-intensity 0 trains without the max-intensity term (another model) and says so in the checkpoint."""
+    """--w-intensity 0 trains without the max-intensity term (another model) and says so in the checkpoint;
+    the defaults are the bundled recipe's weights."""
     default = tmp_path / "default.safetensors"
     no_int = tmp_path / "no_int.safetensors"
     p_default = _train(tiny_pairs, default)
     p_no_int = _train(tiny_pairs, no_int, "--w-intensity", "0", "--w-gradient", "10", "--w-base", "2")
-    assert p_default["loss_weights"] == {"intensity": 1.0, "gradient": 5.0, "ssim": 1.0, "base": 0.0}
+    assert p_default["loss_weights"] == {"intensity": 0.5, "gradient": 10.0, "ssim": 1.0, "base": 0.0}
     assert p_no_int["loss_weights"] == {"intensity": 0.0, "gradient": 10.0, "ssim": 1.0, "base": 2.0}
     a, b = load_model(default).model.state_dict(), load_model(no_int).model.state_dict()
     assert any(not a[k].equal(b[k]) for k in a)
@@ -55,8 +56,9 @@ def test_loss_weights_reach_the_loss_and_the_provenance(tiny_pairs: Path, tmp_pa
 
 def test_night_augmentation_trains_another_model_and_is_recorded(tiny_pairs: Path, tmp_path: Path) -> None:
     day, night = tmp_path / "day.safetensors", tmp_path / "night.safetensors"
-    p_day, p_night = _train(tiny_pairs, day), _train(tiny_pairs, night, "--night", "1")
+    p_day, p_night = _train(tiny_pairs, day, "--night", "0"), _train(tiny_pairs, night, "--night", "1")
     assert (p_day["night"], p_night["night"]) == (0.0, 1.0)
+    assert _train(tiny_pairs, tmp_path / "default.safetensors")["night"] == 0.5  # the bundled recipe
     a, b = load_model(day).model.state_dict(), load_model(night).model.state_dict()
     assert any(not a[k].equal(b[k]) for k in a)
     res = CliRunner().invoke(
