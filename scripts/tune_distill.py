@@ -7,7 +7,8 @@ subset) and are scored on that quarter; the validation split and LLVIP stay unse
     python scripts/tune_distill.py --rs ../shared/data/roadscene_train --cache CACHE \
         --config a --config "c w_gradient=0 w_intensity=0" --config c --seeds 0 1 2 --json out.json
 
-A config is a row letter (``a``: ``edgefuse train``'s loss, optionally with other ``fusion_loss`` weights as
+A config is a row letter (``a``: ``fusion_loss`` with its Python defaults, intensity 1 / gradient 5 / SSIM 1,
+the first bundled loss (``edgefuse train``'s defaults changed on 2026-11-30), optionally with other weights as
 ``name=value`` and ``night=P`` (train's ``--night``), the teacher-free control; ``b``/``c``: distillation
 with uniform / variance-weighted pixels, no routing, followed by ``DistillConfig`` fields as ``name=value``).
 """

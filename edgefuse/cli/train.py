@@ -54,8 +54,8 @@ def train(
         typer.Option(
             min=0.0,
             max=1.0,
-            help="Probability that a training crop's visible frame is darkened (V**γ, γ 1.5–3.5): "
-            "synthetic night scenes for a daylight training set.",
+            help="Probability that a training crop's visible frame is darkened (V**γ, γ 1.5–3.5, rounded to "
+            "8-bit levels): synthetic night scenes for a daylight training set.",
         ),
     ] = 0.5,
     seed: SeedOpt = 0,
