@@ -14,9 +14,9 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from enum import Enum
 from typing import Any
 
+from edgefuse._enum import TextEnum
 from edgefuse.errors import DataError
 
 SCHEMA = "edgefuse.bench.report"
@@ -24,26 +24,20 @@ MERGED_SCHEMA = "edgefuse.bench.merged"
 SCHEMA_VERSION = 1
 
 
-class LatencyBudgets(str, Enum):
+class LatencyBudgets(TextEnum):
     """Where a profile's latency budget gates (``--latency-budgets``; ``settings.latency_budgets``)."""
 
     AUTO = "auto"  # only on the profile's own device, at the budget's size
     ON = "on"
     OFF = "off"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Status(str, Enum):
+class Status(TextEnum):
     """A target's ``status``."""
 
     OK = "ok"
     NOT_RUN = "not_run"
     ERROR = "error"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass

@@ -20,12 +20,12 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgefuse._enum import TextEnum
 from edgefuse.color import as_hwc
 from edgefuse.errors import NonFiniteOutputError, RuntimeUnavailableError
 from edgefuse.runtimes.base import get_runtime, runtime_for
@@ -39,15 +39,12 @@ if TYPE_CHECKING:
 Predict = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 
-class Verdict(str, Enum):
+class Verdict(TextEnum):
     """A validation's ``status`` (written to JSON as its value)."""
 
     PASSED = "passed"
     FAILED = "failed"
     NOT_RUN = "not_run"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 PASSED, FAILED, NOT_RUN = Verdict.PASSED, Verdict.FAILED, Verdict.NOT_RUN

@@ -18,11 +18,11 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edgefuse import __version__
+from edgefuse._enum import TextEnum
 from edgefuse.drift import FAILED, PASSED
 from edgefuse.errors import ArtifactMismatchError, ExportError
 from edgefuse.exporters.base import (
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from edgefuse.profiles import Profile
 
 
-class ExportStatus(str, Enum):
+class ExportStatus(TextEnum):
     """One profile's export: what ``edgefuse export`` prints and its JSON says."""
 
     PASSED = "passed"
@@ -54,9 +54,6 @@ class ExportStatus(str, Enum):
     UP_TO_DATE = "up_to_date"  # built earlier from this checkpoint for this profile
     ERROR = "error"  # the export raised (the command line records it and goes on)
     SKIPPED = "skipped"  # not attempted: something it needs is not here (int8 without calibration pairs)
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass

@@ -11,11 +11,11 @@ import difflib
 import os
 import re
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 from typing import Any, get_type_hints
 
 from edgefuse import backends
+from edgefuse._enum import TextEnum
 from edgefuse._optional import version_tuple
 from edgefuse.errors import ProfileError
 from edgefuse.spec import IOSpec
@@ -37,13 +37,10 @@ def data_root() -> Path:
     return here  # (not SHARED_DATA: an installed package's would name a folder in site-packages)
 
 
-class Precision(str, Enum):
+class Precision(TextEnum):
     FP32 = "fp32"
     FP16 = "fp16"
     INT8 = "int8"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 MAX_CALIBRATION = 4096  # pairs a calibration may load (each is a full frame in memory)
