@@ -14,6 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from edgefuse.checkpoint import load_checkpoint, load_model, resolve, save_checkpoint
 from edgefuse.errors import ArtifactMismatchError, CheckpointError
+from edgefuse.exporters.onnxruntime import torch_to_onnx
 from edgefuse.io import sha256_path, size_bytes
 from edgefuse.manifest import MANIFEST, ArtifactManifest, read_manifest
 from edgefuse.model import create_model
@@ -36,16 +37,7 @@ def _artifact(folder: Path, checkpoint: Path) -> Path:
     model, info = load_model(checkpoint)
     folder.mkdir(parents=True, exist_ok=True)
     sample = (torch.rand(1, 3, IO.height, IO.width), torch.rand(1, 1, IO.height, IO.width))
-    torch.onnx.export(
-        model,
-        sample,
-        str(folder / "model.onnx"),
-        input_names=["visible", "thermal"],
-        output_names=["fused"],
-        opset_version=17,
-        dynamo=False,
-    )
-    path = folder / "model.onnx"
+    path = torch_to_onnx(model, sample, folder / "model.onnx", opset=17)  # the exporter's own call
     ArtifactManifest(
         backend="onnxruntime",
         artifact="model.onnx",

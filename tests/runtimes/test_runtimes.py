@@ -17,6 +17,7 @@ import torch
 
 from edgefuse.checkpoint import file_sha256, save_checkpoint
 from edgefuse.errors import ArtifactMismatchError, DataError, NonFiniteOutputError, RuntimeUnavailableError
+from edgefuse.exporters.onnxruntime import torch_to_onnx
 from edgefuse.manifest import MANIFEST, read_manifest
 from edgefuse.model import create_model
 from edgefuse.profiles import get_profile
@@ -82,15 +83,7 @@ def reference(model: torch.nn.Module, inputs: dict[str, np.ndarray]) -> np.ndarr
 def onnx_dir(model: torch.nn.Module, checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("onnx")
     sample = tuple(torch.from_numpy(a) for a in make_inputs(IO).values())
-    torch.onnx.export(
-        model,
-        sample,
-        str(folder / "model.onnx"),
-        input_names=["visible", "thermal"],
-        output_names=["fused"],
-        opset_version=17,
-        dynamo=False,
-    )
+    torch_to_onnx(model, sample, folder / "model.onnx", opset=17)  # the exporter's own call
     write_manifest(folder, "onnxruntime", "model.onnx", file_sha256(checkpoint))
     return folder
 
