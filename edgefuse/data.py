@@ -277,16 +277,20 @@ def _pad_to(img: np.ndarray, height: int, width: int) -> np.ndarray:
 NIGHT_GAMMA = (1.5, 3.5)
 
 
-def night_visible(vis: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def night_visible(vis: np.ndarray, rng: np.random.Generator, noise: float = 0.0) -> np.ndarray:
     """A synthetic low-light visible frame: V**γ, γ ~ U(1.5, 3.5) per crop, rounded to 8-bit levels.
 
     Why: the real training pairs are daylight, and a student trained on them alone extrapolates to night
     scenes by accident (its thermal/visible balance there varies with the seed). A power law darkens the
     mid-tones strongly and keeps highlights (lamps, headlights), as a night exposure does; the thermal frame
-    is left alone (heat does not depend on light).
+    is left alone (heat does not depend on light). ``noise`` > 0 adds sensor noise of std U(0, noise) per crop
+    (a dark exposure is a noisy one).
     """
     gamma = float(rng.uniform(*NIGHT_GAMMA))
     dark = np.power(np.clip(vis, 0.0, 1.0), gamma, dtype=np.float32)
+    if noise > 0:
+        sigma = float(rng.uniform(0.0, noise))
+        dark = np.clip(dark + rng.normal(0.0, sigma, dark.shape).astype(np.float32), 0.0, 1.0)
     # stored as 8 bits, as a real night frame is: float darkening keeps sub-level detail in the shadows
     # that no camera delivers, and a student that learns to read it amplifies int8/bf16 rounding at export
     return np.round(dark * 255.0) / np.float32(255.0)
@@ -310,9 +314,10 @@ class FusionDataset(Dataset):
         seed: int = 0,
         cache: bool = False,
         night: float = 0.0,
+        night_noise: float = 0.0,
     ) -> None:
         self.source = source
-        self.night = float(night)
+        self.night, self.night_noise = float(night), float(night_noise)
         self.indices = list(range(len(source))) if indices is None else [int(i) for i in indices]
         self.crop = (crop, crop) if isinstance(crop, int) else crop
         self.train, self.seed, self.cache = train, int(seed), cache
@@ -361,7 +366,7 @@ class FusionDataset(Dataset):
         if self.train and self.night > 0:  # drawn after the crop: the crops of night=0 runs are unchanged
             rng = np.random.default_rng([self.seed, self.epoch, k, 1])
             if rng.random() < self.night:
-                vis = night_visible(vis, rng)
+                vis = night_visible(vis, rng, self.night_noise)
         return {
             "visible": torch.from_numpy(np.array(vis.transpose(2, 0, 1), dtype=np.float32)),
             "thermal": torch.from_numpy(np.array(ir[None], dtype=np.float32)),  # a copy, never the cache

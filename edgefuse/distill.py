@@ -222,8 +222,10 @@ class DistillDataset(Dataset):
         samples: bool = False,
         repeat: int = 1,
         night: float = 0.0,
+        night_noise: float = 0.0,
     ) -> None:
         self.source, self.cache = source, cache
+        self.night_noise = float(night_noise)
         # synthetic night visible frames (edgefuse.data.night_visible) for the teacher-free terms only: the
         # teacher's mean was sampled from the daylight pair, so distillation itself never sets this
         self.night = float(night)
@@ -286,7 +288,9 @@ class DistillDataset(Dataset):
         if self.train and self.night > 0:
             rng = np.random.default_rng([self.seed, int(self._epoch.item()), n, 1])
             if rng.random() < self.night:
-                out["visible"] = torch.from_numpy(night_visible(out["visible"].numpy(), rng))
+                out["visible"] = torch.from_numpy(
+                    night_visible(out["visible"].numpy(), rng, self.night_noise)
+                )
         out["stem"] = self.source.pairs[i].stem
         return out
 

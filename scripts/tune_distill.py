@@ -34,7 +34,7 @@ def loss_for(spec: str, tau: float) -> Any:
     from edgefuse.losses import fusion_loss
 
     row, *fields = spec.split()
-    kw = {k: float(v) for k, v in (f.split("=") for f in fields) if k != "night"}
+    kw = {k: float(v) for k, v in (f.split("=") for f in fields) if k not in ("night", "night_noise")}
     if row == "a":  # edgefuse train's loss; fields: its weights w_intensity, w_gradient, w_ssim (a control)
         return lambda m, b: fusion_loss(m(b["visible"], b["thermal"]), b["visible"], b["thermal"], **kw)
     weighting = {"b": "uniform", "c": "variance"}[row]
@@ -56,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         default=0.0,
         help="also score the tuning pairs with the visible frame darkened to V**gamma (a synthetic night: "
         "the training pairs are all daylight, so this is the only night check that stays on them)",
+    )
+    ap.add_argument(
+        "--noisy-night", type=float, default=0.0, help="also score the night copy + noise of this std"
     )
     ap.add_argument("--device", default="cpu", help="training device (cpu, cuda)")
     ap.add_argument("--metric-workers", type=int, default=2)
@@ -79,15 +82,34 @@ def main(argv: list[str] | None = None) -> int:
     sets = {"day": pairs}
     if args.night_gamma:
         sets["night"] = [(np.power(v, args.night_gamma, dtype=np.float32), t) for v, t in pairs]
+    if args.noisy_night:  # the same frames with sensor noise, rounded to 8 bits (fixed noise, seed 0)
+        rng = np.random.default_rng(0)
+        sets["noisy"] = [
+            (
+                np.round(np.clip(v + rng.normal(0, args.noisy_night, v.shape), 0, 1) * 255).astype(np.float32)
+                / 255,
+                t,
+            )
+            for v, t in sets["night"]
+        ]
     pool = ProcessPoolExecutor(args.metric_workers)
     rows = []
     for spec in args.config:
         per_seed = []
         for seed in args.seeds:
             t0 = time.perf_counter()
-            night = float(dict(f.split("=") for f in spec.split()[1:]).get("night", 0.0))  # row a only
+            fields = dict(f.split("=") for f in spec.split()[1:])  # night options: row a only
+            night, noise = float(fields.get("night", 0.0)), float(fields.get("night_noise", 0.0))
             ds = DistillDataset(
-                src, cache, fit_idx, crop=args.crop, train=True, seed=seed, repeat=args.repeat, night=night
+                src,
+                cache,
+                fit_idx,
+                crop=args.crop,
+                train=True,
+                seed=seed,
+                repeat=args.repeat,
+                night=night,
+                night_noise=noise,
             )
             seed_everything(seed)
             cfg = TrainConfig(epochs=args.epochs, batch_size=16, seed=seed, device=args.device, workers=0)
@@ -101,7 +123,10 @@ def main(argv: list[str] | None = None) -> int:
                     fused = [to_uint8(fuse(v, t, model=model)) for v, t in scored]
                 m = mean_scores(pool, [(f, t, v) for f, (v, t) in zip(fused, scored, strict=True)])
                 scores[name] = {k: m[k] for k in KEYS}
-            per_seed.append(scores["day"] | {f"night_{k}": v for k, v in scores.get("night", {}).items()})
+            per_seed.append(
+                scores["day"]
+                | {f"{name}_{k}": v for name in ("night", "noisy") for k, v in scores.get(name, {}).items()}
+            )
             print(
                 f"{spec} seed {seed}: "
                 + " ".join(f"{k} {per_seed[-1][k]:.3f}" for k in per_seed[-1] if k.split("_")[-1] in KEYS[:3])

@@ -58,6 +58,10 @@ def train(
             "8-bit levels): synthetic night scenes for a daylight training set.",
         ),
     ] = 0.5,
+    night_noise: Annotated[
+        float,
+        typer.Option(min=0.0, max=0.2, help="Sensor-noise std bound added to --night frames (std U(0, x))."),
+    ] = 0.0,
     seed: SeedOpt = 0,
     split_seed: SplitSeedOpt = 0,
     device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
@@ -90,7 +94,14 @@ def train(
     train_idx, val_idx = split_indices(source.pairs, val_fraction=val_fraction, seed=split_seed)
     # each pair listed `repeat` times: more random crops per epoch from a small real set
     train_set = FusionDataset(
-        source, train_idx * repeat, crop=crop, train=True, seed=seed, cache=True, night=night
+        source,
+        train_idx * repeat,
+        crop=crop,
+        train=True,
+        seed=seed,
+        cache=True,
+        night=night,
+        night_noise=night_noise,
     )
     val_set = FusionDataset(source, val_idx, crop=crop, train=False, seed=seed)
     label = f"{source.name} ({'synthetic' if getattr(source, 'synthetic', False) else 'real'})"
@@ -111,6 +122,7 @@ def train(
         "repeat": repeat,
         "loss_weights": {"intensity": w_intensity, "gradient": w_gradient, "ssim": w_ssim, "base": w_base},
         "night": night,
+        "night_noise": night_noise,
     }
 
     def report(epoch: int, logs: dict[str, float]) -> None:

@@ -266,6 +266,19 @@ def test_night_augmentation_darkens_the_visible_crop_only(registered: PairedFold
     assert 8 < darker < 32  # about half of the crops
 
 
+def test_night_noise_is_bounded_quantized_and_seeded() -> None:
+    from edgefuse.data import night_visible
+
+    vis = np.random.default_rng(0).random((32, 32, 3), dtype=np.float32)
+    clean = night_visible(vis, np.random.default_rng(1))
+    noisy = night_visible(vis, np.random.default_rng(1), noise=0.05)
+    again = night_visible(vis, np.random.default_rng(1), noise=0.05)
+    np.testing.assert_array_equal(noisy, again)  # same generator, same frame
+    assert not np.array_equal(noisy, clean) and noisy.min() >= 0.0 and noisy.max() <= 1.0
+    np.testing.assert_allclose(noisy * 255, np.round(noisy * 255), atol=1e-4)
+    assert np.abs(noisy - clean).mean() < 0.05  # std at most 0.05
+
+
 def test_dataset_eval_gives_centre_crops_or_full_images(registered: PairedFolder) -> None:
     vis, _ = registered[0]
     item = FusionDataset(registered, crop=32, train=False)[0]
