@@ -296,6 +296,16 @@ def night_visible(vis: np.ndarray, rng: np.random.Generator, noise: float = 0.0)
     return np.round(dark * 255.0) / np.float32(255.0)
 
 
+def maybe_night(vis: np.ndarray, p: float, noise: float, key: Sequence[int]) -> np.ndarray:
+    """With probability ``p``, :func:`night_visible` of ``vis``; the draw comes from a generator seeded by
+    ``key`` (seed, epoch, item index), so it does not depend on the worker count and leaves the crop draws
+    of ``p = 0`` runs unchanged."""
+    if p <= 0:
+        return vis
+    rng = np.random.default_rng([*key, 1])
+    return night_visible(vis, rng, noise) if rng.random() < p else vis
+
+
 class FusionDataset(Dataset):
     """Dicts {"visible": 3×h×w, "thermal": 1×h×w, "stem"} from a PairedFolder or SyntheticPairs.
 
@@ -363,10 +373,8 @@ class FusionDataset(Dataset):
             flip = False
         if flip:
             vis, ir = vis[:, ::-1], ir[:, ::-1]
-        if self.train and self.night > 0:  # drawn after the crop: the crops of night=0 runs are unchanged
-            rng = np.random.default_rng([self.seed, self.epoch, k, 1])
-            if rng.random() < self.night:
-                vis = night_visible(vis, rng, self.night_noise)
+        if self.train:
+            vis = maybe_night(vis, self.night, self.night_noise, (self.seed, self.epoch, k))
         return {
             "visible": torch.from_numpy(np.array(vis.transpose(2, 0, 1), dtype=np.float32)),
             "thermal": torch.from_numpy(np.array(ir[None], dtype=np.float32)),  # a copy, never the cache

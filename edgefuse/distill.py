@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from edgefuse.data import night_visible
+from edgefuse.data import maybe_night
 from edgefuse.errors import DataError
 from edgefuse.teacher.cache import TeacherCache
 from edgefuse.teacher.ddfm import luma, with_visible_chroma
@@ -65,18 +65,7 @@ class DistillConfig:
             raise DataError(f"pixel weighting {self.pixel_weighting!r}: choose {', '.join(PIXEL_WEIGHTINGS)}")
         if self.routing not in ROUTINGS:
             raise DataError(f"routing {self.routing!r}: choose {', '.join(ROUTINGS)}")
-        if (
-            min(
-                self.w_pixel,
-                self.w_feat,
-                self.w_ssim,
-                self.w_source_ssim,
-                self.w_gradient,
-                self.w_intensity,
-                self.w_base,
-            )
-            < 0
-        ):
+        if min(v for k, v in asdict(self).items() if k.startswith("w_")) < 0:
             raise DataError("loss weights must be ≥ 0")
         if self.tau < 0 or self.tau_feat < 0:
             raise DataError("temperatures must be positive (or 0: automatic)")
@@ -225,10 +214,9 @@ class DistillDataset(Dataset):
         night_noise: float = 0.0,
     ) -> None:
         self.source, self.cache = source, cache
-        self.night_noise = float(night_noise)
-        # synthetic night visible frames (edgefuse.data.night_visible) for the teacher-free terms only: the
-        # teacher's mean was sampled from the daylight pair, so distillation itself never sets this
-        self.night = float(night)
+        # synthetic night visible frames (edgefuse.data.maybe_night) for the teacher-free terms only: the
+        # teacher's mean was sampled from the daylight pair, so distillation itself never sets these
+        self.night, self.night_noise = float(night), float(night_noise)
         self.repeat = max(1, int(repeat))
         self.indices = [int(i) for i in indices]
         self.crop, self.train, self.seed, self.with_samples = crop, train, int(seed), samples
@@ -285,12 +273,11 @@ class DistillDataset(Dataset):
             a = a[:, ::-1] if flip else a
             t = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
             out[key] = t.float() / 255.0 if a.dtype == np.uint8 else t.float()
-        if self.train and self.night > 0:
-            rng = np.random.default_rng([self.seed, int(self._epoch.item()), n, 1])
-            if rng.random() < self.night:
-                out["visible"] = torch.from_numpy(
-                    night_visible(out["visible"].numpy(), rng, self.night_noise)
-                )
+        if self.train and self.night > 0:  # (skips the tensor round trip when off)
+            draw = (self.seed, int(self._epoch.item()), n)
+            out["visible"] = torch.from_numpy(
+                maybe_night(out["visible"].numpy(), self.night, self.night_noise, draw)
+            )
         out["stem"] = self.source.pairs[i].stem
         return out
 

@@ -64,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--metric-workers", type=int, default=2)
     ap.add_argument("--json", required=True)
     args = ap.parse_args(argv)
+    if args.noisy_night and not args.night_gamma:
+        ap.error("--noisy-night adds noise to the --night-gamma copy: give both")
 
     from edgefuse.data import find_pairs, split_indices
     from edgefuse.distill import DistillDataset, mean_variance
