@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from seed_table import SHOWN, compare  # the ablation's rule and metric list, for the same verdicts
 
-SHOWN = ("EN", "SD", "SF", "MI", "SCD", "VIF", "Qabf", "SSIM")  # the judged metrics (docs/metrics.md)
 HEADLINE = ("VIF", "Qabf", "SSIM")
 
 
 def group(rows: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """{group: {"seeds": [...], metric: (mean, std)}}; rows without a _s<N> suffix are groups of one."""
+    """{group: {"seeds": [...], metric: mean, metric_std: std}} (the ablation JSON's shape, which
+    ``seed_table.compare`` reads); rows without a _s<N> suffix are groups of one (std 0)."""
     members: dict[str, list[tuple[int, dict[str, float]]]] = {}
     for name, vals in rows.items():
         if not isinstance(vals, dict):
@@ -31,21 +32,14 @@ def group(rows: dict[str, Any]) -> dict[str, dict[str, Any]]:
         m = re.fullmatch(r"(.+)_s(\d+)", name)
         key, seed = (m.group(1), int(m.group(2))) if m else (name, -1)
         members.setdefault(key, []).append((seed, vals))
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for key, runs in members.items():
         ddof = 1 if len(runs) > 1 else 0
-        out[key] = {"seeds": sorted(s for s, _ in runs)} | {
-            k: (float(np.mean([v[k] for _, v in runs])), float(np.std([v[k] for _, v in runs], ddof=ddof)))
-            for k in runs[0][1]
-        }
-    return out
-
-
-def compare(new: dict[str, Any], old: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    out = {}
-    for k in HEADLINE:
-        diff, spread = new[k][0] - old[k][0], max(new[k][1], old[k][1])
-        out[k] = {"diff": diff, "spread": spread, "beyond": abs(diff) > spread}
+        entry: dict[str, Any] = {"seeds": sorted(s for s, _ in runs)}
+        for k in runs[0][1]:
+            vals = [v[k] for _, v in runs]
+            entry[k], entry[k + "_std"] = float(np.mean(vals)), float(np.std(vals, ddof=ddof))
+        out[key] = entry
     return out
 
 
@@ -65,14 +59,14 @@ def main(argv: list[str] | None = None) -> int:
         lines += ["| row | seeds | " + " | ".join(SHOWN) + " |", "|---|---|" + "---|" * len(SHOWN)]
         for key, g in groups.items():
             cells = [
-                f"{g[k][0]:.3f} ± {g[k][1]:.3f}" if len(g["seeds"]) > 1 else f"{g[k][0]:.3f}" for k in SHOWN
+                f"{g[k]:.3f} ± {g[k + '_std']:.3f}" if len(g["seeds"]) > 1 else f"{g[k]:.3f}" for k in SHOWN
             ]
             seeds = ",".join(str(s) for s in g["seeds"] if s >= 0) or "–"
             lines.append(f"| {key} | {seeds} | " + " | ".join(cells) + " |")
         lines.append("")
         for spec in args.compare:
             new, old = spec.split("=", 1)
-            verdict = compare(groups[new], groups[old])
+            verdict = {m: compare(groups[new], groups[old], m) for m in HEADLINE}
             out[set_name]["compare"][spec] = verdict
             parts = []
             for k, v in verdict.items():
