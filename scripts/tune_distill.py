@@ -98,10 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for spec in args.config:
         per_seed = []
+        fields = dict(f.split("=") for f in spec.split()[1:])  # night options: row a only
+        night, noise = float(fields.get("night", 0.0)), float(fields.get("night_noise", 0.0))
         for seed in args.seeds:
             t0 = time.perf_counter()
-            fields = dict(f.split("=") for f in spec.split()[1:])  # night options: row a only
-            night, noise = float(fields.get("night", 0.0)), float(fields.get("night_noise", 0.0))
             ds = DistillDataset(
                 src,
                 cache,
@@ -119,9 +119,9 @@ def main(argv: list[str] | None = None) -> int:
             trainer = Trainer(create_model("s"), loss_for(spec, tau), ds, out, cfg)
             trainer.fit(progress=False)
             scores = {}
+            model = trainer.ema.eval().to("cpu")  # scored as everywhere else: on the CPU
             for name, scored in sets.items():
                 with torch.no_grad():
-                    model = trainer.ema.eval().to("cpu")  # scored as everywhere else: on the CPU
                     fused = [to_uint8(fuse(v, t, model=model)) for v, t in scored]
                 m = mean_scores(pool, [(f, t, v) for f, (v, t) in zip(fused, scored, strict=True)])
                 scores[name] = {k: m[k] for k in KEYS}
