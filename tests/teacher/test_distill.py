@@ -288,5 +288,15 @@ def test_base_term_anchors_block_brightness_and_leaves_detail_free() -> None:
     on, logs_on = fusion_loss(fused, vis, t, w_base=2.0)
     assert "base" not in logs_off
     assert on.item() == pytest.approx(off.item() + 2.0 * logs_on["base"], rel=1e-6)
+    from edgefuse.model import create_model
+
+    model = create_model("n").eval()
+    batch = {"visible": vis, "thermal": t, "mean": vis.clone(), "var": torch.zeros(2, 1, 32, 32)}
+    base = dict(pixel_weighting="uniform", routing="none")
+    with torch.no_grad():
+        d_off, dl_off = DistillLoss(DistillConfig(**base), tau=1.0)(model, batch)
+        d_on, dl_on = DistillLoss(DistillConfig(**base, w_base=2.0), tau=1.0)(model, batch)
+    assert "base" not in dl_off and dl_on["base"] > 0
+    assert float(d_on) == pytest.approx(float(d_off) + 2.0 * dl_on["base"], rel=1e-5)
     with pytest.raises(DataError):
         DistillConfig(w_base=-1.0)
