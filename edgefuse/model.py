@@ -111,8 +111,23 @@ class FusionProxy(nn.Module):
             self.head.bias.copy_(torch.tensor(start))  # type: ignore[union-attr]
 
     def forward(self, visible: torch.Tensor, thermal: torch.Tensor) -> torch.Tensor:
+        y = self._luma(visible)
+        return self._blend(self._coefficients(y, thermal), visible, y, thermal)
+
+    def coefficients(self, visible: torch.Tensor, thermal: torch.Tensor) -> torch.Tensor:
+        """The 1/4-resolution coefficient maps (N×3×H/4×W/4, or N×5 with ``select``) that :meth:`blend`
+        turns into the fused frame; the metric-ascent teacher optimises them per pair."""
+        return self._coefficients(self._luma(visible), thermal)
+
+    def blend(self, coef: torch.Tensor, visible: torch.Tensor, thermal: torch.Tensor) -> torch.Tensor:
+        """The fused frame from coefficient maps (``forward == blend(coefficients(v, t), v, t)``)."""
+        return self._blend(coef, visible, self._luma(visible), thermal)
+
+    def _luma(self, visible: torch.Tensor) -> torch.Tensor:
         # BT.601 luminance; Mul+ReduceSum (a 3->1 1x1 conv is ~100x slower in oneDNN at full res)
-        y = (visible * self.luma).sum(dim=1, keepdim=True)  # type: ignore[operator]
+        return (visible * self.luma).sum(dim=1, keepdim=True)  # type: ignore[operator]
+
+    def _coefficients(self, y: torch.Tensor, thermal: torch.Tensor) -> torch.Tensor:
         x = self.stem(torch.cat([y, thermal], dim=1))
         skips = []
         for down, enc in zip(self.downs, self.enc, strict=False):
@@ -121,10 +136,13 @@ class FusionProxy(nn.Module):
         for i in (1, 0):
             x = F.interpolate(self.lateral[i](x), scale_factor=2.0, mode="bilinear", align_corners=False)
             x = self.dec[i](F.relu(x + skips[i]))
-        # coefficients at 1/4 resolution; the only full-resolution work is this resize and the blend
+        return self.head(x)
+
+    def _blend(
+        self, coef: torch.Tensor, visible: torch.Tensor, y: torch.Tensor, thermal: torch.Tensor
+    ) -> torch.Tensor:
         # coefficients at 1/4 resolution, split there (a full-res split runs as a slow reference kernel in
-        # OpenVINO); the only full-resolution work is the three resizes and the blend.
-        coef = self.head(x)
+        # OpenVINO); the only full-resolution work is the resizes and the blend.
         maps = [
             F.interpolate(coef[:, i : i + 1], scale_factor=4.0, mode="bilinear", align_corners=False)
             for i in range(coef.shape[1])
