@@ -140,12 +140,17 @@ class DistillLoss:
         cfg = self.cfg
         fused = model(batch["visible"], batch["thermal"])
         mean = batch["mean"]
+        # per-item weight of the teacher's terms: 0 for a darkened (synthetic night) item, whose teacher
+        # sample is of the daylight frame; scaled so a batch without night items weighs as before
+        day = batch.get("day")
+        day = torch.ones(fused.shape[0], device=fused.device) if day is None else day.to(fused.device).float()
+        keep = day / day.mean().clamp_min(1e-6) if bool(day.any()) else day
         err = (fused - mean).abs().mean(dim=1, keepdim=True)
         if cfg.pixel_weighting == "variance":
             err = err * variance_weights(batch["var"], self.tau)
-        l_pix = err.mean()
+        l_pix = (err.flatten(1).mean(dim=1) * keep).mean()
         yf = luma(fused)
-        l_ssim = 1.0 - ssim(yf, luma(mean)).mean()
+        l_ssim = ((1.0 - ssim(yf, luma(mean))) * keep).mean()
         loss = cfg.w_pixel * l_pix + cfg.w_ssim * l_ssim
         logs = {"pix": float(l_pix.detach()), "ssim": float(l_ssim.detach())}
         yv, thermal = luma(batch["visible"]), batch["thermal"]
@@ -160,12 +165,14 @@ class DistillLoss:
                 loss = loss + weight * value
                 logs[name] = float(value.detach())
         if cfg.routing != "none" and cfg.w_feat > 0:
-            l_feat, route = self._features(fused, batch)
+            l_feat, route = self._features(fused, batch, day)
             loss = loss + cfg.w_feat * l_feat
             logs.update(feat=float(l_feat.detach()), route=route)
         return loss, logs
 
-    def _features(self, fused: torch.Tensor, batch: dict[str, Any]) -> tuple[torch.Tensor, float]:
+    def _features(
+        self, fused: torch.Tensor, batch: dict[str, Any], day: torch.Tensor
+    ) -> tuple[torch.Tensor, float]:
         assert self.backbone is not None
         samples = batch["samples"]
         b, k = samples.shape[:2]
@@ -184,7 +191,8 @@ class DistillLoss:
                 else torch.ones_like(v)
             )
             d = ((fs.float() / sigma.squeeze(1) - mu) ** 2).mean(dim=1, keepdim=True)
-            terms.append((r * d).sum() / r.sum().clamp_min(1e-6))
+            rd = r * day.view(-1, 1, 1, 1)  # night items: no alignment to the daylight teacher
+            terms.append((rd * d).sum() / rd.sum().clamp_min(1e-6))
             routes.append(float(r.mean()))
         return torch.stack(terms).mean(), float(np.mean(routes))
 
@@ -214,8 +222,8 @@ class DistillDataset(Dataset):
         night_noise: float = 0.0,
     ) -> None:
         self.source, self.cache = source, cache
-        # synthetic night visible frames (edgefuse.data.maybe_night) for the teacher-free terms only: the
-        # teacher's mean was sampled from the daylight pair, so distillation itself never sets these
+        # synthetic night visible frames (edgefuse.data.maybe_night); each item says whether it was darkened
+        # ("day" 0), and DistillLoss then drops the teacher's terms for it: the teacher saw the daylight pair
         self.night, self.night_noise = float(night), float(night_noise)
         self.repeat = max(1, int(repeat))
         self.indices = [int(i) for i in indices]
@@ -273,11 +281,14 @@ class DistillDataset(Dataset):
             a = a[:, ::-1] if flip else a
             t = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
             out[key] = t.float() / 255.0 if a.dtype == np.uint8 else t.float()
+        day = True
         if self.train and self.night > 0:  # (skips the tensor round trip when off)
             draw = (self.seed, int(self._epoch.item()), n)
-            out["visible"] = torch.from_numpy(
-                maybe_night(out["visible"].numpy(), self.night, self.night_noise, draw)
-            )
+            vis = out["visible"].numpy()
+            dark = maybe_night(vis, self.night, self.night_noise, draw)
+            day = dark is vis  # maybe_night returns its input itself when it does not darken
+            out["visible"] = torch.from_numpy(dark)
+        out["day"] = torch.tensor(1.0 if day else 0.0)
         out["stem"] = self.source.pairs[i].stem
         return out
 

@@ -60,6 +60,15 @@ def distill(
         float,
         typer.Option(min=0.0, help="Weight of the teacher-free 8×8 block-mean brightness anchor."),
     ] = 0.0,
+    night: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Probability that a training crop's visible frame is darkened (as `train --night`); such "
+            "crops get the teacher-free terms only (the teacher saw the daylight frame).",
+        ),
+    ] = 0.0,
     backbone: Annotated[str, typer.Option(help="prior, prior:DIR or timm:ARCH:WEIGHTS.")] = "prior",
     prior: Annotated[
         Path | None, typer.Option(help="Prior directory (default: the one the cache names).")
@@ -129,7 +138,15 @@ def distill(
 
             net = load_backbone(backbone, prior_dir, device=device)
         train_set = DistillDataset(
-            source, teacher, train_idx, crop=crop, train=True, seed=seed, samples=need_samples, repeat=repeat
+            source,
+            teacher,
+            train_idx,
+            crop=crop,
+            train=True,
+            seed=seed,
+            samples=need_samples,
+            repeat=repeat,
+            night=night,
         )
         val_set = DistillDataset(
             source, teacher, val_idx, crop=crop, train=False, seed=seed, samples=need_samples
@@ -148,6 +165,7 @@ def distill(
             "val_pairs": val_stems,
             "crop": crop,
             "repeat": repeat,
+            "night": night,
             "distill": {**cfg.to_dict(), "tau_used": tau_used},
             "teacher_cache": {
                 "path": str(teacher.root.resolve()),
