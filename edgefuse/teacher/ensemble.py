@@ -55,10 +55,40 @@ def sample_ensemble(
 
     Returns (manifest path, manifest meta) on rank 0, None on the other ranks.
     """
+
+    def fuse_pair(v: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return with_visible_chroma(sample_fusion(prior, v, t, list(seeds), cfg), v[None])
+
+    return write_ensemble(
+        source,
+        out,
+        teacher_record(prior, cfg, precision),
+        seeds,
+        fuse_pair,
+        prior.device,
+        limit=limit,
+        save_samples=save_samples,
+        resume=resume,
+        on_pair=on_pair,
+    )
+
+
+def write_ensemble(
+    source: Any,
+    out: str | Path,
+    teacher: dict[str, Any],
+    seeds: Sequence[int],
+    fuse_pair: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    device: torch.device,
+    *,
+    limit: int = 0,
+    save_samples: bool = True,
+    resume: bool = False,
+    on_pair: Callable[[], None] | None = None,
+) -> tuple[Path, dict[str, Any]] | None:
+    """Any teacher's cache: ``fuse_pair(visible 3×H×W, thermal 1×H×W) -> K×3×H×W`` RGB in [0, 1] per pair."""
     out = Path(out)
     rank, world = rank_and_world()
-    device = prior.device
-    teacher = teacher_record(prior, cfg, precision)
     out.mkdir(parents=True, exist_ok=True)
     settings = out / SETTINGS
     wanted = {"teacher": teacher, "seeds": list(seeds)}
@@ -79,8 +109,7 @@ def sample_ensemble(
             v = torch.from_numpy(np.ascontiguousarray(vis.transpose(2, 0, 1))).to(device)
             t = torch.from_numpy(ir[None].copy()).to(device)
             t0 = time.perf_counter()
-            y = sample_fusion(prior, v, t, seeds, cfg)
-            rgb = with_visible_chroma(y, v[None])
+            rgb = fuse_pair(v, t)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             seconds.append(time.perf_counter() - t0)

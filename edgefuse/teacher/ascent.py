@@ -1,0 +1,110 @@
+"""The metric-ascent teacher: the student's own form, fitted to each pair by gradient ascent on the fusion
+metrics.
+
+Why: every hand-made objective tried for the diffusion teacher (docs/distillation.md) traded VIF, Qabf and
+SSIM against one another and none beat the teacher-free student on all three; a larger network (size m) and
+the per-pixel selection form, trained with the same loss, scored the same as the student. What the student
+lacks is not capacity but an objective. This teacher starts from a student's 1/4-resolution coefficient maps
+for one pair and climbs
+
+    VIF/VIF₀ + w_k·Qabf/Qabf₀   −   λ·relu(SSIM₀ − m − SSIM)/SSIM₀
+
+(₀: the start's values on this pair; the differentiable twins of edgefuse.metrics, metric_torch.py) with Adam,
+so its output keeps the student's form (smooth coefficients over the sources themselves, no new edges) and
+SSIM may fall at most ~m below the start. K samples per pair differ in the weight w_k = exp(s_k),
+s_k ~ N(0, ``jitter``²), so they disagree exactly where raising VIF and keeping edges conflict.
+
+It optimises the evaluation metrics themselves: its gains on them say as much about what the metrics reward
+(VIF rises with local contrast gain) as about the image. Look at its output before trusting a number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from edgefuse.color import BT601
+from edgefuse.errors import DataError
+from edgefuse.model import FusionProxy
+from edgefuse.teacher.metric_torch import MetricScorer
+
+
+@dataclass(frozen=True)
+class AscentConfig:
+    steps: int = 60
+    lr: float = 0.01  # Adam step on the coefficient maps (their scale is ~0.1–1)
+    ssim_margin: float = 0.015  # SSIM may drop this far below the start before the penalty acts
+    ssim_weight: float = 5.0  # λ
+    jitter: float = 0.3  # log-std of each sample's Qabf weight (ensemble diversity)
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.lr <= 0 or self.ssim_weight < 0 or self.jitter < 0:
+            raise DataError(f"invalid ascent settings {self}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AscentConfig:
+        return cls(**{k: type(getattr(cls, k))(v) for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+def _gray255(rgb: torch.Tensor) -> torch.Tensor:
+    luma = torch.tensor(BT601, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
+    return (rgb * luma).sum(dim=1, keepdim=True) * 255.0
+
+
+def ascend_pair(
+    model: FusionProxy,
+    visible: torch.Tensor,
+    thermal: torch.Tensor,
+    seeds: list[int],
+    cfg: AscentConfig,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """K = len(seeds) fused RGB frames (K×3×H×W float32 in [0, 1]) for one pair (3×H×W and 1×H×W, [0, 1])."""
+    if thermal.shape[-2:] != visible.shape[-2:]:
+        raise DataError(f"visible {tuple(visible.shape[-2:])} and thermal {tuple(thermal.shape[-2:])} differ")
+    h, w = visible.shape[-2:]
+    ph, pw = (-h) % 16, (-w) % 16
+    pad = "reflect" if max(ph, pw) < min(h, w) else "replicate"
+    v = F.pad(visible[None].float(), (0, pw, 0, ph), mode=pad)
+    t = F.pad(thermal[None].float(), (0, pw, 0, ph), mode=pad)
+    with torch.no_grad():
+        start = model.coefficients(v, t).to(dtype)
+    k = len(seeds)
+    logw = (
+        torch.tensor(
+            [float(torch.randn((), generator=torch.Generator().manual_seed(s))) for s in seeds], dtype=dtype
+        ).to(v.device)
+        * cfg.jitter
+    )
+    weight = torch.exp(logw)
+    vd, td = v.to(dtype), t.to(dtype)
+    # the sources as edgefuse.metrics reads them: 8-bit levels (its BT.601 gray rounds to integers)
+    scorer = MetricScorer(torch.round(td[..., :h, :w] * 255.0), torch.round(_gray255(vd[..., :h, :w])))
+
+    def fused(coef: torch.Tensor) -> torch.Tensor:
+        return model.blend(coef, vd.expand(k, -1, -1, -1), td.expand(k, -1, -1, -1))[..., :h, :w]
+
+    with torch.no_grad():
+        ref = scorer(_gray255(fused(start[:1])))
+    ref = {name: value.clamp_min(1e-6) for name, value in ref.items()}
+    coef = start.expand(k, -1, -1, -1).clone().requires_grad_(True)
+    opt = torch.optim.Adam([coef], lr=cfg.lr)
+    for _ in range(cfg.steps):
+        s = scorer(_gray255(fused(coef)))
+        gain = s["VIF"] / ref["VIF"] + weight * s["Qabf"] / ref["Qabf"]
+        short = torch.relu(ref["SSIM"] - cfg.ssim_margin - s["SSIM"]) / ref["SSIM"]
+        loss = (-gain + cfg.ssim_weight * short).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        out = fused(coef).float()
+    if not torch.isfinite(out).all():
+        raise DataError("metric ascent produced NaN or Inf values")
+    return out
