@@ -4,6 +4,7 @@ or import an external teacher's samples into the same cache format."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -193,10 +194,12 @@ def sample(
     try:
         source = find_pairs(data, resize_ir=resize_ir)
         model = Prior.load(prior, device=device, precision=precision)
-        total = min(len(source), limit or len(source))
-        with _progress() as bar:
-            task = bar.add_task(f"teacher K={k}", total=total, visible=rank == 0)
-            done = sample_ensemble(
+        _with_progress(
+            "teacher",
+            min(len(source), limit or len(source)),
+            k,
+            rank,
+            lambda on_pair: sample_ensemble(
                 model,
                 source,
                 out,
@@ -206,13 +209,9 @@ def sample(
                 limit=limit,
                 save_samples=save_samples,
                 resume=resume,
-                on_pair=lambda: bar.advance(task),
-            )
-        if done is not None:
-            path, meta = done
-            per = meta["seconds_per_pair"]
-            per_s = f", {per:.2f} s per pair" if per else ""
-            console.print(f"[green]wrote[/] {path} ({total} pairs, K={k}{per_s})")
+                on_pair=on_pair,
+            ),
+        )
     finally:
         shutdown_distributed()
 
@@ -272,10 +271,12 @@ def ascend(
             "student_weights_sha256": loaded.info.weights_sha256,
             "ascent": cfg.to_dict(),
         }
-        total = min(len(source), limit or len(source))
-        with _progress() as bar:
-            task = bar.add_task(f"ascent K={k}", total=total, visible=rank == 0)
-            done = write_ensemble(
+        _with_progress(
+            "ascent",
+            min(len(source), limit or len(source)),
+            k,
+            rank,
+            lambda on_pair: write_ensemble(
                 source,
                 out,
                 teacher,
@@ -285,15 +286,25 @@ def ascend(
                 limit=limit,
                 save_samples=save_samples,
                 resume=resume,
-                on_pair=lambda: bar.advance(task),
-            )
-        if done is not None:
-            path, meta = done
-            per = meta["seconds_per_pair"]
-            per_s = f", {per:.2f} s per pair" if per else ""
-            console.print(f"[green]wrote[/] {path} ({total} pairs, K={k}{per_s})")
+                on_pair=on_pair,
+            ),
+        )
     finally:
         shutdown_distributed()
+
+
+def _with_progress(
+    label: str, total: int, k: int, rank: int, run: Callable[[Callable[[], None]], tuple | None]
+) -> None:
+    """Run a cache writer under a progress bar (shown on rank 0) and say what rank 0 wrote."""
+    with _progress() as bar:
+        task = bar.add_task(f"{label} K={k}", total=total, visible=rank == 0)
+        done = run(lambda: bar.advance(task))
+    if done is not None:
+        path, meta = done
+        per = meta["seconds_per_pair"]
+        per_s = f", {per:.2f} s per pair" if per else ""
+        console.print(f"[green]wrote[/] {path} ({total} pairs, K={k}{per_s})")
 
 
 def _sampler_config(path: Path, max_batch: int) -> SamplerConfig:
