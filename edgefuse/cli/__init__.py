@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from edgefuse.cli import ascend as ascend  # registers `teacher ascend` on teacher's group
 from edgefuse.cli import (
     bench,
     distill,

@@ -7,7 +7,7 @@ the per-pixel selection form, trained with the same loss, scored the same as the
 lacks is not capacity but an objective. This teacher starts from a student's 1/4-resolution coefficient maps
 for one pair and climbs
 
-    VIF/VIF₀ + w_k·Qabf/Qabf₀   −   λ·relu(SSIM₀ − m − SSIM)/SSIM₀
+    VIF/VIF₀ + w_k·Qabf/Qabf₀   −   λ·relu(SSIM₀ − m − SSIM)/SSIM₀   [− ρ·relu(L − L₀)/L₀]
 
 (₀: the start's values on this pair; the differentiable twins of edgefuse.metrics, metric_torch.py) with Adam,
 so its output keeps the student's form (smooth coefficients over the sources themselves, no new edges) and
@@ -39,9 +39,12 @@ class AscentConfig:
     ssim_margin: float = 0.015  # SSIM may drop this far below the start before the penalty acts
     ssim_weight: float = 5.0  # λ
     jitter: float = 0.3  # log-std of each sample's Qabf weight (ensemble diversity)
+    # weight of relu(L − L₀)/L₀, L the teacher-free training loss (edgefuse.losses.fusion_loss, bundled
+    # weights): holds what the student was trained for while the metrics climb (fewer flat blotches); 0: off
+    loss_weight: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.steps < 1 or self.lr <= 0 or self.ssim_weight < 0 or self.jitter < 0:
+        if self.steps < 1 or self.lr <= 0 or min(self.ssim_weight, self.jitter, self.loss_weight) < 0:
             raise DataError(f"invalid ascent settings {self}")
 
     def to_dict(self) -> dict[str, Any]:
@@ -90,16 +93,31 @@ def ascend_pair(
     def fused(coef: torch.Tensor) -> torch.Tensor:
         return model.blend(coef, vd.expand(k, -1, -1, -1), td.expand(k, -1, -1, -1))[..., :h, :w]
 
+    vk, tk = vd[..., :h, :w].expand(k, -1, -1, -1), td[..., :h, :w].expand(k, -1, -1, -1)
+
+    def own_loss(f: torch.Tensor) -> torch.Tensor:  # per sample
+        from edgefuse.losses import fusion_loss
+
+        return torch.stack(
+            [fusion_loss(f[j : j + 1], vk[:1], tk[:1], 0.5, 10.0, 1.0)[0] for j in range(f.shape[0])]
+        )
+
     with torch.no_grad():
-        ref = scorer(_gray255(fused(start[:1])))
+        f0 = fused(start[:1])
+        ref = scorer(_gray255(f0))
+        ref["loss"] = own_loss(f0[:1]) if cfg.loss_weight > 0 else torch.ones(())
     ref = {name: value.clamp_min(1e-6) for name, value in ref.items()}
     coef = start.expand(k, -1, -1, -1).clone().requires_grad_(True)
     opt = torch.optim.Adam([coef], lr=cfg.lr)
     for _ in range(cfg.steps):
-        s = scorer(_gray255(fused(coef)))
+        f = fused(coef)
+        s = scorer(_gray255(f))
         gain = s["VIF"] / ref["VIF"] + weight * s["Qabf"] / ref["Qabf"]
         short = torch.relu(ref["SSIM"] - cfg.ssim_margin - s["SSIM"]) / ref["SSIM"]
-        loss = (-gain + cfg.ssim_weight * short).sum()
+        loss = -gain + cfg.ssim_weight * short
+        if cfg.loss_weight > 0:
+            loss = loss + cfg.loss_weight * torch.relu(own_loss(f) - ref["loss"]) / ref["loss"]
+        loss = loss.sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -69,6 +69,21 @@ def test_ascent_raises_vif_and_qabf_and_holds_ssim() -> None:
     assert torch.equal(ascend_pair(model, v, t, [0, 1], cfg), out)  # and are reproducible
 
 
+def test_holding_the_training_loss_keeps_flat_regions_closer_to_the_start() -> None:
+    vis, ir = _scene(2)
+    vis[:24], ir[:24] = 200, 60  # a flat band in both frames (a sky)
+    torch.manual_seed(0)
+    model = create_model("n").eval().requires_grad_(False)
+    v = torch.from_numpy(vis.transpose(2, 0, 1).copy()).float() / 255
+    t = torch.from_numpy(ir[None].copy()).float() / 255
+    start = model(v[None], t[None])[0]
+    drift = {}
+    for w in (0.0, 20.0):
+        out = ascend_pair(model, v, t, [0], AscentConfig(steps=30, lr=0.02, loss_weight=w))[0]
+        drift[w] = float((out - start)[:, 4:20].abs().mean())
+    assert drift[20.0] < drift[0.0]
+
+
 def test_ascend_cli_writes_a_cache_distill_accepts(tiny_pairs: Path, tmp_path: Path) -> None:
     out = tmp_path / "asc"
     res = runner.invoke(

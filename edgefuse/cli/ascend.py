@@ -1,0 +1,104 @@
+"""``edgefuse teacher ascend``: the metric-ascent teacher's cache (edgefuse.teacher.ascent). A module of its
+own so that the teacher group's file stays small; it registers on the ``teacher`` command group."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgefuse.cli._common import cli_command
+from edgefuse.cli.teacher import app, with_progress
+
+
+@app.command("ascend")
+@cli_command
+def ascend(
+    data: Annotated[Path, typer.Option(help="Paired folder to fuse.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Cache directory to write.")],
+    student: Annotated[
+        str, typer.Option(help="Checkpoint whose form and start the teacher fits (default: the bundled one).")
+    ] = "fusionproxy-s",
+    k: Annotated[
+        int, typer.Option("--k", min=2, max=64, help="Samples per pair (seeds seed..seed+K-1).")
+    ] = 3,
+    seed: Annotated[int, typer.Option()] = 0,
+    steps: Annotated[int, typer.Option(min=1, max=10000, help="Adam steps per pair.")] = 60,
+    lr: Annotated[float, typer.Option(min=1e-6, help="Adam learning rate on the coefficient maps.")] = 0.01,
+    ssim_margin: Annotated[
+        float, typer.Option(min=0.0, help="SSIM may fall this far below the start's before it is penalised.")
+    ] = 0.015,
+    ssim_weight: Annotated[float, typer.Option(min=0.0, help="Weight λ of the SSIM penalty.")] = 5.0,
+    jitter: Annotated[
+        float, typer.Option(min=0.0, help="Per-sample log-std of the Qabf weight (diversity).")
+    ] = 0.3,
+    loss_weight: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Weight of a penalty on raising the student's own training loss (0: off; it limits the "
+            "blotches the ascent makes in flat regions, docs/distillation.md).",
+        ),
+    ] = 0.0,
+    save_samples: Annotated[
+        bool, typer.Option(help="Keep the K samples (feature routing needs them).")
+    ] = True,
+    limit: Annotated[int, typer.Option(min=0, help="Only the first N pairs (0: all).")] = 0,
+    device: Annotated[str, typer.Option(help="cpu or cuda (under torchrun: one GPU per process).")] = "cpu",
+    resize_ir: Annotated[bool, typer.Option(help="Resize thermal frames to the visible size.")] = False,
+    resume: Annotated[bool, typer.Option(help="Keep pairs already written by an interrupted run.")] = False,
+) -> None:
+    """Metric-ascent teacher: fit the student's form to each pair by climbing VIF and Qabf (SSIM held).
+
+    Writes the same cache as `sample` (K samples per pair, their mean and variance) for `distill`.
+    """
+    import torch
+
+    from edgefuse.checkpoint import load_model
+    from edgefuse.data import find_pairs
+    from edgefuse.distributed import init_distributed, rank_and_world, shutdown_distributed
+    from edgefuse.teacher.ascent import AscentConfig, ascend_pair
+    from edgefuse.teacher.ensemble import write_ensemble
+
+    cfg = AscentConfig(
+        steps=steps,
+        lr=lr,
+        ssim_margin=ssim_margin,
+        ssim_weight=ssim_weight,
+        jitter=jitter,
+        loss_weight=loss_weight,
+    )
+    dev = init_distributed(device)
+    rank, _ = rank_and_world()
+    try:
+        source = find_pairs(data, resize_ir=resize_ir)
+        loaded = load_model(student, map_location=str(dev))
+        model = loaded.model.eval().requires_grad_(False)
+        seeds = [seed + j for j in range(k)]
+        teacher = {
+            "kind": "ascent",
+            "student": loaded.info.path,
+            "student_weights_sha256": loaded.info.weights_sha256,
+            "ascent": cfg.to_dict(),
+        }
+        with_progress(
+            "ascent",
+            min(len(source), limit or len(source)),
+            k,
+            rank,
+            lambda on_pair: write_ensemble(
+                source,
+                out,
+                teacher,
+                seeds,
+                lambda v, t: ascend_pair(model, v, t, seeds, cfg),
+                torch.device(dev),
+                limit=limit,
+                save_samples=save_samples,
+                resume=resume,
+                on_pair=on_pair,
+            ),
+        )
+    finally:
+        shutdown_distributed()
