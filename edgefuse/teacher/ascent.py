@@ -26,8 +26,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from edgefuse.color import BT601
 from edgefuse.errors import DataError
+from edgefuse.losses import fusion_loss, luminance
 from edgefuse.model import FusionProxy
 from edgefuse.teacher.metric_torch import MetricScorer
 
@@ -56,8 +56,7 @@ class AscentConfig:
 
 
 def _gray255(rgb: torch.Tensor) -> torch.Tensor:
-    luma = torch.tensor(BT601, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
-    return (rgb * luma).sum(dim=1, keepdim=True) * 255.0
+    return luminance(rgb) * 255.0
 
 
 def ascend_pair(
@@ -91,21 +90,18 @@ def ascend_pair(
     scorer = MetricScorer(torch.round(td[..., :h, :w] * 255.0), torch.round(_gray255(vd[..., :h, :w])))
 
     def fused(coef: torch.Tensor) -> torch.Tensor:
-        return model.blend(coef, vd.expand(k, -1, -1, -1), td.expand(k, -1, -1, -1))[..., :h, :w]
+        n = coef.shape[0]
+        return model.blend(coef, vd.expand(n, -1, -1, -1), td.expand(n, -1, -1, -1))[..., :h, :w]
 
-    vk, tk = vd[..., :h, :w].expand(k, -1, -1, -1), td[..., :h, :w].expand(k, -1, -1, -1)
+    v0, t0 = vd[..., :h, :w], td[..., :h, :w]
 
-    def own_loss(f: torch.Tensor) -> torch.Tensor:  # per sample
-        from edgefuse.losses import fusion_loss
-
-        return torch.stack(
-            [fusion_loss(f[j : j + 1], vk[:1], tk[:1], 0.5, 10.0, 1.0)[0] for j in range(f.shape[0])]
-        )
+    def own_loss(f: torch.Tensor) -> torch.Tensor:  # per sample; the bundled recipe's weights
+        return torch.stack([fusion_loss(f[j : j + 1], v0, t0, 0.5, 10.0, 1.0)[0] for j in range(f.shape[0])])
 
     with torch.no_grad():
-        f0 = fused(start[:1])
+        f0 = fused(start)
         ref = scorer(_gray255(f0))
-        ref["loss"] = own_loss(f0[:1]) if cfg.loss_weight > 0 else torch.ones(())
+        ref["loss"] = own_loss(f0) if cfg.loss_weight > 0 else torch.ones(())
     ref = {name: value.clamp_min(1e-6) for name, value in ref.items()}
     coef = start.expand(k, -1, -1, -1).clone().requires_grad_(True)
     opt = torch.optim.Adam([coef], lr=cfg.lr)
