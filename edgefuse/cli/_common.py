@@ -50,6 +50,15 @@ SeedOpt = Annotated[int, typer.Option()]
 SplitSeedOpt = Annotated[int, typer.Option(help="Seed of the train/val split (independent of --seed).")]
 WorkersOpt = Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")]
 ResumeOpt = Annotated[bool, typer.Option(help="Continue from OUT.state.pt.")]
+NightOpt = Annotated[
+    float,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="Probability that a training crop's visible frame is darkened (V**γ, γ 1.5–3.5, rounded to "
+        "8-bit levels): synthetic night scenes for a daylight training set.",
+    ),
+]
 
 
 def _mro_class(name: str) -> Any:

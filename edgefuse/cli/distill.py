@@ -13,6 +13,7 @@ from edgefuse.cli._common import (
     CropOpt,
     EpochsOpt,
     LrOpt,
+    NightOpt,
     RepeatOpt,
     ResumeOpt,
     SeedOpt,
@@ -60,15 +61,7 @@ def distill(
         float,
         typer.Option(min=0.0, help="Weight of the teacher-free 8×8 block-mean brightness anchor."),
     ] = 0.0,
-    night: Annotated[
-        float,
-        typer.Option(
-            min=0.0,
-            max=1.0,
-            help="Probability that a training crop's visible frame is darkened (as `train --night`); such "
-            "crops get the teacher-free terms only (the teacher saw the daylight frame).",
-        ),
-    ] = 0.0,
+    night: NightOpt = 0.0,
     backbone: Annotated[str, typer.Option(help="prior, prior:DIR or timm:ARCH:WEIGHTS.")] = "prior",
     prior: Annotated[
         Path | None, typer.Option(help="Prior directory (default: the one the cache names).")
@@ -87,7 +80,10 @@ def distill(
     workers: WorkersOpt = 2,
     resume: ResumeOpt = False,
 ) -> None:
-    """Distil the student from the teacher ensemble: confidence-weighted pixels + routed features."""
+    """Distil the student from the teacher ensemble: confidence-weighted pixels + routed features.
+
+    A crop darkened by --night gets the teacher-free terms only (its teacher sample is of the daylight frame).
+    """
     from edgefuse.data import find_pairs, split_indices
     from edgefuse.distill import DistillConfig, DistillDataset, DistillLoss, mean_variance
     from edgefuse.distributed import init_distributed, rank_and_world, shutdown_distributed

@@ -12,6 +12,7 @@ from edgefuse.cli._common import (
     CropOpt,
     EpochsOpt,
     LrOpt,
+    NightOpt,
     RepeatOpt,
     ResumeOpt,
     SeedOpt,
@@ -49,15 +50,7 @@ def train(
     w_base: Annotated[
         float, typer.Option(min=0.0, help="Weight of the 8×8 block-mean brightness anchor (max of sources).")
     ] = 0.0,
-    night: Annotated[
-        float,
-        typer.Option(
-            min=0.0,
-            max=1.0,
-            help="Probability that a training crop's visible frame is darkened (V**γ, γ 1.5–3.5, rounded to "
-            "8-bit levels): synthetic night scenes for a daylight training set.",
-        ),
-    ] = 0.5,
+    night: NightOpt = 0.5,
     night_noise: Annotated[
         float,
         typer.Option(min=0.0, max=0.2, help="Sensor-noise std bound added to --night frames (std U(0, x))."),
