@@ -69,6 +69,21 @@ def test_ascent_raises_vif_and_qabf_and_holds_ssim() -> None:
     assert torch.equal(ascend_pair(model, v, t, [0, 1], cfg), out)  # and are reproducible
 
 
+def test_float32_ascent_follows_float64() -> None:
+    vis, ir = _scene(3)
+    torch.manual_seed(0)
+    model = create_model("n").eval().requires_grad_(False)
+    v = torch.from_numpy(vis.transpose(2, 0, 1).copy()).float() / 255
+    t = torch.from_numpy(ir[None].copy()).float() / 255
+    cfg = AscentConfig(steps=20, lr=0.02)
+    scores = [
+        fusion_metrics(ascend_pair(model, v, t, [0], cfg, dtype)[0].permute(1, 2, 0).numpy(), ir, vis)
+        for dtype in (torch.float64, torch.float32)
+    ]
+    for name in ("VIF", "Qabf", "SSIM"):
+        assert abs(scores[0][name] - scores[1][name]) < 5e-3, name
+
+
 def test_holding_the_training_loss_keeps_flat_regions_closer_to_the_start() -> None:
     vis, ir = _scene(2)
     vis[:24], ir[:24] = 200, 60  # a flat band in both frames (a sky)
@@ -94,6 +109,11 @@ def test_ascend_cli_writes_a_cache_distill_accepts(tiny_pairs: Path, tmp_path: P
     source = find_pairs(tiny_pairs)
     cache.check(source, range(len(source)), need_samples=True)
     assert cache.manifest["teacher"]["kind"] == "ascent" and cache.manifest["teacher"]["ascent"]["steps"] == 3
+    assert cache.manifest["teacher"]["dtype"] == "float64"
+    bad = runner.invoke(
+        app, ["teacher", "ascend", "--data", str(tiny_pairs), "-o", str(out), "--dtype", "half"]
+    )
+    assert bad.exit_code != 0 and "choose float64 or float32" in bad.output
 
 
 def test_night_items_drop_the_teacher_terms(tiny_pairs: Path, tmp_path: Path) -> None:
