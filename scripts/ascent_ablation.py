@@ -1,0 +1,324 @@
+"""The metric-ascent route end to end: night copies -> teacher cache -> ablation students -> held-out scores.
+
+1. ``scripts/night_copies.py``: RoadScene's training split plus a fixed synthetic-night copy of each pair.
+2. ``edgefuse teacher ascend`` on that union, on RoadScene val and on the LLVIP pairs (row e), as a queue of
+   shards over ``--gpus`` × ``--slots`` processes (one process leaves an H200 mostly idle: the ascent is many
+   small kernels), merged into one cache per set.
+3. Students, ``--seeds`` each: (a) ``edgefuse train`` with the bundled recipe (scripts/train_bundled.sh, on
+   RoadScene, which holds its own val split out); (b) uniform pixels, (c) + variance weighting,
+   (d) + routed feature alignment: ``edgefuse distill`` on the union with ``--val-fraction 0`` (the val pairs
+   are not in it) and ``--repeat`` halved (twice the pairs: the same steps as the bundled recipe), with the
+   bundled recipe's teacher-free weights (intensity 0.5, gradient 10, source SSIM 1).
+4. ``scripts/evaluate_students.py`` on RoadScene val + LLVIP, ``scripts/seed_compare.py`` for the verdicts,
+   ``scripts/score_cache.py`` for the teacher's rows.
+
+    python scripts/ascent_ablation.py --work runs/ascent --gpus 2 --slots 4      # as run in session 6
+    python scripts/ascent_ablation.py --work /tmp/a --device cpu --gpus 1 --slots 2 --steps 1 --epochs 1 \
+        --repeat 1 --seeds 0 --rows a,c --limit-llvip 1 --subset 6             # a few minutes on a CPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EF = [sys.executable, "-m", "edgefuse"]
+TEACHER_FREE = ["--w-intensity", "0.5", "--w-gradient", "10"]
+
+
+class Queue:
+    """Teacher shards on ``gpus × slots`` process slots (slot j: GPU j % gpus); students run beside them."""
+
+    def __init__(self, work: Path, gpus: int, slots: int) -> None:
+        self.work, self.gpus, self.free = work, gpus, list(range(gpus * slots))
+        self.waiting: list[tuple[str, list[str]]] = []
+        self.running: dict[str, tuple[subprocess.Popen, int]] = {}
+        self.codes: dict[str, int] = {}
+        self.t0 = time.time()
+
+    def log(self, msg: str) -> None:
+        with open(self.work / "progress.txt", "a") as fh:
+            fh.write(f"[{time.time() - self.t0:6.0f} s] {msg}\n")
+
+    def add(self, name: str, cmd: list[str]) -> None:
+        self.waiting.append((name, cmd))
+
+    def start(self, name: str, cmd: list[str], gpu: int) -> None:
+        """Run now, outside the slots (students: as in session 6, beside the teacher's processes)."""
+        env = dict(os.environ, CUDA_VISIBLE_DEVICES=str(gpu % self.gpus))
+        with open(self.work / f"{name}.log", "w") as fh:
+            self.running[name] = (subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT), -1)
+
+    def poll(self) -> None:
+        for name, (proc, slot) in list(self.running.items()):
+            if proc.poll() is not None:
+                self.codes[name] = proc.returncode
+                self.log(f"{name} rc {proc.returncode}")
+                del self.running[name]
+                if slot >= 0:
+                    self.free.append(slot)
+        while self.waiting and self.free:
+            (name, cmd), slot = self.waiting.pop(0), self.free.pop(0)
+            env = dict(os.environ, CUDA_VISIBLE_DEVICES=str(slot % self.gpus))
+            with open(self.work / f"{name}.log", "w") as fh:
+                self.running[name] = (
+                    subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT),
+                    slot,
+                )
+
+    def done(self, names: list[str]) -> bool:
+        return all(n in self.codes for n in names)
+
+
+def shard(work: Path, name: str, root: Path, stems: set[str] | None, n: int) -> list[Path]:
+    """n folders of links ``work/name{j}/{vi,ir}`` over the (stem-filtered) files of a paired folder."""
+    files = {
+        s: sorted(p for p in (root / s).iterdir() if stems is None or p.stem in stems) for s in ("vi", "ir")
+    }
+    if [p.stem for p in files["vi"]] != [p.stem for p in files["ir"]]:
+        raise SystemExit(f"{root}: vi/ and ir/ stems differ")
+    n = max(1, min(n, len(files["vi"])))
+    out = []
+    for j in range(n):
+        d = work / f"{name}{j}"
+        for sub in ("vi", "ir"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+            for f in files[sub][j::n]:
+                if not (d / sub / f.name).exists():
+                    os.symlink(os.path.realpath(f), d / sub / f.name)
+        out.append(d)
+    return out
+
+
+def merge(work: Path, name: str, shards: list[Path], data_root: Path) -> Path:
+    from edgefuse.teacher.cache import read_entry_meta, write_manifest
+
+    out = work / f"asc_{name}"
+    out.mkdir(exist_ok=True)
+    entries = {}
+    for s in shards:
+        for f in (work / f"asc_{s.name}").glob("*.npz"):
+            shutil.move(str(f), out / f.name)
+            entries[f.stem] = read_entry_meta(out / f.name)
+    meta = json.loads((work / f"asc_{shards[0].name}" / "manifest.json").read_text())
+    meta = {k: v for k, v in meta.items() if k not in ("pairs", "format", "version", "edgefuse_version")}
+    meta["data"] = {"name": name, "root": str(data_root)}
+    write_manifest(out, entries, meta)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rs", type=Path, default=ROOT.parent / "shared/data/roadscene_train")
+    ap.add_argument("--llvip", type=Path, default=ROOT.parent / "shared/data/llvip_sample")
+    ap.add_argument("--work", type=Path, required=True)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--gpus", type=int, default=1)
+    ap.add_argument("--slots", type=int, default=4, help="teacher processes per GPU")
+    ap.add_argument("--loss-weight", default="5", help="the teacher's ρ (chosen on training pairs)")
+    ap.add_argument("--steps", default="60")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--rows", default="a,b,c,d")
+    ap.add_argument("--epochs", default="60")
+    ap.add_argument(
+        "--repeat", type=int, default=16, help="the bundled recipe's repeat (halved on the union)"
+    )
+    ap.add_argument(
+        "--prior", default="", help="diffusion prior dir: row (d)'s feature backbone (teacher_chain.sh's)"
+    )
+    ap.add_argument("--subset", type=int, default=0, help=">0: only the first N RoadScene pairs (checks)")
+    ap.add_argument("--limit-llvip", default="0")
+    args = ap.parse_args(argv)
+
+    from edgefuse.data import find_pairs, split_indices
+
+    if "d" in args.rows.split(",") and not args.prior:
+        ap.error("row d needs --prior DIR (the diffusion prior: scripts/teacher_chain.sh's prior stage)")
+
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    rs = args.rs.resolve()
+    if args.subset:
+        rs = shard(work, "rs_subset", rs, {p.stem for p in sorted((rs / "vi").iterdir())[: args.subset]}, 1)[
+            0
+        ]
+    q = Queue(work, args.gpus, args.slots)
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts/night_copies.py"), "--data", str(rs), "--out", str(work / "dn")],
+        check=True,
+    )
+    src = find_pairs(rs)
+    val = {src.pairs[i].stem for i in split_indices(src.pairs, 0.2, 0)[1]}
+    n_shards = 2 * args.gpus * args.slots
+    sets = {
+        "dn": (shard(work, "dn", work / "dn", None, n_shards), work / "dn"),
+        "rsval": (shard(work, "rsval", rs, val, args.gpus * args.slots), rs),
+        "llvip": (
+            shard(work, "llvip", args.llvip.resolve(), None, args.gpus * args.slots),
+            args.llvip.resolve(),
+        ),
+    }
+    asc = ["--k", "3", "--steps", args.steps, "--loss-weight", args.loss_weight, "--device", args.device]
+    asc += ["--dtype", "float32" if args.device != "cpu" else "float64"]
+    rows, seeds = args.rows.split(","), args.seeds.split(",")
+
+    started: list[str] = []
+
+    def student(row: str, seed: str, cmd: list[str]) -> None:
+        out = [
+            "--device",
+            args.device,
+            "--workers",
+            "3",
+            "--seed",
+            seed,
+            "-o",
+            str(work / f"{row}_s{seed}.safetensors"),
+        ]
+        q.start(f"{row}_s{seed}", [*cmd, *out], gpu=len(started))  # round robin over the GPUs
+        started.append(row)
+
+    for s in seeds if "a" in rows else []:  # row (a) needs no teacher: it starts at once
+        cmd = [
+            *EF,
+            "train",
+            "--data",
+            str(rs),
+            "--size",
+            "s",
+            "--epochs",
+            args.epochs,
+            "--repeat",
+            str(args.repeat),
+        ]
+        student(
+            "a",
+            s,
+            [*cmd, "--batch-size", "32", "--crop", "256", *TEACHER_FREE, "--w-ssim", "1", "--night", "0.5"],
+        )
+    for name, (shards, _) in sets.items():
+        for d in shards:
+            limit = args.limit_llvip if name == "llvip" else "0"
+            extra = ["--no-save-samples"] if name != "dn" or "d" not in rows else []
+            q.add(
+                d.name,
+                [
+                    *EF,
+                    "teacher",
+                    "ascend",
+                    "--data",
+                    str(d),
+                    "-o",
+                    str(work / f"asc_{d.name}"),
+                    *asc,
+                    *extra,
+                    "--limit",
+                    limit,
+                ],
+            )
+    merged: dict[str, Path] = {}
+    while q.waiting or q.running:
+        q.poll()
+        for name, (shards, root) in sets.items():
+            if name not in merged and q.done([d.name for d in shards]):
+                merged[name] = merge(work, name, shards, root)
+                q.log(f"merged {name}")
+                if name == "dn":  # the distilled rows
+                    for row in (r for r in "bcd" if r in rows):
+                        for s in seeds:
+                            cmd = [*EF, "distill", "--cache", str(merged["dn"]), "--data", str(work / "dn")]
+                            cmd += ["--pixel-weighting", "uniform" if row == "b" else "variance"]
+                            cmd += (
+                                ["--routing", "feature", "--prior", args.prior]
+                                if row == "d"
+                                else ["--routing", "none"]
+                            )
+                            cmd += [
+                                *TEACHER_FREE,
+                                "--w-source-ssim",
+                                "1",
+                                "--val-fraction",
+                                "0",
+                                "--epochs",
+                                args.epochs,
+                            ]
+                            student(
+                                row,
+                                s,
+                                [
+                                    *cmd,
+                                    "--repeat",
+                                    str(max(1, args.repeat // 2)),
+                                    "--batch-size",
+                                    "32",
+                                    "--crop",
+                                    "256",
+                                ],
+                            )
+                else:
+                    extra = ["--val-split"] if name == "rsval" else []
+                    q.add(
+                        f"score_{name}",
+                        [
+                            sys.executable,
+                            str(ROOT / "scripts/score_cache.py"),
+                            "--cache",
+                            str(merged[name]),
+                            "--data",
+                            str(root),
+                            *extra,
+                            "--json",
+                            str(work / f"teacher_{name}.json"),
+                        ],
+                    )
+        time.sleep(2)
+    failed = {k: v for k, v in q.codes.items() if v}
+    if failed:
+        q.log(f"FAILED: {failed}")
+        return 1
+    students = [f"--student={p.stem}={p}" for p in sorted(work.glob("[abcd]_s*.safetensors"))]
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts/evaluate_students.py"),
+            "--rs",
+            str(rs),
+            "--extra",
+            str(args.llvip),
+            *students,
+            "--workers",
+            str(max(2, args.gpus * args.slots)),
+            "--json",
+            str(work / "eval.json"),
+        ],
+        check=True,
+    )
+    compare = [f"--compare={x}=a" for x in "bcd" if x in rows and "a" in rows]
+    compare += [f"--compare={x}={y}" for x, y in (("c", "b"), ("d", "c")) if x in rows and y in rows]
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts/seed_compare.py"),
+            "--eval",
+            str(work / "eval.json"),
+            *compare,
+            "--md",
+            str(work / "ablation.md"),
+            "--json",
+            str(work / "ablation.json"),
+        ],
+        check=True,
+    )
+    q.log("all done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
