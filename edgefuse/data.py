@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from edgefuse.augment import maybe_dark_thermal, maybe_night
 from edgefuse.color import BT601_F32
 from edgefuse.errors import DataError
 
@@ -274,45 +275,15 @@ def _pad_to(img: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.pad(img, widths, mode="reflect" if min(img.shape[:2]) > 1 else "edge")
 
 
-NIGHT_GAMMA = (1.5, 3.5)
-
-
-def night_visible(vis: np.ndarray, rng: np.random.Generator, noise: float = 0.0) -> np.ndarray:
-    """A synthetic low-light visible frame: V**γ, γ ~ U(1.5, 3.5) per crop, rounded to 8-bit levels.
-
-    Why: the real training pairs are daylight, and a student trained on them alone extrapolates to night
-    scenes by accident (its thermal/visible balance there varies with the seed). A power law darkens the
-    mid-tones strongly and keeps highlights (lamps, headlights), as a night exposure does; the thermal frame
-    is left alone (heat does not depend on light). ``noise`` > 0 adds sensor noise of std U(0, noise) per crop
-    (a dark exposure is a noisy one).
-    """
-    gamma = float(rng.uniform(*NIGHT_GAMMA))
-    dark = np.power(np.clip(vis, 0.0, 1.0), gamma, dtype=np.float32)
-    if noise > 0:
-        sigma = float(rng.uniform(0.0, noise))
-        dark = np.clip(dark + rng.normal(0.0, sigma, dark.shape).astype(np.float32), 0.0, 1.0)
-    # stored as 8 bits, as a real night frame is: float darkening keeps sub-level detail in the shadows
-    # that no camera delivers, and a student that learns to read it amplifies int8/bf16 rounding at export
-    return np.round(dark * 255.0) / np.float32(255.0)
-
-
-def maybe_night(vis: np.ndarray, p: float, noise: float, key: Sequence[int]) -> np.ndarray:
-    """With probability ``p``, :func:`night_visible` of ``vis``; the draw comes from a generator seeded by
-    ``key`` (seed, epoch, item index), so it does not depend on the worker count and leaves the crop draws
-    of ``p = 0`` runs unchanged."""
-    if p <= 0:
-        return vis
-    rng = np.random.default_rng([*key, 1])
-    return night_visible(vis, rng, noise) if rng.random() < p else vis
-
-
 class FusionDataset(Dataset):
     """Dicts {"visible": 3×h×w, "thermal": 1×h×w, "stem"} from a PairedFolder or SyntheticPairs.
 
     train=True: random crops and horizontal flips drawn from a generator seeded by (seed, epoch, pair index),
     so a run is reproducible whatever the worker count. train=False: centre crops (or full images when
     crop=None). Images smaller than the crop are reflect-padded. ``night`` (train only): the probability
-    that a crop's visible frame is darkened by :func:`night_visible`.
+    that a crop's visible frame is darkened (:func:`edgefuse.augment.night_visible`); ``thermal_level``
+    (train only): the probability that its thermal frame is moved to a darker level
+    (:func:`edgefuse.augment.dark_thermal`).
     """
 
     def __init__(
@@ -325,9 +296,11 @@ class FusionDataset(Dataset):
         cache: bool = False,
         night: float = 0.0,
         night_noise: float = 0.0,
+        thermal_level: float = 0.0,
     ) -> None:
         self.source = source
         self.night, self.night_noise = float(night), float(night_noise)
+        self.thermal_level = float(thermal_level)
         self.indices = list(range(len(source))) if indices is None else [int(i) for i in indices]
         self.crop = (crop, crop) if isinstance(crop, int) else crop
         self.train, self.seed, self.cache = train, int(seed), cache
@@ -375,6 +348,7 @@ class FusionDataset(Dataset):
             vis, ir = vis[:, ::-1], ir[:, ::-1]
         if self.train:
             vis = maybe_night(vis, self.night, self.night_noise, (self.seed, self.epoch, k))
+            ir = maybe_dark_thermal(ir, self.thermal_level, (self.seed, self.epoch, k))
         return {
             "visible": torch.from_numpy(np.array(vis.transpose(2, 0, 1), dtype=np.float32)),
             "thermal": torch.from_numpy(np.array(ir[None], dtype=np.float32)),  # a copy, never the cache

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from edgefuse.data import maybe_night
+from edgefuse.augment import maybe_dark_thermal, maybe_night
 from edgefuse.errors import DataError
 from edgefuse.teacher.cache import TeacherCache
 from edgefuse.teacher.ddfm import luma, with_visible_chroma
@@ -220,11 +220,14 @@ class DistillDataset(Dataset):
         repeat: int = 1,
         night: float = 0.0,
         night_noise: float = 0.0,
+        thermal_level: float = 0.0,
     ) -> None:
         self.source, self.cache = source, cache
-        # synthetic night visible frames (edgefuse.data.maybe_night); each item says whether it was darkened
-        # ("day" 0), and DistillLoss then drops the teacher's terms for it: the teacher saw the daylight pair
+        # synthetic night visible frames and dark thermal frames (edgefuse.augment); each item says whether
+        # either changed it ("day" 0), and DistillLoss then drops the teacher's terms for it: the teacher saw
+        # the pair as it is
         self.night, self.night_noise = float(night), float(night_noise)
+        self.thermal_level = float(thermal_level)
         self.repeat = max(1, int(repeat))
         self.indices = [int(i) for i in indices]
         self.crop, self.train, self.seed, self.with_samples = crop, train, int(seed), samples
@@ -288,6 +291,11 @@ class DistillDataset(Dataset):
             dark = maybe_night(vis, self.night, self.night_noise, draw)
             day = dark is vis  # maybe_night returns its input itself when it does not darken
             out["visible"] = torch.from_numpy(dark)
+        if self.train and self.thermal_level > 0:
+            ir = out["thermal"].numpy()
+            moved = maybe_dark_thermal(ir, self.thermal_level, (self.seed, int(self._epoch.item()), n))
+            day = day and moved is ir
+            out["thermal"] = torch.from_numpy(moved)
         out["day"] = torch.tensor(1.0 if day else 0.0)
         out["stem"] = self.source.pairs[i].stem
         return out

@@ -150,28 +150,22 @@ def main(argv: list[str] | None = None) -> int:
             0
         ]
     q = Queue(work, args.gpus, args.slots)
-    subprocess.run(
-        [sys.executable, str(ROOT / "scripts/night_copies.py"), "--data", str(rs), "--out", str(work / "dn")],
-        check=True,
-    )
+    run([str(ROOT / "scripts/night_copies.py"), "--data", str(rs), "--out", str(work / "dn")])
     src = find_pairs(rs)
     val = {src.pairs[i].stem for i in split_indices(src.pairs, 0.2, 0)[1]}
-    n_shards = 2 * args.gpus * args.slots
+    per = args.gpus * args.slots
+    llvip = args.llvip.resolve()
     sets = {
-        "dn": (shard(work, "dn", work / "dn", None, n_shards), work / "dn"),
-        "rsval": (shard(work, "rsval", rs, val, args.gpus * args.slots), rs),
-        "llvip": (
-            shard(work, "llvip", args.llvip.resolve(), None, args.gpus * args.slots),
-            args.llvip.resolve(),
-        ),
+        "dn": (shard(work, "dn", work / "dn", None, 2 * per), work / "dn"),
+        "rsval": (shard(work, "rsval", rs, val, per), rs),
+        "llvip": (shard(work, "llvip", llvip, None, per), llvip),
     }
-    asc = ["--k", "3", "--steps", args.steps, "--loss-weight", args.loss_weight, "--device", args.device]
-    asc += ["--dtype", "float32" if args.device != "cpu" else "float64"]
     rows, seeds = args.rows.split(","), args.seeds.split(",")
-
-    started: list[str] = []
+    recipe = f"--epochs {args.epochs} --batch-size 32 --crop 256 --w-intensity 0.5 --w-gradient 10".split()
+    n_students = 0
 
     def student(row: str, seed: str, cmd: list[str]) -> None:
+        nonlocal n_students
         out = [
             "--device",
             args.device,
@@ -182,142 +176,70 @@ def main(argv: list[str] | None = None) -> int:
             "-o",
             str(work / f"{row}_s{seed}.safetensors"),
         ]
-        q.start(f"{row}_s{seed}", [*cmd, *out], gpu=len(started))  # round robin over the GPUs
-        started.append(row)
+        q.start(f"{row}_s{seed}", [*cmd, *out], gpu=n_students)  # round robin over the GPUs
+        n_students += 1
 
-    for s in seeds if "a" in rows else []:  # row (a) needs no teacher: it starts at once
-        cmd = [
-            *EF,
-            "train",
-            "--data",
-            str(rs),
-            "--size",
-            "s",
-            "--epochs",
-            args.epochs,
-            "--repeat",
-            str(args.repeat),
-        ]
-        student(
-            "a",
-            s,
-            [*cmd, "--batch-size", "32", "--crop", "256", *TEACHER_FREE, "--w-ssim", "1", "--night", "0.5"],
-        )
+    for seed in seeds if "a" in rows else []:  # row (a) needs no teacher: it starts at once
+        a = f"--size s --repeat {args.repeat} --w-ssim 1 --night 0.5".split()  # (paths stay whole items)
+        student("a", seed, [*EF, "train", "--data", str(rs), *a, *recipe])
+    dtype = "float32" if args.device != "cpu" else "float64"
+    asc = (
+        f"--k 3 --steps {args.steps} --loss-weight {args.loss_weight} --device {args.device} --dtype {dtype}"
+    )
     for name, (shards, _) in sets.items():
+        keep = name == "dn" and "d" in rows  # routing needs the samples
+        limit = args.limit_llvip if name == "llvip" else "0"
         for d in shards:
-            limit = args.limit_llvip if name == "llvip" else "0"
-            extra = ["--no-save-samples"] if name != "dn" or "d" not in rows else []
+            opts = f"{asc} --limit {limit} {'' if keep else '--no-save-samples'}".split()
             q.add(
-                d.name,
-                [
-                    *EF,
-                    "teacher",
-                    "ascend",
-                    "--data",
-                    str(d),
-                    "-o",
-                    str(work / f"asc_{d.name}"),
-                    *asc,
-                    *extra,
-                    "--limit",
-                    limit,
-                ],
+                d.name, [*EF, "teacher", "ascend", "--data", str(d), "-o", str(work / f"asc_{d.name}"), *opts]
             )
     merged: dict[str, Path] = {}
     while q.waiting or q.running:
         q.poll()
         for name, (shards, root) in sets.items():
-            if name not in merged and q.done([d.name for d in shards]):
-                merged[name] = merge(work, name, shards, root)
-                q.log(f"merged {name}")
-                if name == "dn":  # the distilled rows
-                    for row in (r for r in "bcd" if r in rows):
-                        for s in seeds:
-                            cmd = [*EF, "distill", "--cache", str(merged["dn"]), "--data", str(work / "dn")]
-                            cmd += ["--pixel-weighting", "uniform" if row == "b" else "variance"]
-                            cmd += (
-                                ["--routing", "feature", "--prior", args.prior]
-                                if row == "d"
-                                else ["--routing", "none"]
-                            )
-                            cmd += [
-                                *TEACHER_FREE,
-                                "--w-source-ssim",
-                                "1",
-                                "--val-fraction",
-                                "0",
-                                "--epochs",
-                                args.epochs,
-                            ]
-                            student(
-                                row,
-                                s,
-                                [
-                                    *cmd,
-                                    "--repeat",
-                                    str(max(1, args.repeat // 2)),
-                                    "--batch-size",
-                                    "32",
-                                    "--crop",
-                                    "256",
-                                ],
-                            )
-                else:
-                    extra = ["--val-split"] if name == "rsval" else []
-                    q.add(
-                        f"score_{name}",
-                        [
-                            sys.executable,
-                            str(ROOT / "scripts/score_cache.py"),
-                            "--cache",
-                            str(merged[name]),
-                            "--data",
-                            str(root),
-                            *extra,
-                            "--json",
-                            str(work / f"teacher_{name}.json"),
-                        ],
-                    )
+            if name in merged or not q.done([d.name for d in shards]):
+                continue
+            merged[name] = merge(work, name, shards, root)
+            q.log(f"merged {name}")
+            if name != "dn":
+                score = [
+                    str(ROOT / "scripts/score_cache.py"),
+                    "--cache",
+                    str(merged[name]),
+                    "--data",
+                    str(root),
+                ]
+                score += ["--json", str(work / f"teacher_{name}.json")] + (
+                    ["--val-split"] if name == "rsval" else []
+                )
+                q.add(f"score_{name}", [sys.executable, *score])
+                continue
+            for row in (r for r in "bcd" if r in rows):  # the distilled rows, on the union (val pairs absent)
+                d = [*EF, "distill", "--cache", str(merged["dn"]), "--data", str(work / "dn")]
+                d += f"--w-source-ssim 1 --val-fraction 0 --repeat {max(1, args.repeat // 2)}".split()
+                d += ["--pixel-weighting", "uniform" if row == "b" else "variance"]
+                d += ["--routing", "feature", "--prior", args.prior] if row == "d" else ["--routing", "none"]
+                for seed in seeds:
+                    student(row, seed, [*d, *recipe])
         time.sleep(2)
     failed = {k: v for k, v in q.codes.items() if v}
     if failed:
         q.log(f"FAILED: {failed}")
         return 1
     students = [f"--student={p.stem}={p}" for p in sorted(work.glob("[abcd]_s*.safetensors"))]
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts/evaluate_students.py"),
-            "--rs",
-            str(rs),
-            "--extra",
-            str(args.llvip),
-            *students,
-            "--workers",
-            str(max(2, args.gpus * args.slots)),
-            "--json",
-            str(work / "eval.json"),
-        ],
-        check=True,
-    )
+    evaluate = [str(ROOT / "scripts/evaluate_students.py"), "--rs", str(rs), "--extra", str(llvip), *students]
+    run([*evaluate, "--workers", str(max(2, per)), "--json", str(work / "eval.json")])
     compare = [f"--compare={x}=a" for x in "bcd" if x in rows and "a" in rows]
     compare += [f"--compare={x}={y}" for x, y in (("c", "b"), ("d", "c")) if x in rows and y in rows]
-    subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "scripts/seed_compare.py"),
-            "--eval",
-            str(work / "eval.json"),
-            *compare,
-            "--md",
-            str(work / "ablation.md"),
-            "--json",
-            str(work / "ablation.json"),
-        ],
-        check=True,
-    )
+    verdicts = [str(ROOT / "scripts/seed_compare.py"), "--eval", str(work / "eval.json"), *compare]
+    run([*verdicts, "--md", str(work / "ablation.md"), "--json", str(work / "ablation.json")])
     q.log("all done")
     return 0
+
+
+def run(script_and_args: list[str]) -> None:
+    subprocess.run([sys.executable, *script_and_args], check=True)
 
 
 if __name__ == "__main__":

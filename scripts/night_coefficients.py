@@ -18,6 +18,7 @@ import sys
 import numpy as np
 
 GAMMAS = (2.5, 3.5)
+THERMAL_MEAN = 0.12
 
 
 def _coef_means(model, vis: np.ndarray, ir: np.ndarray) -> list[float]:  # type: ignore[no-untyped-def]
@@ -54,10 +55,16 @@ def main(argv: list[str] | None = None) -> int:
         "real night": [night[int(i)] for i in np.linspace(0, len(night) - 1, args.pairs).round()],
         "RoadScene train": [rs[train[int(i)]] for i in np.linspace(0, len(train) - 1, args.pairs).round()],
     }
-    for g in GAMMAS:  # the synthetic night of edgefuse.data.night_visible at fixed γ
+    for g in GAMMAS:  # the synthetic night of edgefuse.augment.night_visible at fixed γ
         sets[f"RoadScene train, V^{g}"] = [
             (np.round(v**g * 255) / 255, t) for v, t in sets["RoadScene train"]
         ]
+    # a dark thermal frame as well (its mean shifted to THERMAL_MEAN, the contrast kept, clipped at 0): the
+    # level of a cold night background under the camera's gain control; RoadScene's frames average ~0.48
+    sets[f"V^{GAMMAS[0]}, thermal mean {THERMAL_MEAN}"] = [
+        (v, np.clip(np.round((t - t.mean() + THERMAL_MEAN) * 255) / 255, 0, 1).astype(np.float32))
+        for v, t in sets[f"RoadScene train, V^{GAMMAS[0]}"]
+    ]
     table: dict[str, dict[str, list[float]]] = {}
     for spec in args.ckpt:
         name, path = spec.split("=", 1)
@@ -72,15 +79,26 @@ def main(argv: list[str] | None = None) -> int:
             f"| {name} | " + " | ".join(" / ".join(f"{x:+.2f}" for x in row[s]) for s in sets) + " |"
         )
     spread = {s: float(np.ptp([row[s][0] for row in table.values()])) for s in sets}
+    from scipy.stats import spearmanr
+
+    real = [row["real night"][0] for row in table.values()]
+    # which synthetic set orders the checkpoints as the real night pairs do (a proxy made of training pairs)
+    proxy = {
+        s: float(spearmanr(real, [row[s][0] for row in table.values()]).statistic)
+        for s in sets
+        if s != "real night" and len(table) > 2
+    }
     lines.append("")
     lines.append(
         "Cells: mean a / b / c over the pairs. Range of a over the checkpoints: "
         + "; ".join(f"{s} {v:.2f}" for s, v in spread.items())
     )
+    lines.append(
+        "Spearman ρ of each set's a against the night pairs' a, over the checkpoints: "
+        + "; ".join(f"{s} {v:+.2f}" for s, v in proxy.items())
+    )
     corr: dict[str, float] = {}
     if args.eval:
-        from scipy.stats import spearmanr
-
         with open(args.eval) as fh:
             scores = json.load(fh)[args.eval_set]
         names = [n for n in table if n in scores]
@@ -99,7 +117,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(
-                {"pairs_per_set": args.pairs, "coefficients": table, "range_of_a": spread}, fh, indent=1
+                {
+                    "pairs_per_set": args.pairs,
+                    "coefficients": table,
+                    "range_of_a": spread,
+                    "spearman_a_vs_night_a": proxy,
+                    "spearman_a_vs_night_scores": corr,
+                },
+                fh,
+                indent=1,
             )
     return 0
 

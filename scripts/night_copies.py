@@ -3,7 +3,7 @@
 A per-pair teacher (``edgefuse teacher ascend``) can only give night targets for night frames it has seen,
 so this writes, for every pair of the training split (``split_indices`` seed 0, 20 %: the split ``train`` and
 ``distill`` hold out), the pair itself (relative symlinks) and ``<stem>_night``: the visible frame darkened
-once by ``edgefuse.data.night_visible`` (γ ~ U(1.5, 3.5), rounded to 8 bits; the generator is seeded by the
+once by ``edgefuse.augment.night_visible`` (γ ~ U(1.5, 3.5), rounded to 8 bits; the generator is seeded by the
 stem, so the folder is reproducible) with the same thermal frame. The validation pairs are left out, so a
 student distilled on this folder with ``--val-fraction 0`` never sees them.
 
@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from PIL import Image
 
-    from edgefuse.data import find_pairs, night_visible, split_indices
+    from edgefuse.augment import night_visible
+    from edgefuse.data import find_pairs, split_indices
     from edgefuse.inference import to_uint8
 
     source = find_pairs(args.data)

@@ -59,6 +59,15 @@ NightOpt = Annotated[
         "8-bit levels): synthetic night scenes for a daylight training set.",
     ),
 ]
+ThermalLevelOpt = Annotated[
+    float,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="Probability that a training crop's thermal frame is moved to a darker level (mean U(0.08, "
+        "0.45), contrast kept, 8-bit): cold night backgrounds under the camera's gain control.",
+    ),
+]
 
 
 def _mro_class(name: str) -> Any:

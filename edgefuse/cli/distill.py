@@ -20,6 +20,7 @@ from edgefuse.cli._common import (
     SelectOpt,
     SizeOpt,
     SplitSeedOpt,
+    ThermalLevelOpt,
     ValFractionOpt,
     WorkersOpt,
     cli_command,
@@ -62,6 +63,7 @@ def distill(
         typer.Option(min=0.0, help="Weight of the teacher-free 8×8 block-mean brightness anchor."),
     ] = 0.0,
     night: NightOpt = 0.0,
+    thermal_level: ThermalLevelOpt = 0.0,
     backbone: Annotated[str, typer.Option(help="prior, prior:DIR or timm:ARCH:WEIGHTS.")] = "prior",
     prior: Annotated[
         Path | None, typer.Option(help="Prior directory (default: the one the cache names).")
@@ -82,7 +84,8 @@ def distill(
 ) -> None:
     """Distil the student from the teacher ensemble: confidence-weighted pixels + routed features.
 
-    A crop darkened by --night gets the teacher-free terms only (its teacher sample is of the daylight frame).
+    A crop changed by --night or --thermal-level gets the teacher-free terms only (its teacher sample is of
+    the pair as it is).
     """
     from edgefuse.data import find_pairs, split_indices
     from edgefuse.distill import DistillConfig, DistillDataset, DistillLoss, mean_variance
@@ -143,6 +146,7 @@ def distill(
             samples=need_samples,
             repeat=repeat,
             night=night,
+            thermal_level=thermal_level,
         )
         val_set = DistillDataset(
             source, teacher, val_idx, crop=crop, train=False, seed=seed, samples=need_samples
@@ -162,6 +166,7 @@ def distill(
             "crop": crop,
             "repeat": repeat,
             "night": night,
+            "thermal_level": thermal_level,
             "distill": {**cfg.to_dict(), "tau_used": tau_used},
             "teacher_cache": {
                 "path": str(teacher.root.resolve()),

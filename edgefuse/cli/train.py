@@ -19,6 +19,7 @@ from edgefuse.cli._common import (
     SelectOpt,
     SizeOpt,
     SplitSeedOpt,
+    ThermalLevelOpt,
     ValFractionOpt,
     WorkersOpt,
     check_writable,
@@ -51,6 +52,7 @@ def train(
         float, typer.Option(min=0.0, help="Weight of the 8×8 block-mean brightness anchor (max of sources).")
     ] = 0.0,
     night: NightOpt = 0.5,
+    thermal_level: ThermalLevelOpt = 0.0,
     night_noise: Annotated[
         float,
         typer.Option(min=0.0, max=0.2, help="Sensor-noise std bound added to --night frames (std U(0, x))."),
@@ -61,6 +63,13 @@ def train(
     workers: WorkersOpt = 2,
     synthetic_pairs: Annotated[int, typer.Option(min=2, help="Pairs generated when --data is absent.")] = 16,
     resume: ResumeOpt = False,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            help="Start from this checkpoint's weights (a fine-tune: give a smaller --lr); it must be of "
+            "--size and --select's form."
+        ),
+    ] = None,
 ) -> None:
     """Train a student with the unsupervised fusion objective (intensity max, gradient max, SSIM)."""
     import torch
@@ -77,6 +86,18 @@ def train(
         student = create_model(size, select=select)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--size") from None
+    start = None
+    if init:
+        from edgefuse.checkpoint import load_model
+        from edgefuse.errors import CheckpointError
+
+        loaded = load_model(init)  # safetensors, names/shapes/dtypes checked: never unpickles
+        try:
+            student.load_state_dict(loaded.model.state_dict())
+        except RuntimeError:
+            form = f"size {size}" + (" with --select" if select else "")
+            raise CheckpointError(f"{init}: --init is not a {form} student") from None
+        start = {"checkpoint": loaded.info.path, "weights_sha256": loaded.info.weights_sha256}
     # before the data loads and the epochs run: a read-only or invalid -o must not cost a training run
     check_writable(out, "checkpoint")
     check_writable(out.with_name(out.name + ".state.pt"), "training state")
@@ -95,6 +116,7 @@ def train(
         cache=True,
         night=night,
         night_noise=night_noise,
+        thermal_level=thermal_level,
     )
     val_set = FusionDataset(source, val_idx, crop=crop, train=False, seed=seed)
     label = f"{source.name} ({'synthetic' if getattr(source, 'synthetic', False) else 'real'})"
@@ -116,6 +138,8 @@ def train(
         "loss_weights": {"intensity": w_intensity, "gradient": w_gradient, "ssim": w_ssim, "base": w_base},
         "night": night,
         "night_noise": night_noise,
+        "thermal_level": thermal_level,
+        "init": start,
     }
 
     def report(epoch: int, logs: dict[str, float]) -> None:

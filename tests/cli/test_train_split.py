@@ -65,3 +65,19 @@ def test_night_augmentation_trains_another_model_and_is_recorded(tiny_pairs: Pat
         app, ["train", "--data", str(tiny_pairs), "-o", str(tmp_path / "x.safetensors"), "--night", "1.5"]
     )
     assert res.exit_code != 0
+
+
+def test_init_starts_from_a_checkpoint_and_refuses_another_form(tiny_pairs: Path, tmp_path: Path) -> None:
+    first = tmp_path / "first.safetensors"
+    _train(tiny_pairs, first, "--thermal-level", "1")
+    start = load_model(first)
+    # lr 0: the fine-tune keeps the start's weights exactly, so they did come from --init
+    tuned = _train(tiny_pairs, tmp_path / "tuned.safetensors", "--init", str(first), "--lr", "0")
+    assert tuned["init"]["weights_sha256"] == start.info.weights_sha256
+    assert start.info.provenance["thermal_level"] == 1.0
+    a, b = start.model.state_dict(), load_model(tmp_path / "tuned.safetensors").model.state_dict()
+    assert all(a[k].equal(b[k]) for k in a)
+    args = ["train", "--data", str(tiny_pairs), "-o", str(tmp_path / "m.safetensors"), "--size", "m"]
+    res = CliRunner().invoke(app, [*args, "--init", str(first), "--epochs", "1", "--crop", "32"])
+    assert res.exit_code != 0 and "--init is not a size m student" in res.output
+    assert not (tmp_path / "m.safetensors").exists()

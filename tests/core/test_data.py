@@ -267,7 +267,7 @@ def test_night_augmentation_darkens_the_visible_crop_only(registered: PairedFold
 
 
 def test_night_noise_is_bounded_quantized_and_seeded() -> None:
-    from edgefuse.data import night_visible
+    from edgefuse.augment import night_visible
 
     vis = np.random.default_rng(0).random((32, 32, 3), dtype=np.float32)
     clean = night_visible(vis, np.random.default_rng(1))
@@ -277,6 +277,35 @@ def test_night_noise_is_bounded_quantized_and_seeded() -> None:
     assert not np.array_equal(noisy, clean) and noisy.min() >= 0.0 and noisy.max() <= 1.0
     np.testing.assert_allclose(noisy * 255, np.round(noisy * 255), atol=1e-4)
     assert np.abs(noisy - clean).mean() < 0.05  # std at most 0.05
+
+
+def test_dark_thermal_moves_the_level_and_keeps_the_contrast() -> None:
+    from edgefuse.augment import THERMAL_LEVEL, dark_thermal
+
+    rng = np.random.default_rng(0)
+    ir = np.round((0.45 + 0.1 * rng.standard_normal((32, 32))).clip(0, 1) * 255).astype(np.float32) / 255
+    out = dark_thermal(ir, np.random.default_rng(3))
+    np.testing.assert_array_equal(out, dark_thermal(ir, np.random.default_rng(3)))  # seeded
+    assert out.dtype == np.float32 and out.min() >= 0.0 and out.max() <= 1.0
+    np.testing.assert_allclose(out * 255, np.round(out * 255), atol=1e-4)  # 8-bit levels
+    inside = (out > 0) & (out < 1)  # where nothing clipped, a pure shift: the contrast is kept
+    shift = out[inside] - ir[inside]
+    assert float(shift.max() - shift.min()) < 1.5 / 255
+    lo, hi = THERMAL_LEVEL
+    assert lo - 0.02 < float(out.mean()) < hi + 0.02
+
+
+def test_dataset_thermal_level_is_train_only_and_off_by_default(registered: PairedFolder) -> None:
+    base = FusionDataset(registered, indices=[0] * 40, crop=16, seed=0, night=0.5)
+    moved = FusionDataset(registered, indices=[0] * 40, crop=16, seed=0, night=0.5, thermal_level=0.5)
+    changed = sum(not torch.equal(moved[k]["thermal"], base[k]["thermal"]) for k in range(40))
+    assert 8 < changed < 32  # about half of the crops
+    # the visible frames (crops, flips, night draws) are those of the run without it
+    assert all(torch.equal(moved[k]["visible"], base[k]["visible"]) for k in range(40))
+    evaluation = FusionDataset(registered, crop=32, train=False, thermal_level=1.0)[0]
+    torch.testing.assert_close(
+        evaluation["thermal"], FusionDataset(registered, crop=32, train=False)[0]["thermal"]
+    )
 
 
 def test_dataset_eval_gives_centre_crops_or_full_images(registered: PairedFolder) -> None:

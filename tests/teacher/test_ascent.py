@@ -132,6 +132,10 @@ def test_night_items_drop_the_teacher_terms(tiny_pairs: Path, tmp_path: Path) ->
     night = DistillDataset(source, cache, [0, 1], crop=32, night=1.0)
     assert all(float(day[n]["day"]) == 1.0 for n in range(2))
     assert all(float(night[n]["day"]) == 0.0 for n in range(2))
+    # a moved thermal frame: the teacher saw the pair as it is
+    moved = DistillDataset(source, cache, [0, 1], crop=32, thermal_level=1.0)
+    assert all(float(moved[n]["day"]) == 0.0 for n in range(2))
+    assert not torch.equal(moved[0]["thermal"], day[0]["thermal"])
     batch = {
         k: torch.stack([night[n][k] for n in range(2)]) for k in ("visible", "thermal", "mean", "var", "day")
     }
