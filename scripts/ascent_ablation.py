@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--prior", default="", help="diffusion prior dir: row (d)'s feature backbone (teacher_chain.sh's)"
     )
+    ap.add_argument("--thermal-level", default="0", help="train/distill --thermal-level of every student")
     ap.add_argument("--subset", type=int, default=0, help=">0: only the first N RoadScene pairs (checks)")
     ap.add_argument("--limit-llvip", default="0")
     args = ap.parse_args(argv)
@@ -162,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     rows, seeds = args.rows.split(","), args.seeds.split(",")
     recipe = f"--epochs {args.epochs} --batch-size 32 --crop 256 --w-intensity 0.5 --w-gradient 10".split()
+    recipe += ["--thermal-level", args.thermal_level]
     n_students = 0
 
     def student(row: str, seed: str, cmd: list[str]) -> None:

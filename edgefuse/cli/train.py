@@ -97,7 +97,12 @@ def train(
         except RuntimeError:
             form = f"size {size}" + (" with --select" if select else "")
             raise CheckpointError(f"{init}: --init is not a {form} student") from None
-        start = {"checkpoint": loaded.info.path, "weights_sha256": loaded.info.weights_sha256}
+        # the start's own provenance travels along: `edgefuse info` shows the whole chain of a fine-tune
+        start = {
+            "checkpoint": loaded.info.path,
+            "weights_sha256": loaded.info.weights_sha256,
+            "provenance": loaded.info.provenance,
+        }
     # before the data loads and the epochs run: a read-only or invalid -o must not cost a training run
     check_writable(out, "checkpoint")
     check_writable(out.with_name(out.name + ".state.pt"), "training state")

@@ -74,6 +74,7 @@ def test_init_starts_from_a_checkpoint_and_refuses_another_form(tiny_pairs: Path
     # lr 0: the fine-tune keeps the start's weights exactly, so they did come from --init
     tuned = _train(tiny_pairs, tmp_path / "tuned.safetensors", "--init", str(first), "--lr", "0")
     assert tuned["init"]["weights_sha256"] == start.info.weights_sha256
+    assert tuned["init"]["provenance"]["thermal_level"] == 1.0  # the start's recipe is kept
     assert start.info.provenance["thermal_level"] == 1.0
     a, b = start.model.state_dict(), load_model(tmp_path / "tuned.safetensors").model.state_dict()
     assert all(a[k].equal(b[k]) for k in a)
