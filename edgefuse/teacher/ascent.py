@@ -68,6 +68,25 @@ def ascend_pair(
     dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
     """K = len(seeds) fused RGB frames (K×3×H×W float32 in [0, 1]) for one pair (3×H×W and 1×H×W, [0, 1])."""
+    # cuDNN runs float32 convolutions in TF32 by default on Ampere and later (10 mantissa bits); the metrics'
+    # local variances E[x²] − E[x]² of 0..255 levels would lose whole levels, and VIF and the samples' spread
+    # with them, so the ascent keeps full float32 convolutions (docs/distillation.md, sixth session)
+    tf32 = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        return _ascend_pair(model, visible, thermal, seeds, cfg, dtype)
+    finally:
+        torch.backends.cudnn.allow_tf32 = tf32
+
+
+def _ascend_pair(
+    model: FusionProxy,
+    visible: torch.Tensor,
+    thermal: torch.Tensor,
+    seeds: list[int],
+    cfg: AscentConfig,
+    dtype: torch.dtype,
+) -> torch.Tensor:
     if thermal.shape[-2:] != visible.shape[-2:]:
         raise DataError(f"visible {tuple(visible.shape[-2:])} and thermal {tuple(thermal.shape[-2:])} differ")
     h, w = visible.shape[-2:]

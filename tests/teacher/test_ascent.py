@@ -84,6 +84,17 @@ def test_float32_ascent_follows_float64() -> None:
         assert abs(scores[0][name] - scores[1][name]) < 5e-3, name
 
 
+def test_ascent_turns_tf32_convolutions_off_and_restores_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    # TF32 keeps 10 mantissa bits: the metrics' local variances of 0..255 levels would lose whole levels
+    from edgefuse.teacher import ascent
+
+    seen = []
+    monkeypatch.setattr(ascent, "_ascend_pair", lambda *a: seen.append(torch.backends.cudnn.allow_tf32))
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    ascent.ascend_pair(create_model("n"), torch.rand(3, 16, 16), torch.rand(1, 16, 16), [0], AscentConfig())
+    assert seen == [False] and torch.backends.cudnn.allow_tf32 is True
+
+
 def test_holding_the_training_loss_keeps_flat_regions_closer_to_the_start() -> None:
     vis, ir = _scene(2)
     vis[:24], ir[:24] = 200, 60  # a flat band in both frames (a sky)
