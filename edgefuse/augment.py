@@ -59,6 +59,21 @@ def dark_thermal(ir: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (np.round(moved * 255.0) / np.float32(255.0)).astype(np.float32)
 
 
+def augment_pair(
+    vis: np.ndarray,
+    ir: np.ndarray,
+    night: float,
+    night_noise: float,
+    thermal_level: float,
+    key: Sequence[int],
+) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Both changes of one training crop: (visible, thermal, whether either changed). The flag lets
+    distillation drop the teacher's terms for a changed crop, whose teacher sample is of the pair as it is."""
+    dark = maybe_night(vis, night, night_noise, key)
+    moved = maybe_dark_thermal(ir, thermal_level, key)
+    return dark, moved, dark is not vis or moved is not ir
+
+
 def maybe_dark_thermal(ir: np.ndarray, p: float, key: Sequence[int]) -> np.ndarray:
     """With probability ``p``, :func:`dark_thermal` of ``ir``, else ``ir`` itself (callers can tell)."""
     if p <= 0:

@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from edgefuse.augment import maybe_dark_thermal, maybe_night
+from edgefuse.augment import augment_pair
 from edgefuse.color import BT601_F32
 from edgefuse.errors import DataError
 
@@ -347,8 +347,8 @@ class FusionDataset(Dataset):
         if flip:
             vis, ir = vis[:, ::-1], ir[:, ::-1]
         if self.train:
-            vis = maybe_night(vis, self.night, self.night_noise, (self.seed, self.epoch, k))
-            ir = maybe_dark_thermal(ir, self.thermal_level, (self.seed, self.epoch, k))
+            draw = (self.seed, self.epoch, k)
+            vis, ir, _ = augment_pair(vis, ir, self.night, self.night_noise, self.thermal_level, draw)
         return {
             "visible": torch.from_numpy(np.array(vis.transpose(2, 0, 1), dtype=np.float32)),
             "thermal": torch.from_numpy(np.array(ir[None], dtype=np.float32)),  # a copy, never the cache

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
-from edgefuse.augment import maybe_dark_thermal, maybe_night
+from edgefuse.augment import augment_pair
 from edgefuse.errors import DataError
 from edgefuse.teacher.cache import TeacherCache
 from edgefuse.teacher.ddfm import luma, with_visible_chroma
@@ -140,8 +140,8 @@ class DistillLoss:
         cfg = self.cfg
         fused = model(batch["visible"], batch["thermal"])
         mean = batch["mean"]
-        # per-item weight of the teacher's terms: 0 for a darkened (synthetic night) item, whose teacher
-        # sample is of the daylight frame; scaled so a batch without night items weighs as before
+        # per-item weight of the teacher's terms: 0 for an item --night or --thermal-level changed, whose
+        # teacher sample is of the pair as it is; scaled so a batch without such items weighs as before
         day = batch.get("day")
         day = torch.ones(fused.shape[0], device=fused.device) if day is None else day.to(fused.device).float()
         keep = day / day.mean().clamp_min(1e-6) if bool(day.any()) else day
@@ -191,7 +191,7 @@ class DistillLoss:
                 else torch.ones_like(v)
             )
             d = ((fs.float() / sigma.squeeze(1) - mu) ** 2).mean(dim=1, keepdim=True)
-            rd = r * day.view(-1, 1, 1, 1)  # night items: no alignment to the daylight teacher
+            rd = r * day.view(-1, 1, 1, 1)  # changed items: no alignment to a teacher of the unchanged pair
             terms.append((rd * d).sum() / rd.sum().clamp_min(1e-6))
             routes.append(float(r.mean()))
         return torch.stack(terms).mean(), float(np.mean(routes))
@@ -284,19 +284,19 @@ class DistillDataset(Dataset):
             a = a[:, ::-1] if flip else a
             t = torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
             out[key] = t.float() / 255.0 if a.dtype == np.uint8 else t.float()
-        day = True
-        if self.train and self.night > 0:  # (skips the tensor round trip when off)
+        changed = False
+        if self.train:
             draw = (self.seed, int(self._epoch.item()), n)
-            vis = out["visible"].numpy()
-            dark = maybe_night(vis, self.night, self.night_noise, draw)
-            day = dark is vis  # maybe_night returns its input itself when it does not darken
-            out["visible"] = torch.from_numpy(dark)
-        if self.train and self.thermal_level > 0:
-            ir = out["thermal"].numpy()
-            moved = maybe_dark_thermal(ir, self.thermal_level, (self.seed, int(self._epoch.item()), n))
-            day = day and moved is ir
-            out["thermal"] = torch.from_numpy(moved)
-        out["day"] = torch.tensor(1.0 if day else 0.0)
+            vis, ir, changed = augment_pair(
+                out["visible"].numpy(),
+                out["thermal"].numpy(),
+                self.night,
+                self.night_noise,
+                self.thermal_level,
+                draw,
+            )
+            out["visible"], out["thermal"] = torch.from_numpy(vis), torch.from_numpy(ir)
+        out["day"] = torch.tensor(0.0 if changed else 1.0)
         out["stem"] = self.source.pairs[i].stem
         return out
 

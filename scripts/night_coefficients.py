@@ -24,9 +24,13 @@ THERMAL_MEAN = 0.12
 def _coef_means(model, vis: np.ndarray, ir: np.ndarray) -> list[float]:  # type: ignore[no-untyped-def]
     import torch
 
-    h, w = (vis.shape[0] // 16) * 16, (vis.shape[1] // 16) * 16
-    v = torch.from_numpy(np.ascontiguousarray(vis[:h, :w].transpose(2, 0, 1)))[None].float()
-    t = torch.from_numpy(np.ascontiguousarray(ir[:h, :w]))[None, None].float()
+    from edgefuse.inference import to_tensors
+
+    h, w = (
+        (vis.shape[0] // 16) * 16,
+        (vis.shape[1] // 16) * 16,
+    )  # cropped, not padded: no padding in the means
+    v, t = to_tensors(vis[:h, :w].astype(np.float32), ir[:h, :w].astype(np.float32))
     with torch.no_grad():
         return [float(x) for x in model.coefficients(v, t).mean(dim=(0, 2, 3))]
 
