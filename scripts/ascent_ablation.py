@@ -1,6 +1,8 @@
 """The metric-ascent route end to end: night copies -> teacher cache -> ablation students -> held-out scores.
 
-1. ``scripts/night_copies.py``: RoadScene's training split plus a fixed synthetic-night copy of each pair.
+1. ``scripts/night_copies.py``: RoadScene's training split plus a fixed synthetic-night copy of each pair
+   (with ``--thermal-level`` > 0 the copies get a dark thermal frame too, so the teacher has targets for the
+   dark thermal frames the students are shown).
 2. ``edgefuse teacher ascend`` on that union, on RoadScene val and on the LLVIP pairs (row e), as a queue of
    shards over ``--gpus`` × ``--slots`` processes (one process leaves an H200 mostly idle: the ascent is many
    small kernels), merged into one cache per set.
@@ -151,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
             0
         ]
     q = Queue(work, args.gpus, args.slots)
-    run([str(ROOT / "scripts/night_copies.py"), "--data", str(rs), "--out", str(work / "dn")])
+    dark = ["--dark-thermal"] if float(args.thermal_level) > 0 else []
+    run([str(ROOT / "scripts/night_copies.py"), "--data", str(rs), "--out", str(work / "dn"), *dark])
     src = find_pairs(rs)
     val = {src.pairs[i].stem for i in split_indices(src.pairs, 0.2, 0)[1]}
     per = args.gpus * args.slots

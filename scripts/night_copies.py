@@ -4,10 +4,12 @@ A per-pair teacher (``edgefuse teacher ascend``) can only give night targets for
 so this writes, for every pair of the training split (``split_indices`` seed 0, 20 %: the split ``train`` and
 ``distill`` hold out), the pair itself (relative symlinks) and ``<stem>_night``: the visible frame darkened
 once by ``edgefuse.augment.night_visible`` (γ ~ U(1.5, 3.5), rounded to 8 bits; the generator is seeded by the
-stem, so the folder is reproducible) with the same thermal frame. The validation pairs are left out, so a
+stem, so the folder is reproducible) with the same thermal frame, or with ``--dark-thermal`` a thermal frame
+moved once by ``edgefuse.augment.dark_thermal`` (mean U(0.08, 0.45), contrast kept: real night pairs have dark
+thermal frames, and a teacher gives targets only for what it sees). The validation pairs are left out, so a
 student distilled on this folder with ``--val-fraction 0`` never sees them.
 
-    python scripts/night_copies.py --data .gpu/data/roadscene_train --out .gpu/data/rs_daynight
+    python scripts/night_copies.py --data .gpu/data/roadscene_train --out /tmp/rs_dn [--dark-thermal]
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--val-fraction", type=float, default=0.2)
     ap.add_argument("--split-seed", type=int, default=0)
+    ap.add_argument("--dark-thermal", action="store_true", help="night copies get a dark thermal frame too")
     args = ap.parse_args(argv)
 
     from PIL import Image
 
-    from edgefuse.augment import night_visible
+    from edgefuse.augment import dark_thermal, night_visible
     from edgefuse.data import find_pairs, split_indices
     from edgefuse.inference import to_uint8
 
@@ -44,15 +47,18 @@ def main(argv: list[str] | None = None) -> int:
         pair = source.pairs[i]
         for sub, path in (("vi", Path(pair.visible)), ("ir", Path(pair.thermal))):
             for stem in (pair.stem, f"{pair.stem}_night"):
-                if sub == "vi" and stem.endswith("_night"):
-                    continue
+                if stem.endswith("_night") and (sub == "vi" or args.dark_thermal):
+                    continue  # written below
                 link = out / sub / f"{stem}{path.suffix}"
                 if not link.exists():
                     os.symlink(os.path.relpath(path.resolve(), link.parent.resolve()), link)
-        vis, _ = source[i]
+        vis, ir = source[i]
         rng = np.random.default_rng(int.from_bytes(hashlib.sha256(pair.stem.encode()).digest()[:8], "little"))
         Image.fromarray(to_uint8(night_visible(vis, rng))).save(out / "vi" / f"{pair.stem}_night.png")
-    print(f"{out}: {len(train)} training pairs and their night copies")
+        if args.dark_thermal:  # drawn after the visible's gamma, so the visible copies match the default's
+            Image.fromarray(to_uint8(dark_thermal(ir, rng))).save(out / "ir" / f"{pair.stem}_night.png")
+    kind = "night copies (dark thermal too)" if args.dark_thermal else "night copies"
+    print(f"{out}: {len(train)} training pairs and their {kind}")
     return 0
 
 
