@@ -41,7 +41,7 @@ def _fusions(students: dict[str, Any], vis: np.ndarray, ir: np.ndarray) -> dict[
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rs", required=True, help="RoadScene paired folder (its validation split is scored)")
+    ap.add_argument("--rs", help="RoadScene paired folder (its validation split is scored)")
     ap.add_argument("--extra", action="append", default=[], help="another paired folder, scored whole")
     ap.add_argument("--student", action="append", default=[], help="NAME=CHECKPOINT")
     ap.add_argument("--json", help="write the per-set tables here")
@@ -56,15 +56,17 @@ def main(argv: list[str] | None = None) -> int:
     students = dict(s.split("=", 1) for s in args.student)
     loaded = {name: load_model(path) for name, path in students.items()}
     models, infos = {k: v.model for k, v in loaded.items()}, {k: v.info for k, v in loaded.items()}
-    rs = find_pairs(args.rs)
-    _, val = split_indices(rs.pairs, val_fraction=0.2, seed=0)
-    val_stems = {rs.pairs[i].stem for i in val}
-    for name in models:  # never score a pair a student was trained on
-        trained = set(infos[name].provenance.get("train_pairs", []))
-        if trained & val_stems:
-            print(f"error: {name} was trained on validation pairs {sorted(trained & val_stems)[:3]}")
-            return 2
-    sets = [("roadscene_val", rs, val)]
+    sets = []
+    if args.rs:  # without it, only --extra sets (training pairs, for choices made before held-out scores)
+        rs = find_pairs(args.rs)
+        _, val = split_indices(rs.pairs, val_fraction=0.2, seed=0)
+        val_stems = {rs.pairs[i].stem for i in val}
+        for name in models:  # never score a pair a student was trained on
+            trained = set(infos[name].provenance.get("train_pairs", []))
+            if trained & val_stems:
+                print(f"error: {name} was trained on validation pairs {sorted(trained & val_stems)[:3]}")
+                return 2
+        sets.append(("roadscene_val", rs, val))
     for extra in args.extra:
         src = find_pairs(extra)
         sets.append((Path(extra).name, src, list(range(len(src)))))

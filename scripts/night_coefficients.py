@@ -16,9 +16,9 @@ import json
 import sys
 
 import numpy as np
+from proxy_pairs import GAMMA, THERMAL_MEAN, night_proxy
 
-GAMMAS = (2.5, 3.5)
-THERMAL_MEAN = 0.12
+GAMMAS = (GAMMA, 3.5)
 
 
 def _coef_means(model, vis: np.ndarray, ir: np.ndarray) -> list[float]:  # type: ignore[no-untyped-def]
@@ -63,12 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         sets[f"RoadScene train, V^{g}"] = [
             (np.round(v**g * 255) / 255, t) for v, t in sets["RoadScene train"]
         ]
-    # a dark thermal frame as well (its mean shifted to THERMAL_MEAN, the contrast kept, clipped at 0): the
-    # level of a cold night background under the camera's gain control; RoadScene's frames average ~0.48
-    sets[f"V^{GAMMAS[0]}, thermal mean {THERMAL_MEAN}"] = [
-        (v, np.clip(np.round((t - t.mean() + THERMAL_MEAN) * 255) / 255, 0, 1).astype(np.float32))
-        for v, t in sets[f"RoadScene train, V^{GAMMAS[0]}"]
-    ]
+    # a dark thermal frame as well: proxy_pairs.night_proxy, the training-pair stand-in for real night pairs
+    sets[f"V^{GAMMA}, thermal mean {THERMAL_MEAN}"] = [night_proxy(v, t) for v, t in sets["RoadScene train"]]
     table: dict[str, dict[str, list[float]]] = {}
     for spec in args.ckpt:
         name, path = spec.split("=", 1)
