@@ -4,7 +4,8 @@ An export is reused when its ``edgefuse.json`` says it was built from these weig
 (:func:`edgefuse.exporters.pipeline.existing_status`). ``exports/<profile>`` (where ``edgefuse export``
 writes) is used when it matches or is empty; anything else there is someone's other build and is left
 alone: the benchmark then builds into its own cache, ``exports/bench-cache/<weights>_<HxW>/``. An export
-that misses its drift budget is benchmarked anyway from its ``.rejected`` directory, and says so.
+that misses its drift budget is benchmarked anyway from its ``.rejected`` directory, and says so; the next
+run exports it again rather than replaying the failure.
 """
 
 from __future__ import annotations
@@ -141,14 +142,12 @@ def _prepare_one(
         bundled = False
     size = f"{profile.io.height}x{profile.io.width}"
     cache = exports / CACHE / f"{session.info.weights_sha256[:12]}_{size}"
-    # a matching build (or a matching rejected one) is reused as it is, wherever edgefuse export put it
+    # a matching build is reused as it is, wherever edgefuse export put it; a rejected one is exported
+    # again: its manifest matches these weights and this profile, but a fixed exporter (a better
+    # mixed-precision search) would never get its chance if the old failure were replayed
     for root in (exports, cache):
-        for path, status in (
-            (root / profile.name, "reused"),
-            (root / f"{profile.name}.rejected", "rejected"),
-        ):
-            if _matches(session, profile, path):
-                return _from_manifest(profile, path, status)
+        if _matches(session, profile, root / profile.name):
+            return _from_manifest(profile, root / profile.name, "reused")
     root = exports if bundled and _matches(session, profile, exports / profile.name) is None else cache
     report(f"{profile.name}: exporting")
     start = time.perf_counter()

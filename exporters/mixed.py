@@ -33,7 +33,8 @@ def mixed_precision(
     already kept matters: once the full-resolution tail is float, the quantized luminance at the input is
     what drives the remaining error, which a one-off ranking of "this group alone" does not show. The ONNX
     and OpenVINO probes remove the activation quantizers that feed those groups from the full int8 graph
-    (milliseconds; weights stay int8, so only the ranking comes from them); LiteRT probes are real builds.
+    (milliseconds; OpenVINO's also put the float weights of those groups back, ONNX's keep int8 weights,
+    docs/export.md says why; only the ranking comes from them); LiteRT probes are real builds.
 
     When an earlier search in this run kept some groups, that answer is tried first, shortest prefix
     first, and used only if this backend's own validation passes with it."""

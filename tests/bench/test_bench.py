@@ -442,3 +442,18 @@ def test_int8_already_exported_is_benchmarked_without_pairs(
     assert target["id"] == "generic-cpu_onnxruntime-int8_64x96" and target["status"] == "ok"
     assert target["artifact"]["export"]["status"] == "reused"
     assert "SYNTHETIC" in result.stdout  # no --data: drift on generated scenes, said on the console
+
+
+@pytest.mark.onnxruntime
+@pytest.mark.openvino
+def test_a_rejected_export_is_exported_again_not_replayed(run: dict, tmp_path: Path) -> None:
+    strict = small_profile_file(tmp_path, "generic-cpu_onnxruntime-fp32_480x640", *SIZE, 4, min_psnr_db=999)
+    args = ["-c", run["ckpt"], "--data", run["pairs"], "--exports", tmp_path / "exports", *FAST, "-p", strict]
+    reports = []
+    for i in range(2):
+        result = bench(*args, "--json", tmp_path / f"r{i}.json")
+        assert result.exit_code == 0, result.output  # no --check: a budget miss is reported, not fatal
+        reports.append(json.loads((tmp_path / f"r{i}.json").read_text())["targets"][1]["artifact"]["export"])
+    for export in reports:
+        assert export["status"] == "rejected" and "PSNR" in export["message"]
+    assert reports[1]["seconds"] > 0  # built again (a reused artifact costs no export time)

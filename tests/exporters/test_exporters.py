@@ -497,3 +497,39 @@ def test_real_pairs_calibrate_from_training_split(roadscene: Path) -> None:
     val = validation_frames(profile, roadscene, 4)
     assert len(cal) == 4 and len(val) == 4 and not set(cal.stems) & set(val.stems)
     assert cal.visible[0].shape == (1, 3, H, W) and 0.0 <= float(cal.visible[0].min()) <= 1.0
+
+
+@pytest.mark.openvino
+@pytest.mark.slow
+def test_openvino_probe_puts_excluded_float_weights_back(session: ExportSession, tmp_path: Path) -> None:
+    import nncf
+    import openvino as ov
+
+    from edgefuse.calibration import nncf_dataset
+    from edgefuse.exporters.openvino import strip_quantizers
+
+    profile = small("intel-cpu_openvino-int8_480x640")
+    frames = calibration_frames(profile, session.calib_dir, 8)
+    item = next(iter(frames))
+    example = (torch.from_numpy(item["visible"]), torch.from_numpy(item["thermal"]))
+    fp32, int8 = tmp_path / "fp32.xml", tmp_path / "int8.xml"
+    ov.save_model(ov.convert_model(session.model, example_input=example), str(fp32), compress_to_fp16=False)
+    quantized = nncf.quantize(ov.Core().read_model(str(fp32)), nncf_dataset(frames), subset_size=8)
+    ov.save_model(quantized, str(int8), compress_to_fp16=False)
+
+    def stem(path: Path):  # the first convolution and its weight input
+        model = ov.Core().read_model(str(path))
+        conv = next(op for op in model.get_ordered_ops() if op.get_type_name() == "Convolution")
+        return conv.get_friendly_name(), conv.input_value(1).get_node()
+
+    name, float_weights = stem(fp32)
+    assert stem(int8)[1].get_type_name() != "Constant"  # int8 weights, decompressed in the graph
+    strip_quantizers(int8, tmp_path / "old.xml", [name])
+    assert stem(tmp_path / "old.xml")[1].get_type_name() != "Constant"  # activations only: weights int8
+    strip_quantizers(int8, tmp_path / "probe.xml", [name], fp32=fp32)
+    probe = stem(tmp_path / "probe.xml")[1]
+    assert probe.get_type_name() == "Constant"
+    np.testing.assert_array_equal(probe.get_data(), float_weights.get_data())
+    model = ov.Core().read_model(str(tmp_path / "probe.xml"))  # the other convolutions stay int8
+    convs = [op for op in model.get_ordered_ops() if op.get_type_name() == "Convolution"][1:]
+    assert convs and all(op.input_value(1).get_node().get_type_name() != "Constant" for op in convs)
