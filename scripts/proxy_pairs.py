@@ -62,4 +62,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from edgefuse.errors import EdgefuseError
+
+    try:
+        sys.exit(main())
+    except EdgefuseError as exc:  # a missing or unreadable folder: one line, as the CLI says it
+        sys.exit(f"error: {exc}")
