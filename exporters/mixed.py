@@ -27,7 +27,7 @@ def mixed_precision(
     that an int8 build is mostly float, and the miss is reported instead).
 
     Each step measures which group to add: for every group not yet kept, a probe with the kept groups and
-    that one left unquantized (two held-out frames: per-pixel drift and the inexpensive fusion metrics,
+    that one left unquantized (two held-out frames: per-pixel drift, the inexpensive fusion metrics and Qabf,
     scored against the budget by :func:`budget_use`), and the group whose probe uses the least of the
     budget is kept, rebuilt for real and validated on every held-out pair. Measuring on top of what is
     already kept matters: once the full-resolution tail is float, the quantized luminance at the input is

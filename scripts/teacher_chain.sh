@@ -140,7 +140,7 @@ if has students; then
     for seed in $SEEDS; do
         for row in $ROWS; do
             case $row in
-                a) cmd=(train "${COMMON[@]}" $TRAIN_ARGS) ;;
+                a) cmd=(train "${COMMON[@]}" --thermal-level 0 $TRAIN_ARGS) ;;  # as its runs were
                 b) cmd=("${DISTILL[@]}" --pixel-weighting uniform --routing none) ;;
                 c) cmd=("${DISTILL[@]}" --pixel-weighting variance --routing none) ;;
                 d) cmd=("${DISTILL[@]}" --pixel-weighting variance --routing feature) ;;

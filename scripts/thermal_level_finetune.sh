@@ -17,7 +17,7 @@ i=0
 students=()
 for ckpt in "$@"; do
   for arm in ctl aug; do
-    extra=(); [[ $arm == aug ]] && extra=(--thermal-level 0.5)
+    extra=(--thermal-level 0); [[ $arm == aug ]] && extra=(--thermal-level 0.5)  # train's default is 0.5 now
     $PY -m edgefuse train --data "$DATA_RS" --init "$ckpt" -o "$WORK/${arm}_s$i.safetensors" --epochs "$EPOCHS" \
       --repeat 8 --batch-size 16 --crop 128 --lr 3e-4 --night 0.5 "${extra[@]}" --workers 0 --seed 0 \
       > "$WORK/${arm}_s$i.log" 2>&1 &

@@ -52,7 +52,7 @@ def train(
         float, typer.Option(min=0.0, help="Weight of the 8×8 block-mean brightness anchor (max of sources).")
     ] = 0.0,
     night: NightOpt = 0.5,
-    thermal_level: ThermalLevelOpt = 0.0,
+    thermal_level: ThermalLevelOpt = 0.5,
     night_noise: Annotated[
         float,
         typer.Option(min=0.0, max=0.2, help="Sensor-noise std bound added to --night frames (std U(0, x))."),
