@@ -59,6 +59,14 @@ def dark_thermal(ir: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (np.round(moved * 255.0) / np.float32(255.0)).astype(np.float32)
 
 
+def maybe_dark_thermal(ir: np.ndarray, p: float, key: Sequence[int]) -> np.ndarray:
+    """With probability ``p``, :func:`dark_thermal` of ``ir``, else ``ir`` itself (callers can tell)."""
+    if p <= 0:
+        return ir
+    rng = np.random.default_rng([*key, 2])
+    return dark_thermal(ir, rng) if rng.random() < p else ir
+
+
 def augment_pair(
     vis: np.ndarray,
     ir: np.ndarray,
@@ -72,11 +80,3 @@ def augment_pair(
     dark = maybe_night(vis, night, night_noise, key)
     moved = maybe_dark_thermal(ir, thermal_level, key)
     return dark, moved, dark is not vis or moved is not ir
-
-
-def maybe_dark_thermal(ir: np.ndarray, p: float, key: Sequence[int]) -> np.ndarray:
-    """With probability ``p``, :func:`dark_thermal` of ``ir``, else ``ir`` itself (callers can tell)."""
-    if p <= 0:
-        return ir
-    rng = np.random.default_rng([*key, 2])
-    return dark_thermal(ir, rng) if rng.random() < p else ir

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -62,9 +61,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from edgefuse.errors import EdgefuseError
+    from edgefuse.cli._common import script_main
 
-    try:
-        sys.exit(main())
-    except EdgefuseError as exc:  # a missing or unreadable folder: one line, as the CLI says it
-        sys.exit(f"error: {exc}")
+    script_main(main)

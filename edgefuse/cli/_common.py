@@ -255,6 +255,16 @@ def handle_exception(exc: BaseException) -> int:
     return EXIT_INTERNAL
 
 
+def script_main(main: Callable[[], int]) -> None:
+    """Run a developer script's ``main`` behind the commands' boundary for bad input: a missing folder or an
+    unreadable file is one line on stderr and exit 2, as for ``edgefuse``; a bug keeps its traceback."""
+    try:
+        code = main()
+    except (EdgefuseError, OSError) as exc:
+        code = handle_exception(exc)
+    sys.exit(code)
+
+
 def cli_command(func: F) -> F:
     """The error boundary around one command; also validates its ``device`` argument, if it has one."""
 

@@ -377,3 +377,28 @@ def test_corrupt_image_files_are_one_line_data_errors(tmp_path: Path, blob: byte
         else:  # whatever decodes must be a valid frame in [0, 1]
             assert arr.dtype == np.float32 and np.isfinite(arr).all()
             assert arr.min() >= 0.0 and arr.max() <= 1.0
+
+
+def test_script_main_gives_bad_input_one_line_and_keeps_a_bugs_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from edgefuse.cli._common import script_main
+    from edgefuse.errors import DataError
+
+    def missing() -> int:
+        raise DataError("nowhere: paired-image folder not found")
+
+    with pytest.raises(SystemExit) as stop:
+        script_main(missing)
+    assert stop.value.code == 2
+    err = capsys.readouterr().err
+    assert "nowhere: paired-image folder not found" in err and len(err.strip().splitlines()) == 1
+    with pytest.raises(SystemExit) as stop:
+        script_main(lambda: 0)
+    assert stop.value.code == 0
+
+    def bug() -> int:
+        raise KeyError("a bug in the script")
+
+    with pytest.raises(KeyError):  # not caught: a script's bug shows its own traceback
+        script_main(bug)
