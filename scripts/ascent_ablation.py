@@ -52,11 +52,12 @@ class Queue:
     def add(self, name: str, cmd: list[str]) -> None:
         self.waiting.append((name, cmd))
 
-    def start(self, name: str, cmd: list[str], gpu: int) -> None:
-        """Run now, outside the slots (students: as in session 6, beside the teacher's processes)."""
+    def start(self, name: str, cmd: list[str], gpu: int, slot: int = -1) -> None:
+        """Run now on ``gpu`` (students, outside the slots: as in session 6, beside the teacher's processes;
+        or a queued job in its ``slot``), logging to ``<name>.log``."""
         env = dict(os.environ, CUDA_VISIBLE_DEVICES=str(gpu % self.gpus))
         with open(self.work / f"{name}.log", "w") as fh:
-            self.running[name] = (subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT), -1)
+            self.running[name] = (subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT), slot)
 
     def poll(self) -> None:
         for name, (proc, slot) in list(self.running.items()):
@@ -68,12 +69,7 @@ class Queue:
                     self.free.append(slot)
         while self.waiting and self.free:
             (name, cmd), slot = self.waiting.pop(0), self.free.pop(0)
-            env = dict(os.environ, CUDA_VISIBLE_DEVICES=str(slot % self.gpus))
-            with open(self.work / f"{name}.log", "w") as fh:
-                self.running[name] = (
-                    subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT),
-                    slot,
-                )
+            self.start(name, cmd, gpu=slot, slot=slot)
 
     def done(self, names: list[str]) -> bool:
         return all(n in self.codes for n in names)
