@@ -26,10 +26,7 @@ def _coef_means(model, vis: np.ndarray, ir: np.ndarray) -> list[float]:  # type:
 
     from edgefuse.inference import to_tensors
 
-    h, w = (
-        (vis.shape[0] // 16) * 16,
-        (vis.shape[1] // 16) * 16,
-    )  # cropped, not padded: no padding in the means
+    h, w = (n // 16 * 16 for n in vis.shape[:2])  # cropped to multiples of 16, not padded
     v, t = to_tensors(vis[:h, :w].astype(np.float32), ir[:h, :w].astype(np.float32))
     with torch.no_grad():
         return [float(x) for x in model.coefficients(v, t).mean(dim=(0, 2, 3))]
