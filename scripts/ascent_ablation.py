@@ -11,6 +11,7 @@
    (d) + routed feature alignment: ``edgefuse distill`` on the union with ``--val-fraction 0`` (the val pairs
    are not in it) and ``--repeat`` halved (twice the pairs: the same steps as the bundled recipe), with the
    bundled recipe's teacher-free weights (intensity 0.5, gradient 10, source SSIM 1).
+   ``--variant NAME=ROW:ARGS`` adds a distilled row: ROW's command with ARGS appended (a changed setting).
 4. ``scripts/evaluate_students.py`` on RoadScene val + LLVIP, ``scripts/seed_compare.py`` for the verdicts,
    ``scripts/score_cache.py`` for the teacher's rows.
 
@@ -132,13 +133,25 @@ def main(argv: list[str] | None = None) -> int:
         "--prior", default="", help="diffusion prior dir: row (d)'s feature backbone (teacher_chain.sh's)"
     )
     ap.add_argument("--thermal-level", default="0", help="train/distill --thermal-level of every student")
+    ap.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=ROW:ARGS",
+        help="an extra distilled row: row b, c or d's command plus ARGS (e.g. 'd2=d:--w-source-ssim 2')",
+    )
+    ap.add_argument(
+        "--sets", default="dn,rsval,llvip", help="teacher caches to build (dn: the students' training cache)"
+    )
+    ap.add_argument("--no-eval", action="store_true", help="stop after the students (score them elsewhere)")
     ap.add_argument("--subset", type=int, default=0, help=">0: only the first N RoadScene pairs (checks)")
     ap.add_argument("--limit-llvip", default="0")
     args = ap.parse_args(argv)
 
     from edgefuse.data import find_pairs, split_indices
 
-    if "d" in args.rows.split(",") and not args.prior:
+    variants = parse_variants(ap, args.variant, args.rows.split(","))
+    if not args.prior and any(base == "d" for base, _ in variants.values()):
         ap.error("row d needs --prior DIR (the diffusion prior: scripts/teacher_chain.sh's prior stage)")
 
     work = args.work.resolve()
@@ -155,10 +168,15 @@ def main(argv: list[str] | None = None) -> int:
     val = {src.pairs[i].stem for i in split_indices(src.pairs, 0.2, 0)[1]}
     per = args.gpus * args.slots
     llvip = args.llvip.resolve()
+    wanted = set(args.sets.split(",")) | ({"dn"} if variants else set())
     sets = {
-        "dn": (shard(work, "dn", work / "dn", None, 2 * per), work / "dn"),
-        "rsval": (shard(work, "rsval", rs, val, per), rs),
-        "llvip": (shard(work, "llvip", llvip, None, per), llvip),
+        name: (shard(work, name, root, stems, n), root)
+        for name, root, stems, n in (
+            ("dn", work / "dn", None, 2 * per),
+            ("rsval", rs, val, per),
+            ("llvip", llvip, None, per),
+        )
+        if name in wanted
     }
     rows, seeds = args.rows.split(","), args.seeds.split(",")
     recipe = f"--epochs {args.epochs} --batch-size 32 --crop 256 --w-intensity 0.5 --w-gradient 10".split()
@@ -188,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         f"--k 3 --steps {args.steps} --loss-weight {args.loss_weight} --device {args.device} --dtype {dtype}"
     )
     for name, (shards, _) in sets.items():
-        keep = name == "dn" and "d" in rows  # routing needs the samples
+        keep = name == "dn" and any(base == "d" for base, _ in variants.values())  # routing needs samples
         limit = args.limit_llvip if name == "llvip" else "0"
         for d in shards:
             opts = f"{asc} --limit {limit} {'' if keep else '--no-save-samples'}".split()
@@ -216,27 +234,49 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 q.add(f"score_{name}", [sys.executable, *score])
                 continue
-            for row in (r for r in "bcd" if r in rows):  # the distilled rows, on the union (val pairs absent)
+            for row, (base, extra) in variants.items():  # distilled rows, on the union (val pairs absent)
                 d = [*EF, "distill", "--cache", str(merged["dn"]), "--data", str(work / "dn")]
                 d += f"--w-source-ssim 1 --val-fraction 0 --repeat {max(1, args.repeat // 2)}".split()
-                d += ["--pixel-weighting", "uniform" if row == "b" else "variance"]
-                d += ["--routing", "feature", "--prior", args.prior] if row == "d" else ["--routing", "none"]
-                for seed in seeds:
-                    student(row, seed, [*d, *recipe])
+                d += ["--pixel-weighting", "uniform" if base == "b" else "variance"]
+                d += ["--routing", "feature", "--prior", args.prior] if base == "d" else ["--routing", "none"]
+                for seed in seeds:  # a variant's ARGS come last: the last value of an option wins
+                    student(row, seed, [*d, *recipe, *extra])
         time.sleep(2)
     failed = {k: v for k, v in q.codes.items() if v}
     if failed:
         q.log(f"FAILED: {failed}")
         return 1
-    students = [f"--student={p.stem}={p}" for p in sorted(work.glob("[abcd]_s*.safetensors"))]
+    if args.no_eval:
+        q.log("all done (students only)")
+        return 0
+    names = ["a", *variants]
+    students = [
+        f"--student={p.stem}={p}"
+        for p in sorted(work.glob("*_s*.safetensors"))
+        if p.stem.rsplit("_s", 1)[0] in names
+    ]
     evaluate = [str(ROOT / "scripts/evaluate_students.py"), "--rs", str(rs), "--extra", str(llvip), *students]
     run([*evaluate, "--workers", str(max(2, per)), "--json", str(work / "eval.json")])
-    compare = [f"--compare={x}=a" for x in "bcd" if x in rows and "a" in rows]
+    compare = [f"--compare={x}=a" for x in variants if "a" in rows]
     compare += [f"--compare={x}={y}" for x, y in (("c", "b"), ("d", "c")) if x in rows and y in rows]
     verdicts = [str(ROOT / "scripts/seed_compare.py"), "--eval", str(work / "eval.json"), *compare]
     run([*verdicts, "--md", str(work / "ablation.md"), "--json", str(work / "ablation.json")])
     q.log("all done")
     return 0
+
+
+def parse_variants(
+    ap: argparse.ArgumentParser, specs: list[str], rows: list[str]
+) -> dict[str, tuple[str, list[str]]]:
+    """The distilled rows: b, c, d of ``--rows`` as they are, then each ``NAME=ROW:ARGS`` of ``--variant``."""
+    out: dict[str, tuple[str, list[str]]] = {r: (r, []) for r in "bcd" if r in rows}
+    for spec in specs:
+        name, _, rest = spec.partition("=")
+        base, _, extra = rest.partition(":")
+        if not name.isidentifier() or name in ("a", *out) or base not in ("b", "c", "d"):
+            ap.error(f"--variant {spec!r}: want NAME=ROW:ARGS, a new NAME and ROW one of b, c, d")
+        out[name] = (base, extra.split())
+    return out
 
 
 def run(script_and_args: list[str]) -> None:
