@@ -5,7 +5,8 @@
    dark thermal frames the students are shown).
 2. ``edgefuse teacher ascend`` on that union, on RoadScene val and on the LLVIP pairs (row e), as a queue of
    shards over ``--gpus`` × ``--slots`` processes (one process leaves an H200 mostly idle: the ascent is many
-   small kernels), merged into one cache per set.
+   small kernels), merged into one cache per set. It starts at ``--start`` (default: the bundled student),
+   and its SSIM floor is relative to that start, so the teacher changes with it (docs/distillation.md).
 3. Students, ``--seeds`` each: (a) ``edgefuse train`` with the bundled recipe (scripts/train_bundled.sh, on
    RoadScene, which holds its own val split out); (b) uniform pixels, (c) + variance weighting,
    (d) + routed feature alignment: ``edgefuse distill`` on the union with ``--val-fraction 0`` (the val pairs
@@ -132,6 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--prior", default="", help="diffusion prior dir: row (d)'s feature backbone (teacher_chain.sh's)"
     )
+    ap.add_argument(
+        "--start",
+        default="fusionproxy-s",
+        help="the teacher's start checkpoint (its SSIM floor is relative to it; the default, the bundled "
+        "student, changes when the bundle does)",
+    )
     ap.add_argument("--thermal-level", default="0", help="train/distill --thermal-level of every student")
     ap.add_argument(
         "--variant",
@@ -202,14 +209,13 @@ def main(argv: list[str] | None = None) -> int:
         a = f"--size s --repeat {args.repeat} --w-ssim 1 --night 0.5".split()  # (paths stay whole items)
         student("a", seed, [*EF, "train", "--data", str(rs), *a, *recipe])
     dtype = "float32" if args.device != "cpu" else "float64"
-    asc = (
-        f"--k 3 --steps {args.steps} --loss-weight {args.loss_weight} --device {args.device} --dtype {dtype}"
-    )
+    asc = f"--k 3 --steps {args.steps} --loss-weight {args.loss_weight} --dtype {dtype}".split()
+    asc += ["--device", args.device, "--student", args.start]
     for name, (shards, _) in sets.items():
         keep = name == "dn" and any(base == "d" for base, _ in variants.values())  # routing needs samples
         limit = args.limit_llvip if name == "llvip" else "0"
         for d in shards:
-            opts = f"{asc} --limit {limit} {'' if keep else '--no-save-samples'}".split()
+            opts = [*asc, "--limit", limit, *([] if keep else ["--no-save-samples"])]
             q.add(
                 d.name, [*EF, "teacher", "ascend", "--data", str(d), "-o", str(work / f"asc_{d.name}"), *opts]
             )
