@@ -1,7 +1,8 @@
 """Where a student's int8 drift comes from, in PyTorch (no backend): one layer at a time, round its weights to
-int8 (symmetric, per output channel, as every backend here does) or its output to uint8 (per tensor, min/max
-over calibration frames), and measure the fused frame's change in 8-bit levels; then say where the large
-changes sit (mean visible luma Y and thermal T there, and the change of the coefficient maps a, b, c).
+int8 (symmetric, per output channel, scale max|w|/127: a model of the backends' rounding, not their graphs)
+or its output to uint8 (per tensor, min/max over calibration frames), and measure the fused frame's change in
+8-bit levels; then say where the large changes sit (mean visible luma Y and thermal T there, and the change
+of the coefficient maps a, b, c). docs/export.md has what it found, and a case it does not explain.
 
 Frames are RoadScene training pairs (``split_indices`` seed 0): every 8th calibrates, every 8th from the 4th
 on is scored, so the held-out pairs stay unseen.
