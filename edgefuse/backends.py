@@ -70,6 +70,11 @@ class OpenVINOKnobs:
     num_streams: int = field(default=1, metadata=_at_least(0))  # 0: let the plugin choose
     # CPUs with bf16 (AMX, AVX512_BF16) execute in bf16 unless this is pinned: fp32 profiles must say f32
     inference_precision: str = field(default="f32", metadata=_choices("f32", "f16", "bf16"))
+    # NNCF's overflow fix (int8): u8×s8 products can saturate on CPUs without VNNI, so by default NNCF gives
+    # the first convolution's weights half the int8 range (7 bits, −63…63); a VNNI device does not need it
+    overflow_fix: str = field(
+        default="first_layer_only", metadata=_choices("first_layer_only", "disable", "enable")
+    )
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,9 @@ def quantize(job: Job, src: Path, dst: Path, exclude: Sequence[str]) -> None:
             preset=nncf.QuantizationPreset.MIXED,
             subset_size=len(frames),
             fast_bias_correction=True,
+            advanced_parameters=nncf.AdvancedQuantizationParameters(
+                overflow_fix=nncf.OverflowFix(job.profile.openvino.overflow_fix)
+            ),
             ignored_scope=nncf.IgnoredScope(names=list(exclude), validate=False) if exclude else None,
         )
     finally:
@@ -96,12 +99,14 @@ def strip_quantizers(src: Path, dst: Path, exclude: Sequence[str], fp32: Path | 
 def full_int8(job: Job) -> Path:
     """The all-int8 IR, quantized once per session and reused by the sensitivity probes."""
 
+    key = (job.profile.name, job.profile.openvino.overflow_fix)  # everything the quantization reads
+
     def make() -> Path:
-        d = job.session.scratch_dir("openvino", f"int8-{abs(hash(job.profile.name))}")
+        d = job.session.scratch_dir("openvino", f"int8-{abs(hash(key))}")
         quantize(job, fp32_ir(job), d / MODEL, ())
         return d / MODEL
 
-    return job.session.cached(("int8-ir", job.profile.name), make)
+    return job.session.cached(("int8-ir", *key), make)
 
 
 def _copy_ir(src: Path, dst: Path) -> None:
@@ -115,13 +120,16 @@ def ir_details(path: Path, profile: Profile) -> dict[str, Any]:
     ops: dict[str, int] = {}
     for op in model.get_ordered_ops():
         ops[op.get_type_name()] = ops.get(op.get_type_name(), 0) + 1
-    return {
+    details = {
         "inputs": [p.get_any_name() for p in model.inputs],
         "outputs": [p.get_any_name() for p in model.outputs],
         "weights_file": path.with_suffix(".bin").name,
         "inference_precision": profile.openvino.inference_precision,
         "fake_quantize_ops": ops.get("FakeQuantize", 0),
     }
+    if profile.precision is Precision.INT8:
+        details["overflow_fix"] = profile.openvino.overflow_fix  # the runtime warns on a CPU without VNNI
+    return details
 
 
 class OpenVINOExporter(Exporter):
@@ -141,7 +149,9 @@ class OpenVINOExporter(Exporter):
         elif precision is Precision.INT8:
             quantize(job, src, dst, exclude) if exclude else _copy_ir(full_int8(job), dst)
             kept = " (excluded layers float)" if exclude else ""
-            line = f"int8 (NNCF MIXED preset: symmetric weights, asymmetric activations){kept}; IO float32"
+            fix = job.profile.openvino.overflow_fix
+            line = f"int8 (NNCF MIXED preset: symmetric weights, asymmetric activations; overflow fix {fix})"
+            line += f"{kept}; IO float32"
         else:
             ov.save_model(
                 ov.Core().read_model(str(src)), str(dst), compress_to_fp16=precision is Precision.FP16

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -44,6 +45,15 @@ class OpenVINORuntime(BaseRuntime):
         self.core = ov.Core()
         self.ov_device = self.device.upper()
         model = self.core.read_model(str(path))
+        fix = self.manifest.backend_details.get("overflow_fix") if self.manifest else None
+        if fix == "disable" and self.ov_device == "CPU" and cpu_has_vnni() is False:
+            warnings.warn(
+                f"{path.parent}: int8 built without NNCF's overflow fix (for VNNI CPUs), and this CPU has no "
+                "VNNI: some int8 products may saturate; re-export with a profile whose openvino.overflow_fix "
+                "is first_layer_only",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         self.compiled = self.core.compile_model(model, self.ov_device, config)
         self.request = self.compiled.create_infer_request()
         self.input_shapes = {}
@@ -65,6 +75,18 @@ class OpenVINORuntime(BaseRuntime):
 
     def close(self) -> None:
         self.request = self.compiled = None  # type: ignore[assignment]
+
+
+def cpu_has_vnni(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | None:
+    """Whether this CPU has int8 dot-product instructions (AVX512-VNNI, AVX-VNNI or AMX); None: unknown
+    (no /proc/cpuinfo, e.g. macOS or Windows)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return None
+    lines = (line for line in text.splitlines() if line.startswith("flags"))
+    flags = next((line.split(":", 1)[1].split() for line in lines), [])
+    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags)) if flags else None
 
 
 def _port_name(port: Any, names: tuple[str, ...], index: int) -> str:

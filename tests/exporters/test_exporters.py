@@ -332,6 +332,40 @@ def test_openvino_round_trip(session: ExportSession, tmp_path: Path, precision: 
         )
 
 
+@pytest.mark.openvino
+@pytest.mark.slow
+def test_openvino_overflow_fix_sets_the_first_convolutions_weight_range(
+    session: ExportSession, tmp_path: Path
+) -> None:
+    """NNCF's default halves the first convolution's int8 range (−63…63: CPUs without VNNI saturate); a
+    profile for a VNNI device may turn that off and get the whole range."""
+    import openvino as ov
+
+    from edgefuse.backends import OpenVINOKnobs
+
+    def first_conv_weights(fix: str) -> np.ndarray:
+        base = get_profile("intel-cpu_openvino-int8_480x640")
+        knobs = dataclasses.replace(base.openvino, overflow_fix=fix)
+        outcome = export(session, small(base.name, budget=LOOSE, knobs=knobs), tmp_path / fix)
+        assert outcome.status == "passed", outcome.message
+        manifest = json.loads((outcome.path / "edgefuse.json").read_text())
+        assert f"overflow fix {fix}" in manifest["precision_detail"]
+        model = ov.Core().read_model(str(outcome.path / "model.xml"))
+        conv = next(op for op in model.get_ordered_ops() if op.get_type_name() == "Convolution")
+        todo = [conv.input_value(1).get_node()]  # Multiply(scale, Convert(int8 Constant))
+        while todo:
+            node = todo.pop()
+            if node.get_type_name() == "Constant" and node.get_element_type().get_type_name() == "i8":
+                return node.get_data()
+            todo += [v.get_node() for v in node.input_values()]
+        raise AssertionError("the first convolution has no int8 weights")
+
+    assert OpenVINOKnobs().overflow_fix == "first_layer_only"  # NNCF's own default
+    assert np.abs(first_conv_weights("first_layer_only").astype(int)).max() <= 63
+    full = first_conv_weights("disable")
+    assert full.dtype == np.int8 and np.abs(full.astype(int)).max() == 127
+
+
 @pytest.mark.tflite
 @pytest.mark.slow
 def test_litert_int8_round_trip_float_io_and_worker(

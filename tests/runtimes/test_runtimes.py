@@ -281,6 +281,39 @@ def test_openvino_profile_knobs(openvino_dir: Path) -> None:
     assert str(rt.compiled.get_property("PERFORMANCE_HINT")).endswith("LATENCY")
 
 
+def test_cpu_has_vnni_reads_the_flags(tmp_path: Path) -> None:
+    from edgefuse.runtimes.openvino import cpu_has_vnni
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni\n")
+    assert cpu_has_vnni(info) is True
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f\n")
+    assert cpu_has_vnni(info) is False
+    assert cpu_has_vnni(tmp_path / "absent") is None
+
+
+@pytest.mark.openvino
+def test_openvino_warns_when_a_no_overflow_fix_int8_build_meets_a_cpu_without_vnni(
+    openvino_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+    import warnings
+
+    from edgefuse.runtimes import openvino as ov_runtime
+
+    folder = tmp_path / "built"
+    shutil.copytree(openvino_dir, folder)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    (folder / MANIFEST).write_text(json.dumps({**manifest, "backend_details": {"overflow_fix": "disable"}}))
+    monkeypatch.setattr(ov_runtime, "cpu_has_vnni", lambda: False)
+    with pytest.warns(RuntimeWarning, match="no VNNI"):
+        open_artifact(folder, threads=1)
+    monkeypatch.setattr(ov_runtime, "cpu_has_vnni", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        open_artifact(folder, threads=1)
+
+
 # --- litert -------------------------------------------------------------------------------------------------
 
 
