@@ -100,6 +100,11 @@ class ONNXRuntimeKnobs:
     graph_optimization_level: str = field(
         default="all", metadata=_choices("disable", "basic", "extended", "all")
     )
+    # int8 weights on CPUs without VNNI: ONNX Runtime's u8s8 kernels there add pairs of products in int16
+    # (vpmaddubsw), which can saturate. Two ways out, as ONNX Runtime documents: uint8 weights (u8u8 kernels,
+    # widened to 16 bits first: no saturation) or 7-bit int8 weights (reduce_range)
+    weight_type: str = field(default="int8", metadata=_choices("int8", "uint8"))
+    reduce_range: bool = False
 
 
 # --- the entries (registration order is the order doctor, bench and error messages list them) ----------

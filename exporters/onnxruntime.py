@@ -143,14 +143,15 @@ def to_int8(job: Job, src: Path, dst: Path, exclude: Sequence[str] = (), symmetr
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
+            weight_type=QuantType.QUInt8 if unsigned_weights(job, symmetric) else QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
+            reduce_range=job.profile.onnxruntime.reduce_range,  # the defaults (False) for TensorRT
             nodes_to_exclude=list(exclude),
             calibration_cache_path=str(cache),
             # keep Relu explicit: asymmetric ranges would fold it away, and the probes strip Q/DQ pairs
             extra_options={
                 "ActivationSymmetric": symmetric,
-                "WeightSymmetric": True,
+                "WeightSymmetric": not unsigned_weights(job, symmetric),
                 "QDQKeepRemovableActivations": True,
             },
         )
@@ -158,6 +159,11 @@ def to_int8(job: Job, src: Path, dst: Path, exclude: Sequence[str] = (), symmetr
         root.setLevel(level)
     check(dst)
     return dst
+
+
+def unsigned_weights(job: Job, symmetric: bool) -> bool:
+    """uint8 weights (u8u8 kernels) when the profile asks; never for TensorRT's symmetric graph."""
+    return not symmetric and job.profile.onnxruntime.weight_type == "uint8"
 
 
 def strip_qdq(src: Path, dst: Path, exclude: Sequence[str]) -> Path:
@@ -194,12 +200,14 @@ def full_int8(job: Job, symmetric: bool) -> Path:
     """The all-int8 QDQ model, quantized once per session (probes strip it, unchanged builds copy it)."""
     src, _ = fp32_onnx(job)
 
+    weights = (unsigned_weights(job, symmetric), job.profile.onnxruntime.reduce_range)
+
     def make() -> Path:
-        d = job.session.scratch_dir("onnx", f"int8-{'sym' if symmetric else 'asym'}-{abs(hash(str(src)))}")
-        return to_int8(job, src, d / MODEL, (), symmetric)
+        name = f"int8-{'sym' if symmetric else 'asym'}-{abs(hash((str(src), weights)))}"
+        return to_int8(job, src, job.session.scratch_dir("onnx", name) / MODEL, (), symmetric)
 
     frames = job.session.calibration(job.profile)
-    return job.session.cached(("qdq", str(src), symmetric, frames.source, frames.stems), make)
+    return job.session.cached(("qdq", str(src), symmetric, weights, frames.source, frames.stems), make)
 
 
 def fp32_onnx(job: Job) -> tuple[Path, str]:
@@ -262,7 +270,9 @@ def build_onnx(
         shutil.copyfile(full_int8(job, symmetric), dst)
     acts = "symmetric int8 activations" if symmetric else "asymmetric uint8 activations"
     kept = " (excluded layers float32)" if exclude else ""
-    return dst, f"int8 QDQ: per-channel symmetric int8 weights, {acts}{kept}; IO float32"
+    weights = "asymmetric uint8" if unsigned_weights(job, symmetric) else "symmetric int8"
+    weights += " (7-bit: reduce_range)" if job.profile.onnxruntime.reduce_range else ""
+    return dst, f"int8 QDQ: per-channel {weights} weights, {acts}{kept}; IO float32"
 
 
 class OnnxExporter(Exporter):
@@ -273,12 +283,17 @@ class OnnxExporter(Exporter):
     def build(self, job: Job, out: Path, exclude: Sequence[str] = (), quick: bool = False) -> Build:
         path, precision = build_onnx(job, out, exclude, quick, symmetric=False)
         _, simplifier = fp32_onnx(job)
+        details = onnx_details(path, simplifier, job.profile.constraints.onnx_opset)
+        if job.precision is Precision.INT8:  # the runtime warns when u8s8 meets a CPU without VNNI
+            knobs = job.profile.onnxruntime
+            details["int8_kernels"] = "u8u8" if knobs.weight_type == "uint8" else "u8s8"
+            details["reduce_range"] = knobs.reduce_range
         return Build(
             artifact=MODEL,
             precision_detail=precision,
             validate=Validation("onnxruntime", path),
             calibrated=job.precision is Precision.INT8,
-            details=onnx_details(path, simplifier, job.profile.constraints.onnx_opset),
+            details=details,
         )
 
     def groups(self, job: Job) -> dict[str, list[str]]:

@@ -204,6 +204,18 @@ class BaseRuntime:
         self.manifest.check(expect.checkpoint_sha256, expect.io, expect.backend or self.name)
 
 
+def cpu_has_vnni(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | None:
+    """Whether this CPU has int8 dot-product instructions (AVX512-VNNI, AVX-VNNI or AMX); None: unknown
+    (no /proc/cpuinfo, e.g. macOS or Windows)."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return None
+    lines = (line for line in text.splitlines() if line.startswith("flags"))
+    flags = next((line.split(":", 1)[1].split() for line in lines), [])
+    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags)) if flags else None
+
+
 def check_finite(outputs: dict[str, np.ndarray], where: str) -> None:
     for key, arr in outputs.items():
         if not np.isfinite(arr).all():

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from edgefuse._optional import available, require
-from edgefuse.runtimes.base import BaseRuntime
+from edgefuse.runtimes.base import BaseRuntime, cpu_has_vnni
 from edgefuse.spec import INPUT_NAMES, OUTPUT_NAMES
 
 
@@ -75,18 +75,6 @@ class OpenVINORuntime(BaseRuntime):
 
     def close(self) -> None:
         self.request = self.compiled = None  # type: ignore[assignment]
-
-
-def cpu_has_vnni(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | None:
-    """Whether this CPU has int8 dot-product instructions (AVX512-VNNI, AVX-VNNI or AMX); None: unknown
-    (no /proc/cpuinfo, e.g. macOS or Windows)."""
-    try:
-        text = cpuinfo.read_text()
-    except OSError:
-        return None
-    lines = (line for line in text.splitlines() if line.startswith("flags"))
-    flags = next((line.split(":", 1)[1].split() for line in lines), [])
-    return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags)) if flags else None
 
 
 def _port_name(port: Any, names: tuple[str, ...], index: int) -> str:

@@ -278,6 +278,38 @@ def test_onnx_int8_round_trip_and_broken_model_rejected(session: ExportSession, 
 
 
 @pytest.mark.onnxruntime
+@pytest.mark.parametrize(
+    ("knobs", "dtype", "bound", "said"),
+    [
+        ({}, np.int8, 127, "per-channel symmetric int8 weights"),
+        ({"weight_type": "uint8"}, np.uint8, 255, "per-channel asymmetric uint8 weights"),
+        ({"reduce_range": True}, np.int8, 64, "(7-bit: reduce_range)"),
+    ],
+)
+def test_onnx_int8_weights_follow_the_profile(
+    session: ExportSession, tmp_path: Path, knobs: dict, dtype: type, bound: int, said: str
+) -> None:
+    """u8s8 kernels saturate on CPUs without VNNI: a profile for one asks for uint8 or 7-bit weights."""
+    import onnx
+
+    base = get_profile("generic-cpu_onnxruntime-int8_480x640")
+    profile = small(base.name, budget=LOOSE, knobs=dataclasses.replace(base.onnxruntime, **knobs))
+    outcome = export(session, profile, tmp_path)
+    assert outcome.status == "passed", outcome.message
+    assert said in json.loads((outcome.path / "edgefuse.json").read_text())["precision_detail"]
+    model = onnx.load(str(outcome.path / "model.onnx"))
+    weights = [
+        onnx.numpy_helper.to_array(t)
+        for t in model.graph.initializer
+        if t.name.endswith("weight_quantized") and len(t.dims) == 4
+    ]
+    assert weights and all(w.dtype == dtype for w in weights)
+    assert max(int(np.abs(w.astype(int)).max()) for w in weights) == bound
+    ref, out = torch_and_artifact(session, outcome, "onnxruntime")
+    assert_int8_close(ref, out)
+
+
+@pytest.mark.onnxruntime
 def test_tensorrt_int8_writes_trtexec_and_emulates(session: ExportSession, tmp_path: Path) -> None:
     profile = small("jetson-orin-nano_tensorrt-int8_480x640", budget=LOOSE)
     outcome = export(session, profile, tmp_path)

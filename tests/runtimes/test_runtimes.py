@@ -282,7 +282,7 @@ def test_openvino_profile_knobs(openvino_dir: Path) -> None:
 
 
 def test_cpu_has_vnni_reads_the_flags(tmp_path: Path) -> None:
-    from edgefuse.runtimes.openvino import cpu_has_vnni
+    from edgefuse.runtimes.base import cpu_has_vnni
 
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f avx512_vnni\n")
@@ -290,6 +290,38 @@ def test_cpu_has_vnni_reads_the_flags(tmp_path: Path) -> None:
     info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f\n")
     assert cpu_has_vnni(info) is False
     assert cpu_has_vnni(tmp_path / "absent") is None
+
+
+@pytest.mark.onnxruntime
+@pytest.mark.parametrize(
+    ("details", "warns"),
+    [
+        ({"int8_kernels": "u8s8", "reduce_range": False}, True),
+        ({"int8_kernels": "u8u8", "reduce_range": False}, False),
+        ({"int8_kernels": "u8s8", "reduce_range": True}, False),
+    ],
+)
+def test_onnxruntime_warns_when_full_range_u8s8_meets_a_cpu_without_vnni(
+    onnx_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, details: dict, warns: bool
+) -> None:
+    import shutil
+    import warnings
+
+    from edgefuse.runtimes import onnxruntime as ort_runtime
+
+    folder = tmp_path / "built"
+    shutil.copytree(onnx_dir, folder)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    (folder / MANIFEST).write_text(json.dumps({**manifest, "backend_details": details}))
+    monkeypatch.setattr(ort_runtime, "cpu_has_vnni", lambda: False)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        open_artifact(folder, threads=1)
+    assert any("no VNNI" in str(w.message) for w in seen) is warns
+    monkeypatch.setattr(ort_runtime, "cpu_has_vnni", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        open_artifact(folder, threads=1)
 
 
 @pytest.mark.openvino
