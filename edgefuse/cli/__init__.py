@@ -22,6 +22,7 @@ from edgefuse.cli import (
     info,
     profiles,
     report,
+    snap,
     teacher,
     train,
 )
@@ -74,6 +75,7 @@ app.command("train")(train.train)
 app.command("distill")(distill.distill)
 app.command("export")(export.export)
 app.command("bench")(bench.bench)
+app.command("snap")(snap.snap)
 app.command("doctor")(doctor.doctor)
 app.add_typer(profiles.app, name="profiles")
 app.add_typer(report.app, name="report")
