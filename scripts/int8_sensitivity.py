@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -41,9 +42,13 @@ def load_frames(data: str) -> tuple[Frames, Frames]:
     return out[0], out[1]
 
 
-def int8_weights(w: torch.Tensor) -> torch.Tensor:
-    scale = w.abs().amax(dim=tuple(range(1, w.dim())), keepdim=True).clamp_min(1e-12) / 127
-    return (w / scale).round().clamp(-127, 127) * scale
+def round_weights(conv: nn.Conv2d) -> Callable[[], None]:
+    """Put ``conv``'s weights on the int8 grid (:func:`edgefuse.snap.int8_grid`); returns the undo."""
+    from edgefuse.snap import int8_grid
+
+    w0 = conv.weight.data.clone()
+    conv.weight.data = int8_grid(w0)
+    return lambda: setattr(conv.weight, "data", w0)
 
 
 def uint8_output(x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
@@ -111,22 +116,15 @@ def analyse(model: nn.Module, cal: Frames, val: Frames) -> dict:
     ref = [model(v, t) for v, t in val]
     layers: dict[str, dict] = {}
     for name, conv in convs.items():
-        w0 = conv.weight.data.clone()
-        conv.weight.data = int8_weights(w0)
+        undo = round_weights(conv)
         weights = summary(drift(model, val, ref))
-        conv.weight.data = w0
+        undo()
         h = conv.register_forward_hook(lambda _m, _i, o, n=name: uint8_output(o, *ranges[n]))
         acts = summary(drift(model, val, ref))
         h.remove()
         layers[name] = {"weights_int8": weights, "output_uint8": acts}
     worst = max(layers, key=lambda n: layers[n]["weights_int8"]["max"])
-    conv = convs[worst]
-
-    def perturb() -> Callable[[], None]:
-        w0 = conv.weight.data.clone()
-        conv.weight.data = int8_weights(w0)
-        return lambda: setattr(conv.weight, "data", w0)
-
+    perturb = partial(round_weights, convs[worst])
     return {"layers": layers, "worst_weights": worst, "where_worst": where(model, perturb, val)}
 
 
