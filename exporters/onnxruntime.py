@@ -130,6 +130,7 @@ def to_int8(job: Job, src: Path, dst: Path, exclude: Sequence[str] = (), symmetr
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     frames = job.session.calibration(job.profile)
+    unsigned = unsigned_weights(job, symmetric)
     key = abs(hash((str(src), frames.source, frames.stems)))
     cache = job.session.scratch_dir("ort-calibration") / f"{key}.json"
     root = logging.getLogger()
@@ -143,7 +144,7 @@ def to_int8(job: Job, src: Path, dst: Path, exclude: Sequence[str] = (), symmetr
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
-            weight_type=QuantType.QUInt8 if unsigned_weights(job, symmetric) else QuantType.QInt8,
+            weight_type=QuantType.QUInt8 if unsigned else QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
             reduce_range=job.profile.onnxruntime.reduce_range,  # the defaults (False) for TensorRT
             nodes_to_exclude=list(exclude),
@@ -151,7 +152,7 @@ def to_int8(job: Job, src: Path, dst: Path, exclude: Sequence[str] = (), symmetr
             # keep Relu explicit: asymmetric ranges would fold it away, and the probes strip Q/DQ pairs
             extra_options={
                 "ActivationSymmetric": symmetric,
-                "WeightSymmetric": not unsigned_weights(job, symmetric),
+                "WeightSymmetric": not unsigned,
                 "QDQKeepRemovableActivations": True,
             },
         )
@@ -285,9 +286,8 @@ class OnnxExporter(Exporter):
         _, simplifier = fp32_onnx(job)
         details = onnx_details(path, simplifier, job.profile.constraints.onnx_opset)
         if job.precision is Precision.INT8:  # the runtime warns when u8s8 meets a CPU without VNNI
-            knobs = job.profile.onnxruntime
-            details["int8_kernels"] = "u8u8" if knobs.weight_type == "uint8" else "u8s8"
-            details["reduce_range"] = knobs.reduce_range
+            details["int8_kernels"] = "u8u8" if unsigned_weights(job, symmetric=False) else "u8s8"
+            details["reduce_range"] = job.profile.onnxruntime.reduce_range
         return Build(
             artifact=MODEL,
             precision_detail=precision,
