@@ -13,6 +13,7 @@ runtime a checkpoint file. The manifest is :class:`edgefuse.manifest.ArtifactMan
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -214,6 +215,17 @@ def cpu_has_vnni(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | None:
     lines = (line for line in text.splitlines() if line.startswith("flags"))
     flags = next((line.split(":", 1)[1].split() for line in lines), [])
     return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags)) if flags else None
+
+
+def warn_without_vnni(artifact: Path, built: str, remedy: str) -> None:
+    """Warn when an int8 build made for VNNI CPUs (``built``) is opened on a CPU known to lack VNNI, where
+    its u8×s8 products may saturate; ``remedy`` says how to export for this CPU."""
+    if cpu_has_vnni() is False:
+        warnings.warn(
+            f"{artifact}: {built}, and this CPU has no VNNI: some int8 products may saturate; {remedy}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
 
 
 def check_finite(outputs: dict[str, np.ndarray], where: str) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import ClassVar
 
@@ -10,7 +9,7 @@ import numpy as np
 
 from edgefuse._optional import available, require
 from edgefuse.errors import RuntimeUnavailableError
-from edgefuse.runtimes.base import BaseRuntime, cpu_has_vnni
+from edgefuse.runtimes.base import BaseRuntime, warn_without_vnni
 
 _LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED"}
 _DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
@@ -66,13 +65,11 @@ class OnnxRuntime(BaseRuntime):
         opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level_name)
         details = self.manifest.backend_details if self.manifest else {}
         full_range = details.get("int8_kernels") == "u8s8" and not details.get("reduce_range")
-        if full_range and kind == "cpu" and cpu_has_vnni() is False:
-            warnings.warn(
-                f"{path.parent}: int8 with full-range int8 weights (u8s8 kernels), and this CPU has no VNNI: "
-                "its int16 pair sums may saturate; re-export with a profile whose onnxruntime.weight_type is "
-                "uint8 (or reduce_range = true)",
-                RuntimeWarning,
-                stacklevel=2,
+        if full_range and kind == "cpu":
+            warn_without_vnni(
+                path.parent,
+                "int8 with full-range int8 weights (u8s8 kernels, int16 pair sums)",
+                "re-export with a profile whose onnxruntime.weight_type is uint8 (or reduce_range = true)",
             )
         self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         self.providers = self.session.get_providers()

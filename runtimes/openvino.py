@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from edgefuse._optional import available, require
-from edgefuse.runtimes.base import BaseRuntime, cpu_has_vnni
+from edgefuse.runtimes.base import BaseRuntime, warn_without_vnni
 from edgefuse.spec import INPUT_NAMES, OUTPUT_NAMES
 
 
@@ -46,13 +45,11 @@ class OpenVINORuntime(BaseRuntime):
         self.ov_device = self.device.upper()
         model = self.core.read_model(str(path))
         fix = self.manifest.backend_details.get("overflow_fix") if self.manifest else None
-        if fix == "disable" and self.ov_device == "CPU" and cpu_has_vnni() is False:
-            warnings.warn(
-                f"{path.parent}: int8 built without NNCF's overflow fix (for VNNI CPUs), and this CPU has no "
-                "VNNI: some int8 products may saturate; re-export with a profile whose openvino.overflow_fix "
-                "is first_layer_only",
-                RuntimeWarning,
-                stacklevel=2,
+        if fix == "disable" and self.ov_device == "CPU":
+            warn_without_vnni(
+                path.parent,
+                "int8 built without NNCF's overflow fix (for VNNI CPUs)",
+                "re-export with a profile whose openvino.overflow_fix is first_layer_only",
             )
         self.compiled = self.core.compile_model(model, self.ov_device, config)
         self.request = self.compiled.create_infer_request()

@@ -307,18 +307,18 @@ def test_onnxruntime_warns_when_full_range_u8s8_meets_a_cpu_without_vnni(
     import shutil
     import warnings
 
-    from edgefuse.runtimes import onnxruntime as ort_runtime
+    from edgefuse.runtimes import base as runtime_base
 
     folder = tmp_path / "built"
     shutil.copytree(onnx_dir, folder)
     manifest = json.loads((folder / MANIFEST).read_text())
     (folder / MANIFEST).write_text(json.dumps({**manifest, "backend_details": details}))
-    monkeypatch.setattr(ort_runtime, "cpu_has_vnni", lambda: False)
+    monkeypatch.setattr(runtime_base, "cpu_has_vnni", lambda: False)
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("always")
         open_artifact(folder, threads=1)
     assert any("no VNNI" in str(w.message) for w in seen) is warns
-    monkeypatch.setattr(ort_runtime, "cpu_has_vnni", lambda: True)
+    monkeypatch.setattr(runtime_base, "cpu_has_vnni", lambda: True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         open_artifact(folder, threads=1)
@@ -331,16 +331,16 @@ def test_openvino_warns_when_a_no_overflow_fix_int8_build_meets_a_cpu_without_vn
     import shutil
     import warnings
 
-    from edgefuse.runtimes import openvino as ov_runtime
+    from edgefuse.runtimes import base as runtime_base
 
     folder = tmp_path / "built"
     shutil.copytree(openvino_dir, folder)
     manifest = json.loads((folder / MANIFEST).read_text())
     (folder / MANIFEST).write_text(json.dumps({**manifest, "backend_details": {"overflow_fix": "disable"}}))
-    monkeypatch.setattr(ov_runtime, "cpu_has_vnni", lambda: False)
+    monkeypatch.setattr(runtime_base, "cpu_has_vnni", lambda: False)
     with pytest.warns(RuntimeWarning, match="no VNNI"):
         open_artifact(folder, threads=1)
-    monkeypatch.setattr(ov_runtime, "cpu_has_vnni", lambda: True)
+    monkeypatch.setattr(runtime_base, "cpu_has_vnni", lambda: True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         open_artifact(folder, threads=1)
