@@ -158,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     from edgefuse.data import find_pairs, split_indices
 
     variants = parse_variants(ap, args.variant, args.rows.split(","))
-    if not args.prior and any(base == "d" for base, _ in variants.values()):
+    routed = any(base == "d" for base, _ in variants.values())  # routing: the prior, and the samples kept
+    if routed and not args.prior:
         ap.error("row d needs --prior DIR (the diffusion prior: scripts/teacher_chain.sh's prior stage)")
 
     work = args.work.resolve()
@@ -212,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     asc = f"--k 3 --steps {args.steps} --loss-weight {args.loss_weight} --dtype {dtype}".split()
     asc += ["--device", args.device, "--student", args.start]
     for name, (shards, _) in sets.items():
-        keep = name == "dn" and any(base == "d" for base, _ in variants.values())  # routing needs samples
+        keep = name == "dn" and routed
         limit = args.limit_llvip if name == "llvip" else "0"
         for d in shards:
             opts = [*asc, "--limit", limit, *([] if keep else ["--no-save-samples"])]
