@@ -150,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--sets", default="dn,rsval,llvip", help="teacher caches to build (dn: the students' training cache)"
     )
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="students continue from <row>_s<seed>.safetensors.state.pt in --work (a run cut short)",
+    )
     ap.add_argument("--no-eval", action="store_true", help="stop after the students (score them elsewhere)")
     ap.add_argument("--subset", type=int, default=0, help=">0: only the first N RoadScene pairs (checks)")
     ap.add_argument("--limit-llvip", default="0")
@@ -202,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
             seed,
             "-o",
             str(work / f"{row}_s{seed}.safetensors"),
+            *(["--resume"] if args.resume else []),
         ]
         q.start(f"{row}_s{seed}", [*cmd, *out], gpu=n_students)  # round robin over the GPUs
         n_students += 1
