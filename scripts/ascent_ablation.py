@@ -153,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--resume",
         action="store_true",
-        help="students continue from <row>_s<seed>.safetensors.state.pt in --work (a run cut short)",
+        help="a run cut short: students continue from <row>_s<seed>.safetensors.state.pt in --work (those "
+        "without one start afresh), and a "
+        "teacher cache already merged there (asc_<set>/manifest.json) is used as it is",
     )
     ap.add_argument("--no-eval", action="store_true", help="stop after the students (score them elsewhere)")
     ap.add_argument("--subset", type=int, default=0, help=">0: only the first N RoadScene pairs (checks)")
@@ -207,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
             seed,
             "-o",
             str(work / f"{row}_s{seed}.safetensors"),
-            *(["--resume"] if args.resume else []),
+            *(["--resume"] if args.resume and (work / f"{row}_s{seed}.safetensors.state.pt").is_file() else []),
         ]
         q.start(f"{row}_s{seed}", [*cmd, *out], gpu=n_students)  # round robin over the GPUs
         n_students += 1
@@ -215,10 +217,24 @@ def main(argv: list[str] | None = None) -> int:
     for seed in seeds if "a" in rows else []:  # row (a) needs no teacher: it starts at once
         a = f"--size s --repeat {args.repeat} --w-ssim 1 --night 0.5".split()  # (paths stay whole items)
         student("a", seed, [*EF, "train", "--data", str(rs), *a, *recipe])
+    def distill_rows(cache: Path) -> None:  # distilled rows, on the union (val pairs absent)
+        for row, (base, extra) in variants.items():
+            d = [*EF, "distill", "--cache", str(cache), "--data", str(work / "dn")]
+            d += f"--w-source-ssim 1 --val-fraction 0 --repeat {max(1, args.repeat // 2)}".split()
+            d += ["--pixel-weighting", "uniform" if base == "b" else "variance"]
+            d += ["--routing", "feature", "--prior", args.prior] if base == "d" else ["--routing", "none"]
+            for seed in seeds:  # a variant's ARGS come last: the last value of an option wins
+                student(row, seed, [*d, *recipe, *extra])
+
     dtype = "float32" if args.device != "cpu" else "float64"
     asc = f"--k 3 --steps {args.steps} --loss-weight {args.loss_weight} --dtype {dtype}".split()
     asc += ["--device", args.device, "--student", args.start]
+    merged: dict[str, Path] = {}
     for name, (shards, _) in sets.items():
+        if args.resume and (work / f"asc_{name}" / "manifest.json").is_file():
+            merged[name] = work / f"asc_{name}"  # a run cut short after this merge: its cache is whole
+            q.log(f"reused asc_{name}")
+            continue
         keep = name == "dn" and routed
         limit = args.limit_llvip if name == "llvip" else "0"
         for d in shards:
@@ -226,7 +242,8 @@ def main(argv: list[str] | None = None) -> int:
             q.add(
                 d.name, [*EF, "teacher", "ascend", "--data", str(d), "-o", str(work / f"asc_{d.name}"), *opts]
             )
-    merged: dict[str, Path] = {}
+    if "dn" in merged:
+        distill_rows(merged["dn"])
     while q.waiting or q.running:
         q.poll()
         for name, (shards, root) in sets.items():
@@ -247,13 +264,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 q.add(f"score_{name}", [sys.executable, *score])
                 continue
-            for row, (base, extra) in variants.items():  # distilled rows, on the union (val pairs absent)
-                d = [*EF, "distill", "--cache", str(merged["dn"]), "--data", str(work / "dn")]
-                d += f"--w-source-ssim 1 --val-fraction 0 --repeat {max(1, args.repeat // 2)}".split()
-                d += ["--pixel-weighting", "uniform" if base == "b" else "variance"]
-                d += ["--routing", "feature", "--prior", args.prior] if base == "d" else ["--routing", "none"]
-                for seed in seeds:  # a variant's ARGS come last: the last value of an option wins
-                    student(row, seed, [*d, *recipe, *extra])
+            distill_rows(merged[name])
         time.sleep(2)
     failed = {k: v for k, v in q.codes.items() if v}
     if failed:
