@@ -200,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def student(row: str, seed: str, cmd: list[str]) -> None:
         nonlocal n_students
+        state = work / f"{row}_s{seed}.safetensors.state.pt"
         out = [
             "--device",
             args.device,
@@ -209,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             seed,
             "-o",
             str(work / f"{row}_s{seed}.safetensors"),
-            *(["--resume"] if args.resume and (work / f"{row}_s{seed}.safetensors.state.pt").is_file() else []),
+            *(["--resume"] if args.resume and state.is_file() else []),
         ]
         q.start(f"{row}_s{seed}", [*cmd, *out], gpu=n_students)  # round robin over the GPUs
         n_students += 1
@@ -217,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     for seed in seeds if "a" in rows else []:  # row (a) needs no teacher: it starts at once
         a = f"--size s --repeat {args.repeat} --w-ssim 1 --night 0.5".split()  # (paths stay whole items)
         student("a", seed, [*EF, "train", "--data", str(rs), *a, *recipe])
+
     def distill_rows(cache: Path) -> None:  # distilled rows, on the union (val pairs absent)
         for row, (base, extra) in variants.items():
             d = [*EF, "distill", "--cache", str(cache), "--data", str(work / "dn")]

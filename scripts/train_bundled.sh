@@ -1,14 +1,30 @@
 #!/usr/bin/env bash
-# How the bundled fusionproxy-s was trained (2026-11-30, seventh session: row (a) seed 0 of
-# scripts/ascent_ablation.py --thermal-level 0.5 on two H200s, ~4-5 min beside other jobs). The loss weights
-# and the night augmentation were chosen on a nested split of RoadScene's training pairs
-# (scripts/tune_distill.py; docs/results/loss_night_tuning_grid.json); the dark thermal frames
-# (--thermal-level 0.5) were set before any score was seen and shipped by a rule written before the run
-# (docs/results/bundled.md). These are `edgefuse train`'s defaults; they are spelled out so the recipe
-# survives a change of defaults. Earlier bundled students: --thermal-level 0 (fourth session), and
-# --w-intensity 1 --w-gradient 5 --night 0 (first, 2026-11-27).
+# How the bundled fusionproxy-s was made (2026-12-01, tenth session): row (c) seed 0 of
+# scripts/ascent_ablation.py, distilled with variance-weighted pixels (no feature routing) from the
+# metric-ascent teacher, which starts at the previous bundled student. The teacher is not a diffusion model
+# (docs/distillation.md says why). One H200: the teacher takes ~240 s, each student ~290 s (three to a GPU).
+#
+#   1. the teacher's start: the teacher-free recipe, seed 0, trained here unless START names a checkpoint. The
+#      exact start of the shipped student is the previous bundled one (seventh session, weights sha256
+#      fb22776d…): git show 012bd18:edgefuse/weights/fusionproxy-s.safetensors > start.safetensors
+#   2. night copies of RoadScene's training split (dark thermal frames too) and the teacher's K = 3 cache on
+#      them, started at (1): `edgefuse teacher ascend` (ρ 5, 60 steps, float32, TF32 off)
+#   3. `edgefuse distill` on that cache: variance-weighted pixels, the teacher-free terms of (1) beside them,
+#      source SSIM 1, dark thermal frames, 60 epochs (docs/results/source_ssim_distill.md)
 set -euo pipefail
+cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/roadscene_train}
-python -m edgefuse train --data "$DATA" -o "${OUT:-runs/fusionproxy-s.safetensors}" --size s \
-    --epochs 60 --repeat 16 --batch-size 32 --crop 256 --w-intensity 0.5 --w-gradient 10 --w-ssim 1 \
-    --night 0.5 --thermal-level 0.5 --device "${DEVICE:-cuda}" --workers 3 --seed "${SEED:-0}"
+WORK=${WORK:-runs/bundled}
+DEVICE=${DEVICE:-cuda}
+SEED=${SEED:-0}
+mkdir -p "$WORK"
+START=${START:-$WORK/start.safetensors}
+if [ ! -f "$START" ]; then  # (1) the teacher-free recipe (edgefuse train's defaults, spelled out)
+    python -m edgefuse train --data "$DATA" -o "$START" --size s --epochs 60 --repeat 16 --batch-size 32 \
+        --crop 256 --w-intensity 0.5 --w-gradient 10 --w-ssim 1 --night 0.5 --thermal-level 0.5 \
+        --device "$DEVICE" --workers 3 --seed 0
+fi
+# (2) + (3): the teacher on the night-copy union, then row (c) on it
+python scripts/ascent_ablation.py --work "$WORK" --rs "$DATA" --device "$DEVICE" --gpus "${GPUS:-1}" \
+    --slots "${SLOTS:-16}" --rows c --sets dn --seeds "$SEED" --thermal-level 0.5 --start "$START" --no-eval
+cp "$WORK/c_s$SEED.safetensors" "${OUT:-runs/fusionproxy-s.safetensors}"
