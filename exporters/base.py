@@ -219,6 +219,7 @@ class Job:
 
     session: ExportSession
     profile: Profile
+    probe: str = ""  # the kind of quick probe a mixed-precision search asks for (Exporter.probe_kinds)
 
     @property
     def model(self) -> FusionProxy:
@@ -244,6 +245,9 @@ class Exporter:
     backend: ClassVar[str] = ""
     modules: ClassVar[tuple[str, ...]] = ()  # imported before any work starts (MissingExtraError early)
     tools: ClassVar[tuple[str, ...]] = ("torch",)  # versions recorded in the manifest
+    # the kinds of quick probe a mixed-precision search can rank groups by, searched in this order until a
+    # build passes (``Job.probe`` tells ``build(quick=True)`` which one)
+    probe_kinds: ClassVar[tuple[str, ...]] = ("",)
 
     def check(self, profile: Profile) -> None:
         """Raise :class:`MissingExtraError` now rather than halfway through a multi-target export."""

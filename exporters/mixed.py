@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,8 +34,9 @@ def mixed_precision(
     already kept matters: once the full-resolution tail is float, the quantized luminance at the input is
     what drives the remaining error, which a one-off ranking of "this group alone" does not show. The ONNX
     and OpenVINO probes remove the activation quantizers that feed those groups from the full int8 graph
-    (milliseconds; OpenVINO's also put the float weights of those groups back, ONNX's keep int8 weights,
-    docs/export.md says why; only the ranking comes from them); LiteRT probes are real builds.
+    and put their float weights back (milliseconds; only the ranking comes from them); LiteRT probes are
+    real builds. An exporter with several ``probe_kinds`` (ONNX: float weights, then int8 weights) gets a
+    search per kind, the next only after a miss: no kind ranks every student well (docs/export.md).
 
     When an earlier search in this run kept some groups, that answer is tried first, shortest prefix
     first, and used only if this backend's own validation passes with it."""
@@ -55,20 +57,15 @@ def mixed_precision(
             how = "the groups an identical search kept" if known else "the groups an earlier search kept"
             job.session.remember_search(key, MixedSearch(prior, answer))
             return build, result, _info(first, f"{how}, confirmed by this validation", prior, answer, result)
-    kept: list[str] = []
-    steps: list[dict[str, Any]] = []
     build, result = first_build, first
-    for _ in range(max(1, len(groups) // 2)):
-        scores = _rank(job, exporter, groups, kept, bud, report)
-        kept.append(next(iter(scores)))
-        steps.append({"kept_before": kept[:-1], "probes": scores})
-        if frozenset(kept) in failed:
-            continue  # built and missed already, as an earlier search's answer: measure the next step
-        build, result = _keep(job, exporter, work, groups, kept, report)
+    steps: list[dict[str, Any]] = []
+    kept: list[str] = []
+    for kind in exporter.probe_kinds:  # the next kind of probe only when a search by this one missed
+        probe_job = replace(job, probe=kind)
+        build, result, kind_steps, kept = _greedy(probe_job, exporter, work, groups, bud, failed, report)
+        steps += [{"probe": kind, **step} if kind else step for step in kind_steps]
         if result.status is not FAILED:
             break
-    if frozenset(kept) in failed:  # the last step was skipped: ``work`` holds an earlier build
-        build, result = _keep(job, exporter, work, groups, kept, report)
     job.session.remember_search(key, MixedSearch(steps, kept))
     if result.status is not FAILED:
         job.session.mixed_hint = kept
@@ -77,18 +74,51 @@ def mixed_precision(
         f"against the budget (drift and {', '.join(PROBE_METRICS)} vs fp32 on 2 held-out frames); the "
         "group whose probe uses the least of the budget is kept and the build validated on every pair"
     )
+    if len(exporter.probe_kinds) > 1:
+        method += f"; probes of kind {' then '.join(exporter.probe_kinds)}, the next only after a miss"
     return build, result, _info(first, method, steps, kept, result)
+
+
+def _greedy(
+    job: Job,
+    exporter: Exporter,
+    work: Path,
+    groups: dict[str, list[str]],
+    bud: dict[str, float],
+    failed: set[frozenset[str]],
+    report: Report,
+) -> tuple[Build, DriftResult, list[dict[str, Any]], list[str]]:
+    """One greedy search ranked by ``job.probe``'s kind of probe; ``failed``: kept sets already built and
+    missed (not built again; this search adds its own)."""
+    kept: list[str] = []
+    steps: list[dict[str, Any]] = []
+    built: list[str] | None = None  # the kept groups of the build in ``work``
+    for _ in range(max(1, len(groups) // 2)):
+        scores = _rank(job, exporter, groups, kept, bud, report)
+        kept.append(next(iter(scores)))
+        steps.append({"kept_before": kept[:-1], "probes": scores})
+        if frozenset(kept) in failed:
+            continue  # built and missed already: measure the next step
+        build, result = _keep(job, exporter, work, groups, kept, report)
+        built = list(kept)
+        if result.status is not FAILED:
+            return build, result, steps, kept
+        failed.add(frozenset(kept))
+    if built != kept:  # the last step was skipped: ``work`` holds another build
+        build, result = _keep(job, exporter, work, groups, kept, report)
+    return build, result, steps, kept
 
 
 def _info(
     first: DriftResult, method: str, steps: list[dict[str, Any]], kept: list[str], result: DriftResult
 ) -> dict[str, Any]:
     """The manifest's ``mixed_precision`` record; ``sensitivity`` is the first step's probes (each group
-    kept in float on its own, best first)."""
+    kept in float on its own, best first) of the search that gave ``kept`` (the last kind of probe)."""
+    last = [s for s in steps if s.get("probe") == steps[-1].get("probe")] if steps else []
     return {
         "trigger": first.misses,
         "method": method,
-        "sensitivity": steps[0]["probes"] if steps else {},
+        "sensitivity": last[0]["probes"] if last else {},
         "steps": steps,
         "kept": kept,
         "met_budget": result.status is not FAILED,

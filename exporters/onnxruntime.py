@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     import onnx
 
 MODEL = "model.onnx"
+# the two kinds of ONNX probe (Job.probe): the excluded groups' weights float, as a real build leaves them,
+# or int8 with only their activations float; neither ranks every student well (docs/export.md)
+FLOAT_WEIGHTS, INT8_WEIGHTS = "float-weights", "int8-weights"
 
 
 def torch_to_onnx(model: Any, sample: tuple[Any, Any], path: Path, opset: int) -> Path:
@@ -167,14 +170,20 @@ def unsigned_weights(job: Job, symmetric: bool) -> bool:
     return not symmetric and job.profile.onnxruntime.weight_type == "uint8"
 
 
-def strip_qdq(src: Path, dst: Path, exclude: Sequence[str]) -> Path:
+def strip_qdq(src: Path, dst: Path, exclude: Sequence[str], weights_from: Path | None = None) -> Path:
     """The QDQ model with the activation Q/DQ pairs feeding ``exclude`` bypassed: close to what
-    ``nodes_to_exclude`` gives, in milliseconds (the sensitivity probes only need the ranking)."""
+    ``nodes_to_exclude`` gives, in milliseconds (the sensitivity probes only need the ranking). With
+    ``weights_from`` (the fp32 model), those nodes' dequantized weights and biases are replaced by their
+    float values too, as a real build leaves them."""
     import onnx
 
     model = onnx.load(str(src))
     graph, names = model.graph, set(exclude)
     producer = {out: n for n in graph.node for out in n.output}
+    initializers = {t.name for t in graph.initializer}
+    floats = {}
+    if weights_from is not None:
+        floats = {t.name: t for t in onnx.load(str(weights_from)).graph.initializer}
     for node in graph.node:
         if node.name not in names:
             continue
@@ -183,6 +192,17 @@ def strip_qdq(src: Path, dst: Path, exclude: Sequence[str]) -> Path:
             q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
             if q is not None and q.op_type == "QuantizeLinear":
                 node.input[i] = q.input[0]
+            elif dq is not None and dq.op_type == "DequantizeLinear" and dq.input[0] in initializers:
+                original = floats.get(dq.input[0].removesuffix("_quantized"))  # quantize_static's naming
+                if original is not None:
+                    # a name of its own: the DQ may keep the original name, or feed nodes still int8
+                    node.input[i] = f"{original.name}_float"
+                    if node.input[i] not in initializers:
+                        copy = onnx.TensorProto()
+                        copy.CopyFrom(original)
+                        copy.name = node.input[i]
+                        graph.initializer.append(copy)
+                        initializers.add(copy.name)
     used = {x for n in graph.node for x in n.input} | {o.name for o in graph.output}
     while True:  # drop the Q/DQ nodes nothing reads any more
         dead = [n for n in graph.node if not any(o in used for o in n.output)]
@@ -263,8 +283,9 @@ def build_onnx(
     if precision is Precision.FP16:
         to_fp16(src, dst)
         return dst, "fp16 weights and activations; IO float32 (cast inside the graph)"
-    if quick:
-        return strip_qdq(full_int8(job, symmetric), dst, exclude), "int8 probe"
+    if quick:  # the excluded groups' weights float (as built), or int8 (their activations alone float)
+        float_from = None if job.probe == INT8_WEIGHTS else src
+        return strip_qdq(full_int8(job, symmetric), dst, exclude, float_from), "int8 probe"
     if exclude:
         to_int8(job, src, dst, exclude, symmetric)
     else:
@@ -280,6 +301,7 @@ class OnnxExporter(Exporter):
     backend = "onnxruntime"
     modules = ("onnx", "onnxruntime")
     tools = ("torch", "onnx", "onnxruntime", "onnxslim")
+    probe_kinds = (FLOAT_WEIGHTS, INT8_WEIGHTS)
 
     def build(self, job: Job, out: Path, exclude: Sequence[str] = (), quick: bool = False) -> Build:
         path, precision = build_onnx(job, out, exclude, quick, symmetric=False)

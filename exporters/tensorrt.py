@@ -21,7 +21,16 @@ from typing import TYPE_CHECKING, Any
 from edgefuse._optional import version_tuple
 from edgefuse.errors import ExportError
 from edgefuse.exporters.base import Build, Exporter, Job, Validation
-from edgefuse.exporters.onnxruntime import MODEL, build_onnx, fp32_onnx, onnx_details, onnx_groups, to_fp16
+from edgefuse.exporters.onnxruntime import (
+    FLOAT_WEIGHTS,
+    INT8_WEIGHTS,
+    MODEL,
+    build_onnx,
+    fp32_onnx,
+    onnx_details,
+    onnx_groups,
+    to_fp16,
+)
 from edgefuse.profiles import Precision
 from edgefuse.runtimes.tensorrt import TensorRTRuntime
 
@@ -111,6 +120,7 @@ class TensorRTExporter(Exporter):
     backend = "tensorrt"
     modules = ("onnx", "onnxruntime")  # tensorrt itself is optional here: the engine is built on the device
     tools = ("torch", "onnx", "onnxruntime", "onnxslim", "tensorrt")
+    probe_kinds = (FLOAT_WEIGHTS, INT8_WEIGHTS)
 
     def build(self, job: Job, out: Path, exclude: Sequence[str] = (), quick: bool = False) -> Build:
         profile = job.profile

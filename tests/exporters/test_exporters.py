@@ -599,3 +599,40 @@ def test_openvino_probe_puts_excluded_float_weights_back(session: ExportSession,
     model = ov.Core().read_model(str(tmp_path / "probe.xml"))  # the other convolutions stay int8
     convs = [op for op in model.get_ordered_ops() if op.get_type_name() == "Convolution"][1:]
     assert convs and all(op.input_value(1).get_node().get_type_name() != "Constant" for op in convs)
+
+
+@pytest.mark.onnxruntime
+def test_onnx_probe_puts_excluded_float_weights_back(session: ExportSession, tmp_path: Path) -> None:
+    import onnx
+    import onnxruntime as ort
+
+    from edgefuse.exporters.base import Job
+    from edgefuse.exporters.onnxruntime import fp32_onnx, full_int8, strip_qdq
+
+    job = Job(session, small("generic-cpu_onnxruntime-int8_480x640"))
+    fp32, int8 = fp32_onnx(job)[0], full_int8(job, symmetric=False)
+
+    def convs(path: Path) -> tuple[onnx.GraphProto, list[onnx.NodeProto]]:
+        graph = onnx.load(str(path)).graph
+        return graph, [n for n in graph.node if n.op_type == "Conv"]
+
+    def weight(graph: onnx.GraphProto, node: onnx.NodeProto) -> np.ndarray | None:
+        """The Conv's weight if it is a float initializer; None if a DequantizeLinear produces it."""
+        inits = {t.name: t for t in graph.initializer}
+        name = node.input[1]
+        return onnx.numpy_helper.to_array(inits[name]) if name in inits else None
+
+    g32, c32 = convs(fp32)
+    stem = c32[0]
+    strip_qdq(int8, tmp_path / "old.onnx", [stem.name])
+    g, c = convs(tmp_path / "old.onnx")
+    assert weight(g, next(n for n in c if n.name == stem.name)) is None  # activations only: weights int8
+    strip_qdq(int8, tmp_path / "probe.onnx", [stem.name], weights_from=fp32)
+    g, c = convs(tmp_path / "probe.onnx")
+    np.testing.assert_array_equal(weight(g, next(n for n in c if n.name == stem.name)), weight(g32, stem))
+    assert all(weight(g, n) is None for n in c if n.name != stem.name)  # the other convolutions stay int8
+    sess = ort.InferenceSession(str(tmp_path / "probe.onnx"), providers=["CPUExecutionProvider"])
+    feeds = {}
+    for i in sess.get_inputs():
+        feeds[i.name] = np.zeros([d if isinstance(d, int) else 1 for d in i.shape], np.float32)
+    assert all(np.isfinite(o).all() for o in sess.run(None, feeds))
