@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# One call of a time-limited GPU command (the lent machines: 10 minutes a command, state in /tmp while the
+# machine stays warm) for scripts/ascent_ablation.py. Idempotent: call it again and again until it says
+# "driver done". It starts the driver in the background and, for row (d), the diffusion prior beside the
+# teacher. A driver that is gone before it finished (the previous call ended, or (d) found no prior yet)
+# restarts with --resume: the merged teacher cache is reused and the students continue from their states.
+# Before it returns, it packs one tar per student (its weights and resume state) into $OUT.
+#
+#   ROWS=c bash scripts/device_ablation.sh 560     # as run in the tenth session (carry .gpu/data, .whl)
+#
+# Sessions' lessons, kept here: a call that comes more than ~30 s after the last one finds the machine given
+# back (and /tmp gone); a finished background process can stay a zombie there, so "alive" means running.
+set -u
+T0=$(date +%s)
+LIMIT=${1:-540}
+ROWS=${ROWS:-c}
+SEEDS=${SEEDS:-0,1,2}
+SLOTS=${SLOTS:-16}
+W=${WORK:-/tmp/w}
+OUT=${OUT:-$W/out}
+mkdir -p "$W" "$OUT"
+if [ ! -f /tmp/setup.done ]; then
+    source scripts/device_setup.sh && cp -r .gpu/data /tmp/data && touch /tmp/setup.done
+    nvidia-smi --query-gpu=name,memory.used --format=csv | tee "$W/gpu.txt"
+else
+    export PYTHONPATH=/tmp/ef:/tmp/site PYTHONUNBUFFERED=1 PATH=/tmp/bin:$PATH
+fi
+alive() { # running, not a zombie
+    [ -f "$1" ] || return 1
+    local state
+    state=$(sed -n 's/.*) \(.\).*/\1/p' "/proc/$(cat "$1")/stat" 2>/dev/null)
+    [ -n "$state" ] && [ "$state" != Z ]
+}
+if [[ $ROWS == *d* ]] && [ ! -f "$W/prior/edgefuse_prior.json" ] && ! alive "$W/prior.pid"; then
+    R=""
+    [ -f "$W/prior.state.pt" ] && R=--resume
+    # the chain's prior settings (scripts/teacher_chain.sh) with a fixed step count
+    setsid nohup python3 -m edgefuse teacher train-prior --data /tmp/data/roadscene_train -o "$W/prior" \
+        --crop 64 --channels 16,32,64,128 --layers-per-block 2 --batch-size 256 --lr 5e-4 --steps 1540 \
+        --seed 0 --device cuda --precision bf16 $R >"$W/prior.log" 2>&1 &
+    echo $! >"$W/prior.pid"
+fi
+start_driver() {
+    local R=""
+    [ -f "$W/driver.started" ] && R=--resume
+    touch "$W/driver.started"
+    rm -f "$W/driver.rc"
+    setsid nohup bash -c "python3 scripts/ascent_ablation.py --work $W --rs /tmp/data/roadscene_train \
+        --gpus 1 --slots $SLOTS --rows $ROWS --sets dn --seeds $SEEDS --thermal-level 0.5 --prior $W/prior \
+        --no-eval --start fusionproxy-s $R >>$W/driver.log 2>&1; echo \$? >$W/driver.rc" >/dev/null 2>&1 &
+    echo $! >"$W/driver.pid"
+    echo "[$(($(date +%s) - T0)) s] driver started $R"
+}
+prior_ready() { [[ $ROWS != *d* ]] || [ -f "$W/prior/edgefuse_prior.json" ]; }
+while :; do
+    if [ "$(cat "$W/driver.rc" 2>/dev/null)" = 0 ]; then
+        echo "driver done"
+        break
+    fi
+    if ! alive "$W/driver.pid" && { prior_ready || [ ! -f "$W/driver.started" ]; }; then start_driver; fi
+    [ $(($(date +%s) - T0)) -ge "$LIMIT" ] && break
+    sleep 10
+done
+echo "[$(($(date +%s) - T0)) s] packing"
+tail -n 20 "$W/progress.txt" 2>/dev/null
+(cd "$W" && tar -czf "$OUT/progress.tgz" ./*.log ./*.txt 2>/dev/null)
+for row in ${ROWS//,/ }; do
+    for s in ${SEEDS//,/ }; do
+        (cd "$W" && tar -czf "$OUT/${row}_s$s.tgz" "${row}_s$s".safetensors* 2>/dev/null)
+    done
+done
+if [ -f "$W/prior/edgefuse_prior.json" ] && [ ! -f "$W/prior.sent" ]; then
+    tar -cf "$OUT/prior.tar" -C "$W" prior && touch "$W/prior.sent"  # (d) resumes only on this backbone
+fi
+ls -la "$OUT"
