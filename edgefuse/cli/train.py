@@ -43,8 +43,8 @@ def train(
     repeat: RepeatOpt = 8,
     lr: LrOpt = 2e-3,
     val_fraction: ValFractionOpt = 0.2,
-    # defaults: the bundled fusionproxy-s recipe (docs/results/bundled.md); edgefuse.losses.fusion_loss keeps
-    # the classic 1 / 5 / 1 weights as its Python defaults
+    # defaults: the teacher-free recipe (bundled until the tenth session; the bundled student's teacher starts
+    # at it, docs/results/bundled.md); edgefuse.losses.fusion_loss keeps the classic 1 / 5 / 1 weights
     w_intensity: Annotated[float, typer.Option(min=0.0, help="Weight of the max-intensity term.")] = 0.5,
     w_gradient: Annotated[float, typer.Option(min=0.0, help="Weight of the max-gradient term.")] = 10.0,
     w_ssim: Annotated[float, typer.Option(min=0.0, help="Weight of the SSIM term.")] = 1.0,
