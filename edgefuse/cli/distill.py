@@ -30,7 +30,7 @@ from edgefuse.cli._common import (
 
 @cli_command
 def distill(
-    cache: Annotated[Path, typer.Option(help="Teacher cache (edgefuse teacher sample / import).")],
+    cache: Annotated[Path, typer.Option(help="Teacher cache (edgefuse teacher sample / ascend / import).")],
     data: Annotated[str, typer.Option(help="The paired folder the cache was made from.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Checkpoint to write (.safetensors).")],
     pixel_weighting: Annotated[str, typer.Option(help="uniform or variance (w = exp(−var/τ)).")] = "variance",
