@@ -189,20 +189,22 @@ def strip_qdq(src: Path, dst: Path, exclude: Sequence[str], weights_from: Path |
             continue
         for i, x in enumerate(node.input):
             dq = producer.get(x)
-            q = producer.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
-            if q is not None and q.op_type == "QuantizeLinear":
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            q = producer.get(dq.input[0])
+            if q is not None and q.op_type == "QuantizeLinear":  # an activation
                 node.input[i] = q.input[0]
-            elif dq is not None and dq.op_type == "DequantizeLinear" and dq.input[0] in initializers:
-                original = floats.get(dq.input[0].removesuffix("_quantized"))  # quantize_static's naming
-                if original is not None:
-                    # a name of its own: the DQ may keep the original name, or feed nodes still int8
-                    node.input[i] = f"{original.name}_float"
-                    if node.input[i] not in initializers:
-                        copy = onnx.TensorProto()
-                        copy.CopyFrom(original)
-                        copy.name = node.input[i]
-                        graph.initializer.append(copy)
-                        initializers.add(copy.name)
+                continue
+            original = floats.get(dq.input[0].removesuffix("_quantized"))  # a weight (quantize_static's name)
+            if dq.input[0] in initializers and original is not None:
+                # a name of its own: the DQ may keep the original name, or feed nodes still int8
+                node.input[i] = f"{original.name}_float"
+                if node.input[i] not in initializers:
+                    copy = onnx.TensorProto()
+                    copy.CopyFrom(original)
+                    copy.name = node.input[i]
+                    graph.initializer.append(copy)
+                    initializers.add(copy.name)
     used = {x for n in graph.node for x in n.input} | {o.name for o in graph.output}
     while True:  # drop the Q/DQ nodes nothing reads any more
         dead = [n for n in graph.node if not any(o in used for o in n.output)]
