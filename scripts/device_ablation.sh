@@ -7,6 +7,7 @@
 # Before it returns, it packs one tar per student (its weights and resume state) into $OUT.
 #
 #   ROWS=c bash scripts/device_ablation.sh 560     # as run in the tenth session (carry .gpu/data, .whl)
+#   ROWS=d START=.gpu/start.safetensors bash scripts/device_ablation.sh 555   # eleventh: 3 calls, 1300 s
 #
 # Sessions' lessons, kept here: a call that comes more than ~30 s after the last one finds the machine given
 # back (and /tmp gone); a finished background process can stay a zombie there, so "alive" means running.

@@ -14,9 +14,11 @@ from edgefuse.model import count_macs, count_params
 def test_bundled_loads_and_meets_size_budget() -> None:
     model, info = load_model()
     assert info.config.name == "s"
-    # distilled (tenth session): the provenance names the method and the teacher it learnt from
-    assert info.provenance["method"].startswith("distill")
+    # distilled with routing (eleventh session): the provenance names the method, the teacher it learnt from
+    # and the backbone whose feature variance routed the alignment
+    assert info.provenance["method"] == "distill (pixels variance, routing feature)"
     assert info.provenance["teacher_cache"]["teacher"]["kind"] == "ascent"
+    assert info.provenance["backbone"]["spec"] == "prior"
     assert count_params(model) <= 300_000
     assert count_macs(model, 480, 640) <= 2.0e9
 
