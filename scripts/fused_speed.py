@@ -21,27 +21,12 @@ from dataclasses import replace
 from typing import Any
 
 import torch
+from gpu_speed import timed  # scripts/ is on the path when this runs as a script
 
 from edgefuse.checkpoint import load_model
 from edgefuse.gpu_fused import FusedFusionProxy
 from edgefuse.model import FusionProxy
 from edgefuse.spec import parse_size
-
-
-def timed(fn, iters: int, warmup: int) -> list[float]:
-    """Per-call milliseconds, CUDA events around each call (device time incl. launch gaps)."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    out = []
-    for _ in range(iters):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        out.append(a.elapsed_time(b))
-    return out
 
 
 def graphed(fn, v: torch.Tensor, t: torch.Tensor):
