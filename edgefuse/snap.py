@@ -26,10 +26,14 @@ class SnapReport:
     max_relative_change: float  # largest |Δw| / max|w| of its channel: at most half a step, 0.5/127
 
 
+def channel_max(weight: torch.Tensor) -> torch.Tensor:
+    """max|w| per output channel, shaped to broadcast against ``weight``."""
+    return weight.abs().amax(dim=tuple(range(1, weight.dim())), keepdim=True)
+
+
 def int8_grid(weight: torch.Tensor) -> torch.Tensor:
     """``weight`` rounded to the symmetric per-output-channel int8 grid (scale max|w|/127 per channel)."""
-    dims = tuple(range(1, weight.dim()))
-    scale = weight.abs().amax(dim=dims, keepdim=True) / LEVELS
+    scale = channel_max(weight) / LEVELS
     safe = torch.where(scale > 0, scale, torch.ones_like(scale))  # an all-zero channel stays zero
     return (weight / safe).round().clamp(-LEVELS, LEVELS) * safe
 
@@ -42,7 +46,7 @@ def snap_to_int8_grid(model: nn.Module) -> SnapReport:
         if isinstance(module, nn.Conv2d):
             w = module.weight
             snapped = int8_grid(w)
-            per_channel = w.abs().amax(dim=tuple(range(1, w.dim())), keepdim=True).clamp_min(1e-30)
+            per_channel = channel_max(w).clamp_min(1e-30)
             worst = max(worst, float(((snapped - w).abs() / per_channel).max()))
             w.copy_(snapped)
             count += 1
