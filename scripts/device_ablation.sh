@@ -27,7 +27,7 @@ if [ ! -f /tmp/setup.done ]; then
     source scripts/device_setup.sh && cp -r .gpu/data /tmp/data && touch /tmp/setup.done
     nvidia-smi --query-gpu=name,memory.used --format=csv | tee "$W/gpu.txt"
 else
-    export PYTHONPATH=/tmp/ef:/tmp/site PYTHONUNBUFFERED=1 PATH=/tmp/bin:$PATH
+    source scripts/device_env.sh
 fi
 alive() { # running, not a zombie
     [ -f "$1" ] || return 1

@@ -4,6 +4,5 @@
 # carried real pairs (.gpu/data, copied from ../shared/data by the developer).
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --target /tmp/ef .
-export PYTHONPATH=/tmp/ef:/tmp/site PYTHONUNBUFFERED=1
-mkdir -p /tmp/bin && printf '#!/bin/sh\nexec python3 "$@"\n' >/tmp/bin/python && chmod +x /tmp/bin/python && export PATH=/tmp/bin:$PATH
-export EDGEFUSE="python3 -P -m edgefuse" DATA_RS=.gpu/data/roadscene_train DATA_LLVIP=.gpu/data/llvip_sample
+mkdir -p /tmp/bin && printf '#!/bin/sh\nexec python3 "$@"\n' >/tmp/bin/python && chmod +x /tmp/bin/python
+source "$(dirname "${BASH_SOURCE[0]}")/device_env.sh"
