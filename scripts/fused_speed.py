@@ -21,7 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 import torch
-from gpu_speed import timed  # scripts/ is on the path when this runs as a script
+from gpu_speed import gpu_env, timed  # scripts/ is on the path when this runs as a script
 
 from edgefuse.checkpoint import load_model
 from edgefuse.gpu_fused import FusedFusionProxy
@@ -156,9 +156,7 @@ def main() -> None:
             speedup = rows["graph_cl"]["p50_ms"] / rows[name]["p50_ms"]
             print(f"{name}: {speedup:.2f}x graph_cl at p50 (target: <= 0.2 ms p50)")
     env = {
-        "gpu": torch.cuda.get_device_name(),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
+        **gpu_env(),
         "triton": __import__("triton").__version__,
         "checkpoint": args.checkpoint,
         "select": args.select,
@@ -166,7 +164,6 @@ def main() -> None:
         "batch": args.batch,
         "rounds": args.rounds,
         "iters": args.iters,
-        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     if args.json:
         with open(args.json, "w") as fh:

@@ -17,6 +17,16 @@ from edgefuse.checkpoint import load_model
 from edgefuse.spec import parse_size
 
 
+def gpu_env() -> dict[str, str | None]:
+    """The GPU, torch and CUDA of a measurement, and when it was taken (each report's "env")."""
+    return {
+        "gpu": torch.cuda.get_device_name(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
 def timed(fn, iters: int, warmup: int) -> list[float]:
     """Per-call milliseconds, CUDA events around each call (device time incl. launch gaps)."""
     for _ in range(warmup):
@@ -100,14 +110,7 @@ def main() -> None:
                         f"{r['dtype']:8s} {mode:14s} b{batch:<3d} p50 {p50:8.3f} ms "
                         f"{r['frames_per_s']:10.0f} frames/s"
                     )
-    env = {
-        "gpu": torch.cuda.get_device_name(),
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "size": args.size,
-        "checkpoint": args.checkpoint,
-        "time": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
+    env = {**gpu_env(), "size": args.size, "checkpoint": args.checkpoint}
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"env": env, "rows": rows}, fh, indent=2)
