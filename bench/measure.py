@@ -92,7 +92,7 @@ def build_targets(
             )
         )
         compile_on = opts.torch_compile != "off"
-        for v in cuda_variants(opts.batches, compile_on) if opts.variants else []:
+        for v in cuda_variants(opts.batches, compile_on, opts.triton) if opts.variants else []:
             if v == ref:
                 continue
             progress(f"preparing torch {v.dtype} {v.mode} batch {v.batch}")

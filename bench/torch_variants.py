@@ -1,5 +1,6 @@
 """The PyTorch model itself in the forms that make it fast: fp32/fp16, channels-last, CUDA graphs,
-``torch.compile``, batch 1 and batched.
+``torch.compile``, the Triton kernels of ``edgefuse.gpu_fused`` (fp16, batch 1, in a CUDA graph), batch 1 and
+batched.
 
 Each variant keeps static input buffers on its device holding a real frame (replicated over the batch), so
 a timed step launches the network and nothing else; the CUDA clock waits for the device. ``predict`` copies
@@ -22,7 +23,7 @@ from edgefuse.errors import RuntimeUnavailableError
 if TYPE_CHECKING:
     import torch
 
-MODES = ("eager", "channels_last", "cuda_graph", "compile")
+MODES = ("eager", "channels_last", "cuda_graph", "compile", "triton")
 
 
 @dataclass(frozen=True)
@@ -35,18 +36,47 @@ class Variant:
         return f"torch-{device}-{self.dtype}-{self.mode}-b{self.batch}"
 
 
-def cuda_variants(batches: tuple[int, ...] = (16, 64), compile: bool = True) -> list[Variant]:
+def cuda_variants(
+    batches: tuple[int, ...] = (16, 64), compile: bool = True, triton: bool = False
+) -> list[Variant]:
     """Batch 1 in every mode and precision (compile: fp16 only); batched throughput with CUDA graphs in
     both precisions and, for the first batch size, compiled fp16. Compilation (autotuning) costs minutes
-    per shape, so it is spent where it can pay most: the fp16 figures."""
+    per shape, so it is spent where it can pay most: the fp16 figures. ``triton``: also the Triton kernels
+    at fp16 batch 1."""
     out = [Variant(dt, mode) for dt in ("fp32", "fp16") for mode in ("eager", "channels_last", "cuda_graph")]
     if compile:
         out.append(Variant("fp16", "compile"))
+    if triton:  # batch 1 only, opt-in: a batch-4 run of three variants in one process faulted once on an
+        out.append(Variant("fp16", "triton"))  # H200 (each alone ran right; docs/distillation.md)
     for i, b in enumerate(batches):
         out += [Variant("fp32", "cuda_graph", b), Variant("fp16", "cuda_graph", b)]
         if compile and i == 0:
             out.append(Variant("fp16", "compile", b))
     return out
+
+
+def _triton_net(
+    model: torch.nn.Module, variant: Variant, device: torch.device, height: int, width: int
+) -> torch.nn.Module:
+    """FusedFusionProxy of ``model`` on ``device`` (fp16, batch 1, sizes divisible by 16)."""
+    if variant.dtype != "fp16" or variant.batch != 1:
+        raise RuntimeUnavailableError("the Triton kernels are benchmarked in fp16 at batch 1 only")
+    if height % 16 or width % 16:
+        raise RuntimeUnavailableError(
+            f"the Triton kernels need H and W divisible by 16, got {height}x{width}"
+        )
+    try:
+        from edgefuse.gpu_fused import FusedFusionProxy
+    except ImportError as exc:  # triton ships with torch's CUDA wheels on Linux, not with the others
+        raise RuntimeUnavailableError(f"the Triton kernels need triton ({exc})") from exc
+    import torch
+
+    from edgefuse.model import FusionProxy
+
+    if not isinstance(model, FusionProxy):
+        raise RuntimeUnavailableError(f"the Triton kernels pack a FusionProxy, not a {type(model).__name__}")
+    # the looped dw taps: 0.145-0.149 ms against 0.164-0.168 unrolled on an H200 (480x640, fused_speed.py)
+    return FusedFusionProxy(copy.deepcopy(model).float().to(device).eval(), torch.float16, unroll=False)
 
 
 class TorchVariant:
@@ -65,15 +95,18 @@ class TorchVariant:
 
         self.variant, self.device = variant, torch.device(device)
         cuda = self.device.type == "cuda"
-        if variant.mode in ("cuda_graph", "compile") and not cuda:
+        if variant.mode in ("cuda_graph", "compile", "triton") and not cuda:
             raise RuntimeUnavailableError(f"torch {variant.mode} is benchmarked on CUDA only")
         if variant.dtype == "fp16" and not cuda:
             raise RuntimeUnavailableError("torch fp16 runs on CUDA only (CPU half kernels are slow)")
         self.dtype = torch.float16 if variant.dtype == "fp16" else torch.float32
-        self.fmt = torch.contiguous_format if variant.mode == "eager" else torch.channels_last
+        self.fmt = torch.contiguous_format if variant.mode in ("eager", "triton") else torch.channels_last
         start = time.perf_counter()
-        net = copy.deepcopy(model).to(self.device, self.dtype).eval()
-        self.net = net.to(memory_format=self.fmt)  # type: ignore[call-overload]
+        if variant.mode == "triton":
+            self.net: Any = _triton_net(model, variant, self.device, height, width)
+        else:
+            net = copy.deepcopy(model).to(self.device, self.dtype).eval()
+            self.net = net.to(memory_format=self.fmt)  # type: ignore[call-overload]
         b = variant.batch
         self.visible = torch.zeros(b, 3, height, width, device=self.device, dtype=self.dtype)
         self.thermal = torch.zeros(b, 1, height, width, device=self.device, dtype=self.dtype)
@@ -86,7 +119,7 @@ class TorchVariant:
             self.forward = torch.compile(self.net, mode=compile_mode, fullgraph=True)
         with torch.inference_mode():
             self.output = self.forward(self.visible, self.thermal)  # compiles, autotunes, allocates
-            if variant.mode == "cuda_graph":
+            if variant.mode in ("cuda_graph", "triton"):
                 self._capture()
         if cuda:
             torch.cuda.synchronize(self.device)
@@ -137,6 +170,8 @@ class TorchVariant:
 
         v = self.variant
         text = f"torch {torch.__version__} {v.dtype} {v.mode.replace('_', '-')}, batch {v.batch}"
+        if v.mode == "triton":
+            text += f" (15 kernels, triton {__import__('triton').__version__}, CUDA graph)"
         if self.device.type == "cuda" and v.dtype == "fp32":
             text += f" (cuDNN TF32 {'on' if torch.backends.cudnn.allow_tf32 else 'off'})"
         return text

@@ -13,10 +13,12 @@ padded to a power of two >= 16 (what tl.arange and tl.dot need), fp16 with fp32 
 
 Same weights as the model, no retraining. Needs triton: import this module only where it is wanted.
 
-Status (2026-12-01, not used by any command yet): on an H200 (Triton 3.6, torch 2.11) every per-kernel test
-passed and whole forwards matched the fp32 model up to 256x320 (max |diff| 1.0e-3 to 1.3e-3); at 480x640,
-with 64-pixel tiles, a forward faulted (illegal memory access). Tiles are now capped at 32 on CUDA (see
-_tile); that has not run at 480x640 yet, so its speed is unmeasured (docs/distillation.md).
+Used by ``edgefuse bench --device cuda`` as the "triton" variant (fp16, batch 1, in a CUDA graph). Measured
+(H200, Triton 3.6, torch 2.11, 480x640, batch 1, scripts/fused_speed.py, two runs): p50 0.145 / 0.149 ms
+with ``unroll=False`` and 0.164 / 0.168 ms unrolled, against 0.437 / 0.433 ms for the fp16 channels-last CUDA
+graph of the model timed in the same rounds; within 1.4e-3 of the fp32 model. Tiles are capped at 32 pixels
+on CUDA: at 64 (Hopper wgmma dots) a 480x640 forward faulted. One batch-4 run of three variants in one
+process also faulted, unexplained; each alone ran right (docs/distillation.md).
 """
 
 from __future__ import annotations

@@ -135,6 +135,14 @@ def bench(
         str, typer.Option("--torch-compile", help="torch.compile mode on CUDA, or off.")
     ] = "reduce-overhead",
     batches: Annotated[str, typer.Option("--batches", help="Batched throughput sizes on CUDA.")] = "16,64",
+    triton: Annotated[
+        bool,
+        typer.Option(
+            "--triton",
+            help="Also time the 15 Triton kernels (fp16, batch 1, CUDA graph; needs triton). Opt-in: one "
+            "unexplained fault in a batch-4 run on an H200.",
+        ),
+    ] = False,
 ) -> None:
     """Benchmark latency and drift per platform; exit 1 on a failed target, budget miss or regression."""
     from edgefuse.bench.gate import LATENCY_RULES
@@ -186,6 +194,7 @@ def bench(
         variants=variants,
         torch_compile=torch_compile,
         batches=batch_sizes,
+        triton=triton,
         command=shlex.join(["edgefuse", *sys.argv[1:]]),
     )
     if max_ratio is not None and not (0.01 <= max_ratio <= 1000.0):  # nan and inf too

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from edgefuse.bench.env import device_matches
 from edgefuse.bench.timing import Timed, TimingConfig, ratio_to, run_rounds, summarize
-from edgefuse.bench.torch_variants import TorchVariant, Variant, cuda_variants
+from edgefuse.bench.torch_variants import TorchVariant, Variant, _triton_net, cuda_variants
 from edgefuse.checkpoint import save_checkpoint
 from edgefuse.cli import app
 from edgefuse.errors import RuntimeUnavailableError
@@ -368,7 +368,15 @@ def test_torch_variants_cpu_path_matches_the_model() -> None:
         TorchVariant(model, Variant("fp32", "cuda_graph"), "cpu", 32, 48)
     with pytest.raises(RuntimeUnavailableError, match="fp16"):
         TorchVariant(model, Variant("fp16", "eager"), "cpu", 32, 48)
+    with pytest.raises(RuntimeUnavailableError, match="CUDA only"):
+        TorchVariant(model, Variant("fp16", "triton"), "cpu", 32, 48)
+    for variant, h in ((Variant("fp16", "triton", batch=2), 32), (Variant("fp16", "triton"), 40)):
+        with pytest.raises(RuntimeUnavailableError, match="batch 1|divisible by 16"):
+            _triton_net(model, variant, torch.device("cpu"), h, 48)
     plan = cuda_variants((16,), compile=False)
+    assert not any(v.mode == "triton" for v in plan)
+    with_triton = cuda_variants((16,), compile=False, triton=True)
+    assert [v for v in with_triton if v.mode == "triton"] == [Variant("fp16", "triton")]
     assert Variant("fp16", "cuda_graph", 16) in plan and not any(v.mode == "compile" for v in plan)
     full = cuda_variants((16, 64))
     assert {(v.dtype, v.batch) for v in full if v.mode == "compile"} == {("fp16", 1), ("fp16", 16)}

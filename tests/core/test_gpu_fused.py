@@ -160,6 +160,27 @@ def test_forward_with_the_largest_tiles(monkeypatch: pytest.MonkeyPatch) -> None
     assert (out.float() - ref).abs().max().item() <= FRAME_TOL
 
 
+@pytest.mark.slow
+def test_bench_variant() -> None:
+    """edgefuse bench's "triton" variant: on CUDA the CUDA graph of the packed model, in the interpreter the
+    packed model itself, against the fp32 model."""
+    from edgefuse.bench.torch_variants import TorchVariant, Variant, _triton_net
+
+    model = _model(False, bundled=True)
+    v, t = _frames(1, 32, 48, seed=4)
+    with torch.no_grad():
+        ref = model(v, t)
+    variant = Variant("fp16", "triton")
+    if DEVICE == "cuda":
+        runner = TorchVariant(model.cpu(), variant, "cuda", 32, 48)
+        assert "triton" in runner.describe()
+        frame = {"visible": v.cpu().numpy(), "thermal": t.cpu().numpy()}
+        out = torch.from_numpy(runner(frame)["fused"]).to(DEVICE)
+    else:
+        out = _triton_net(model, variant, torch.device(DEVICE), 32, 48)(v.half(), t.half()).float()
+    assert (out - ref).abs().max().item() <= FRAME_TOL
+
+
 def test_forward_rejects_sizes() -> None:
     fused = FusedFusionProxy(_model(False, bundled=False))
     with pytest.raises(ValueError, match="multiples of 16"):
