@@ -5,6 +5,9 @@ NEW=OLD`` adds, per set, NEW − OLD on VIF, Qabf and SSIM with the larger std o
 within it is "no difference" (the rule the ablation uses, scripts/seed_table.py).
 
     python scripts/seed_compare.py --eval runs/eval.json --compare new60=old60 --md out.md --json out.json
+
+``--eval`` may repeat (rows of later files join, per set); ``--teacher SET=JSON`` adds a teacher cache's
+ensemble mean (``scripts/score_cache.py --json``) to SET as the row "e (teacher mean)".
 """
 
 from __future__ import annotations
@@ -45,19 +48,28 @@ def group(rows: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--eval", required=True, help="scripts/evaluate_students.py --json output")
+    ap.add_argument(
+        "--eval", action="append", required=True, help="scripts/evaluate_students.py --json output"
+    )
+    ap.add_argument("--teacher", action="append", default=[], help="SET=scripts/score_cache.py --json output")
     ap.add_argument("--compare", action="append", default=[], help="NEW=OLD (group names)")
     ap.add_argument("--md", required=True)
     ap.add_argument("--json", required=True)
     args = ap.parse_args(argv)
-    report = json.loads(Path(args.eval).read_text())
+    report: dict[str, dict[str, Any]] = {}
+    for path in args.eval:
+        for set_name, rows in json.loads(Path(path).read_text()).items():
+            report.setdefault(set_name, {}).update(rows)
+    for spec in args.teacher:
+        set_name, path = spec.split("=", 1)
+        report[set_name]["e (teacher mean)"] = json.loads(Path(path).read_text())["metrics"]
     lines, out = [], {}
     for set_name, rows in report.items():
         groups = group(rows)
         out[set_name] = {"pairs": rows.get("pairs"), "groups": groups, "compare": {}}
         lines += [f"### {set_name} ({rows.get('pairs')} pairs)", ""]
         lines += ["| row | seeds | " + " | ".join(SHOWN) + " |", "|---|---|" + "---|" * len(SHOWN)]
-        for key, g in groups.items():
+        for key, g in sorted(groups.items(), key=lambda kv: (kv[1]["seeds"] == [-1], kv[0])):  # seeded first
             cells = [
                 f"{g[k]:.3f} ± {g[k + '_std']:.3f}" if len(g["seeds"]) > 1 else f"{g[k]:.3f}" for k in SHOWN
             ]
