@@ -17,8 +17,8 @@ Used by ``edgefuse bench --device cuda`` as the "triton" variant (fp16, batch 1,
 (H200, Triton 3.6, torch 2.11, 480x640, batch 1, scripts/fused_speed.py, two runs): p50 0.145 / 0.149 ms
 with ``unroll=False`` and 0.164 / 0.168 ms unrolled, against 0.437 / 0.433 ms for the fp16 channels-last CUDA
 graph of the model timed in the same rounds; within 1.4e-3 of the fp32 model. Tiles are capped at 32 pixels
-on CUDA: at 64 (Hopper wgmma dots) a 480x640 forward faulted. One batch-4 run of three variants in one
-process also faulted, unexplained; each alone ran right (docs/distillation.md).
+on CUDA: at 64 (Hopper wgmma dots) a 480x640 forward faulted. A batch-4 run of scripts/fused_speed.py
+also faulted; its likely cause was the script (graph inputs freed while replayed), fixed, not yet re-run.
 """
 
 from __future__ import annotations

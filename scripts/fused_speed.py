@@ -128,7 +128,9 @@ def main() -> None:
                 replay()
                 torch.cuda.synchronize()
                 diffs[key] = (out.float() - reference[key]).abs().max().item()
-            runs[name] = replay
+            # the graph reads v, t and writes out by address: keep them alive while it replays (rebinding
+            # v, t for the next variant freed them, and the next capture's empty_cache could unmap them)
+            runs[name] = (replay, v, t, out)
             rows[name] = {
                 "setup_s": round(time.perf_counter() - t0, 1),
                 "max_abs_diff_vs_fp32": diffs,
@@ -138,7 +140,7 @@ def main() -> None:
             }
             print(f"{name:10s} ready in {rows[name]['setup_s']:5.1f} s, max |diff| vs fp32 {diffs}")
         for _ in range(args.rounds):
-            for name, replay in runs.items():
+            for name, (replay, *_buffers) in runs.items():
                 rows[name]["ms"].append(timed(replay, args.iters, warmup=30))
     for name, row in rows.items():
         rounds = row.pop("ms")

@@ -139,8 +139,8 @@ def bench(
         bool,
         typer.Option(
             "--triton",
-            help="Also time the 15 Triton kernels (fp16, batch 1, CUDA graph; needs triton). Opt-in: one "
-            "unexplained fault in a batch-4 run on an H200.",
+            help="Also time the 15 Triton kernels (fp16, batch 1, CUDA graph; needs triton). Opt-in: this "
+            "path has not yet run on a GPU.",
         ),
     ] = False,
 ) -> None:
