@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gpus", type=int, default=1)
     ap.add_argument("--slots", type=int, default=4, help="teacher processes per GPU")
     ap.add_argument("--loss-weight", default="5", help="the teacher's ρ (chosen on training pairs)")
+    ap.add_argument("--jitter", default="0.3", help="the teacher's per-sample log-std of the Qabf weight")
     ap.add_argument("--steps", default="60")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--rows", default="a,b,c,d")
@@ -229,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                 student(row, seed, [*d, *recipe, *extra])
 
     dtype = "float32" if args.device != "cpu" else "float64"
-    asc = f"--k 3 --steps {args.steps} --loss-weight {args.loss_weight} --dtype {dtype}".split()
+    asc = f"--k 3 --steps {args.steps} --loss-weight {args.loss_weight} --jitter {args.jitter}".split()
+    asc += ["--dtype", dtype]
     asc += ["--device", args.device, "--student", args.start]
     merged: dict[str, Path] = {}
     for name, (shards, _) in sets.items():

@@ -17,6 +17,7 @@ LIMIT=${1:-540}
 ROWS=${ROWS:-c}
 SEEDS=${SEEDS:-0,1,2}
 SLOTS=${SLOTS:-16}
+JITTER=${JITTER:-0.3}  # the teacher's sample diversity (teacher ascend --jitter)
 START=${START:-fusionproxy-s}  # the teacher's start; the tenth session's teacher started at the previous bundle:
 # git show 012bd18:edgefuse/weights/fusionproxy-s.safetensors > .gpu/start.safetensors; START=.gpu/start.safetensors
 [ -f "$START" ] && START=$(realpath "$START")  # a file (else a bundled name), for the driver's own folder
@@ -51,7 +52,7 @@ start_driver() {
     rm -f "$W/driver.rc"
     setsid nohup bash -c "python3 scripts/ascent_ablation.py --work $W --rs /tmp/data/roadscene_train \
         --gpus 1 --slots $SLOTS --rows $ROWS --sets dn --seeds $SEEDS --thermal-level 0.5 --prior $W/prior \
-        --no-eval --start $START $R >>$W/driver.log 2>&1; echo \$? >$W/driver.rc" >/dev/null 2>&1 &
+        --no-eval --jitter $JITTER --start $START $R >>$W/driver.log 2>&1; echo \$? >$W/driver.rc" >/dev/null 2>&1 &
     echo $! >"$W/driver.pid"
     echo "[$(($(date +%s) - T0)) s] driver started $R"
 }
