@@ -14,6 +14,14 @@ LR, LG, LB = (tl.constexpr(v) for v in BT601)
 
 
 @triton.jit
+def _pixels(total, H, W, BLOCK: tl.constexpr):
+    # this program's BLOCK flat indices over N×H×W pixels: (index, in range, image, row, column)
+    p = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    n, r = p // (H * W), p % (H * W)
+    return p, p < total, n, r // W, r % W
+
+
+@triton.jit
 def _src(o, inv, size):
     # F.interpolate(mode="bilinear", align_corners=False): source index, clamped at 0, and its neighbour
     s = tl.maximum((o.to(tl.float32) + 0.5) * inv - 0.5, 0.0)
@@ -34,11 +42,8 @@ def _bilerp(ptr, o00, o01, o10, o11, lh, lw, m):
 @triton.jit
 def stem_down_kernel(vis, thr, ws, bs, wd, bd, out, total, H, W, svn, svc, svh, svw, stn, sth, stw,
                      SP: tl.constexpr, CP: tl.constexpr, BLOCK_P: tl.constexpr):  # fmt: skip
-    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
-    pm = p < total
-    h2, w2, h4, w4 = H // 2, W // 2, H // 4, W // 4
-    n, r = p // (h4 * w4), p % (h4 * w4)
-    oh, ow = r // w4, r % w4
+    h2, w2 = H // 2, W // 2
+    p, pm, n, oh, ow = _pixels(total, H // 4, W // 4, BLOCK_P)
     s, c = tl.arange(0, SP), tl.arange(0, CP)
     acc = tl.zeros([BLOCK_P, CP], dtype=tl.float32)
     for t in range(9):  # downs[0] taps (a loop, not unrolled: 81 unrolled stem taps would be a big kernel)
@@ -70,11 +75,8 @@ def conv3x3_kernel(x, w, b, out, total, H, W, HO, WO, OCS, STRIDE: tl.constexpr,
                    RELU: tl.constexpr, CIP: tl.constexpr, COP: tl.constexpr, BLOCK_P: tl.constexpr,
                    BLOCK_CO: tl.constexpr):  # fmt: skip
     # implicit GEMM: per tap a [pixels, CIP] x [CIP, BLOCK_CO] dot; zero padding through the load mask
-    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
+    p, pm, n, oh, ow = _pixels(total, HO, WO, BLOCK_P)
     co = tl.program_id(1) * BLOCK_CO + tl.arange(0, BLOCK_CO)
-    pm = p < total
-    n, r = p // (HO * WO), p % (HO * WO)
-    oh, ow = r // WO, r % WO
     ci = tl.arange(0, CIP)
     acc = tl.zeros([BLOCK_P, BLOCK_CO], dtype=tl.float32)
     for t in tl.static_range(9):
@@ -112,10 +114,7 @@ def _tap(x, skip, t, p, n, h, w, pm, c, H, W, CP: tl.constexpr, UP: tl.constexpr
 def block_kernel(x, skip, wdw, bdw, we, be, wp, bp, wl, bl, out, total, H, W, CP: tl.constexpr,
                  EP: tl.constexpr, EB: tl.constexpr, OP: tl.constexpr, UP: tl.constexpr,
                  LATERAL: tl.constexpr, UNROLL: tl.constexpr, BLOCK_P: tl.constexpr):  # fmt: skip
-    p = tl.program_id(0) * BLOCK_P + tl.arange(0, BLOCK_P)
-    pm = p < total
-    n, r = p // (H * W), p % (H * W)
-    h, w = r // W, r % W
+    p, pm, n, h, w = _pixels(total, H, W, BLOCK_P)
     c = tl.arange(0, CP)
     d = tl.zeros([BLOCK_P, CP], dtype=tl.float32)
     if UNROLL:  # every tap's loads in flight at once: less latency, more registers
@@ -142,10 +141,7 @@ def block_kernel(x, skip, wdw, bdw, we, be, wp, bp, wl, bl, out, total, H, W, CP
 @triton.jit
 def blend_kernel(vis, thr, coef, out, total, H, W, svn, svc, svh, svw, stn, sth, stw, NC: tl.constexpr,
                  SELECT: tl.constexpr, BLOCK: tl.constexpr):  # fmt: skip
-    p = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    m = p < total
-    n, r = p // (H * W), p % (H * W)
-    h, w = r // W, r % W
+    _, m, n, h, w = _pixels(total, H, W, BLOCK)
     hc, wc = H // 4, W // 4
     h0, h1, lh = _src(h, 0.25, hc)
     w0, w1, lw = _src(w, 0.25, wc)
@@ -166,7 +162,7 @@ def blend_kernel(vis, thr, coef, out, total, H, W, svn, svc, svh, svw, stn, sth,
         gain = _bilerp(coef + 3, o00, o01, o10, o11, lh, lw, m)
         off = _bilerp(coef + 4, o00, o01, o10, o11, lh, lw, m)
         delta += tl.sigmoid(gain * diff + off) * diff
-    op = out + n * 3 * H * W + r
+    op = out + (n * 3 * H + h) * W + w
     tl.store(op, tl.minimum(tl.maximum(v0 + delta, 0.0), 1.0), mask=m)
     tl.store(op + H * W, tl.minimum(tl.maximum(v1 + delta, 0.0), 1.0), mask=m)
     tl.store(op + 2 * H * W, tl.minimum(tl.maximum(v2 + delta, 0.0), 1.0), mask=m)
