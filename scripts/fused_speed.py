@@ -20,26 +20,12 @@ from dataclasses import replace
 from typing import Any
 
 import torch
-from gpu_speed import gpu_env, timed  # scripts/ is on the path when this runs as a script
+from gpu_speed import gpu_env, graphed, timed  # scripts/ is on the path when this runs as a script
 
 from edgefuse.checkpoint import load_model
 from edgefuse.gpu_fused import FusedFusionProxy
 from edgefuse.model import FusionProxy
 from edgefuse.spec import parse_size
-
-
-def graphed(fn, v: torch.Tensor, t: torch.Tensor):
-    """A CUDA graph of fn(v, t) on static inputs: (replay, output)."""
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for _ in range(3):  # cuDNN autotuning / Triton compilation happen here, outside the capture
-            fn(v, t)
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        out = fn(v, t)
-    return g.replay, out
 
 
 def kernels_per_call(fn) -> int | None:
@@ -128,9 +114,7 @@ def main() -> None:
                 replay()
                 torch.cuda.synchronize()
                 diffs[key] = (out.float() - reference[key]).abs().max().item()
-            # the graph reads v, t and writes out by address: keep them alive while it replays (rebinding
-            # v, t for the next variant freed them, and the next capture's empty_cache could unmap them)
-            runs[name] = (replay, v, t, out)
+            runs[name] = replay  # it holds v, t (gpu_speed.graphed): rebinding them later frees nothing
             rows[name] = {
                 "setup_s": round(time.perf_counter() - t0, 1),
                 "max_abs_diff_vs_fp32": diffs,
@@ -140,7 +124,7 @@ def main() -> None:
             }
             print(f"{name:10s} ready in {rows[name]['setup_s']:5.1f} s, max |diff| vs fp32 {diffs}")
         for _ in range(args.rounds):
-            for name, (replay, *_buffers) in runs.items():
+            for name, replay in runs.items():
                 rows[name]["ms"].append(timed(replay, args.iters, warmup=30))
     for name, row in rows.items():
         rounds = row.pop("ms")
