@@ -50,7 +50,7 @@ class TargetRecord:
     precision: str
     device: str
     batch: int
-    threads: int
+    threads: int | None  # None on a GPU: the CPU thread count does not apply
     runtime: str
     status: str  # ok | not_run | error
     reason: str
@@ -244,7 +244,10 @@ def _target_problem(i: int, t: Any) -> str:
     if "notes" in t and not _strings(t["notes"]):
         return f"targets[{i}].notes must be a list of strings"
     for key in ("batch", "threads"):
-        if not isinstance(t.get(key, 1), int) or isinstance(t.get(key, 1), bool):
+        v = t.get(key, 1)
+        if v is None and key == "threads":  # a GPU target: no CPU thread count
+            continue
+        if not isinstance(v, int) or isinstance(v, bool):
             return f"targets[{i}].{key} must be an integer"
     for key in ("backend", "precision", "device", "runtime", "reason"):
         if key in t and not isinstance(t[key], str):

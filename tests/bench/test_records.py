@@ -130,3 +130,18 @@ def test_a_written_report_reads_back_unchanged() -> None:
     back = Report.from_dict(report.to_dict())
     assert back == report and back.target_records() == [target]
     assert back.to_dict() == report.to_dict()
+
+
+def test_a_gpu_target_without_a_thread_count_reads_back() -> None:
+    """Targets on a GPU carry threads=None (no CPU thread count); the report's own check once refused them,
+    so every ``edgefuse bench --device cuda`` failed when writing its report."""
+    from edgefuse.bench.report import target_record
+    from edgefuse.bench.targets import Target
+
+    t = Target("torch-cuda-fp32", "reference", "torch", "fp32", device="cuda")
+    record = target_record(t, {})
+    assert record["threads"] is None
+    back = TargetRecord.from_dict(record)
+    assert back.threads is None and back.device == "cuda"
+    with pytest.raises(DataError, match="batch must be an integer"):
+        TargetRecord.from_dict({**record, "batch": None})
