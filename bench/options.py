@@ -32,7 +32,7 @@ class SuiteOptions:
     # a torch.compile mode, or "off" (CUDA only); max-autotune measured slower at batch 1
     torch_compile: str = "reduce-overhead"
     batches: tuple[int, ...] = (16, 64)  # batched throughput (CUDA only)
-    triton: bool = False  # edgefuse.gpu_fused's kernels as a variant (CUDA only, opt-in)
+    triton: bool = True  # edgefuse.gpu_fused's kernels as a variant (CUDA only; not run without triton)
     command: str = ""
 
     def timing_config(self) -> TimingConfig:

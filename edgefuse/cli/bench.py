@@ -138,11 +138,11 @@ def bench(
     triton: Annotated[
         bool,
         typer.Option(
-            "--triton",
-            help="Also time the 15 Triton kernels (fp16, batch 1, CUDA graph; needs triton). Opt-in: this "
-            "path has not yet run on a GPU.",
+            "--triton/--no-triton",
+            help="On CUDA, also time the 15 Triton kernels (fp16, batch 1, CUDA graph, H and W divisible by "
+            "16; a target that says why it did not run where triton is missing).",
         ),
-    ] = False,
+    ] = True,
 ) -> None:
     """Benchmark latency and drift per platform; exit 1 on a failed target, budget miss or regression."""
     from edgefuse.bench.gate import LATENCY_RULES
