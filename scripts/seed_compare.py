@@ -57,12 +57,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", required=True)
     args = ap.parse_args(argv)
     report: dict[str, dict[str, Any]] = {}
+
+    def same_pairs(set_name: str, count: Any, path: str) -> None:
+        # rows scored on other pairs are not comparable: refuse rather than let the later count win
+        have = report.get(set_name, {}).get("pairs")
+        if have is not None and count is not None and have != count:
+            sys.exit(f"seed_compare: {path}: {set_name} has {count} pairs, the files before it {have}")
+
     for path in args.eval:
         for set_name, rows in json.loads(Path(path).read_text()).items():
+            same_pairs(set_name, rows.get("pairs"), path)
             report.setdefault(set_name, {}).update(rows)
     for spec in args.teacher:
         set_name, path = spec.split("=", 1)
-        report[set_name]["e (teacher mean)"] = json.loads(Path(path).read_text())["metrics"]
+        teacher = json.loads(Path(path).read_text())
+        same_pairs(set_name, teacher.get("pairs"), path)
+        report[set_name]["e (teacher mean)"] = teacher["metrics"]
     lines, out = [], {}
     for set_name, rows in report.items():
         groups = group(rows)
