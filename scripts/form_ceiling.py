@@ -11,10 +11,15 @@ offset (o = logit w̄, k = 0). Those rows show what the form can represent; the 
 reaches.
 
 The target here is the teacher's objective alone (``--em``: the chosen objective settings), computed without
-the prior, on the tuning subset of the training pairs (scripts/tune_teacher.py).
+the prior, on the tuning subset of the training pairs (scripts/tune_teacher.py). With ``--cache`` it is a
+teacher cache's ensemble mean instead (the cache's pairs among ``--rs``), and each form is fitted twice: with
+the plain L1 and with the L1 weighted as ``edgefuse distill`` weights it (``variance_weights``, τ the mean
+variance of these pairs). If even per-image fits score the same either way, variance weighting cannot help
+a student of that form.
 
     python scripts/form_ceiling.py --rs ../shared/data/roadscene_train \
         --em docs/results/teacher_tuning_objective.json --json docs/results/form_ceiling.json
+    python scripts/form_ceiling.py --rs ../shared/data/roadscene_train --cache runs/asc --json runs/fc.json
 """
 
 from __future__ import annotations
@@ -30,21 +35,32 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tune_teacher import mean_scores, tuning_indices
+from tune_teacher import _score, mean_scores, tuning_indices
+
+from edgefuse.inference import pad_to_multiple
+
+HEAD = ("VIF", "Qabf", "SSIM")
 
 
 def fit(
-    y: torch.Tensor, t: torch.Tensor, target: torch.Tensor, select: bool, iters: int, k_init: float = 0.0
+    y: torch.Tensor,
+    t: torch.Tensor,
+    target: torch.Tensor,
+    select: bool,
+    iters: int,
+    k_init: float = 0.0,
+    weight: torch.Tensor | None = None,
+    anneal: bool = False,
 ) -> torch.Tensor:
-    h, w = y.shape[-2:]
-    hp, wp = (h + 15) // 16 * 16, (w + 15) // 16 * 16
-    yp = F.pad(y, (0, wp - w, 0, hp - h), mode="replicate")
-    tp = F.pad(t, (0, wp - w, 0, hp - h), mode="replicate")
-    coef = torch.zeros(1, 5 if select else 3, hp // 4, wp // 4)
+    (yp, (h, w)), (tp, _) = pad_to_multiple(y, 16), pad_to_multiple(t, 16)
+    coef = torch.zeros(1, 5 if select else 3, yp.shape[-2] // 4, yp.shape[-1] // 4)
     if select:
         coef[:, 3] = k_init  # a large gain starts the selection as the pixel-wise max of the sources
     coef.requires_grad_(True)
     opt = torch.optim.Adam([coef], lr=0.05)
+    # Adam on an L1 loss keeps stepping ~lr however close it is (the fits stall at ~1.4 levels); a cosine
+    # decay to zero lets it settle
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iters) if anneal else None
     for _ in range(iters):
         maps = [
             F.interpolate(coef[:, i : i + 1], scale_factor=4.0, mode="bilinear") for i in range(coef.shape[1])
@@ -52,10 +68,13 @@ def fit(
         out = (1 + maps[0]) * yp + maps[1] * tp + maps[2]
         if select:
             out = out + torch.sigmoid(maps[3] * (tp - yp) + maps[4]) * (tp - yp)
-        loss = (out[..., :h, :w] - target).abs().mean()
+        err = (out[..., :h, :w] - target).abs()
+        loss = (err if weight is None else err * weight).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
+        if sched is not None:
+            sched.step()
     return out[..., :h, :w].detach().clamp(0, 1)
 
 
@@ -63,10 +82,7 @@ def constructive(y: torch.Tensor, t: torch.Tensor, em: object) -> dict[str, torc
     """The salience target's own weight w, averaged to 1/4 resolution, as each form's coefficients."""
     from edgefuse.teacher.objective import box_blur
 
-    h, w = y.shape[-2:]
-    hp, wp = (h + 15) // 16 * 16, (w + 15) // 16 * 16
-    yp = F.pad(y, (0, wp - w, 0, hp - h), mode="replicate")
-    tp = F.pad(t, (0, wp - w, 0, hp - h), mode="replicate")
+    (yp, (h, w)), (tp, _) = pad_to_multiple(y, 16), pad_to_multiple(t, 16)
     weight = torch.sigmoid((box_blur(tp * 2 - 1, em.blur) - box_blur(yp * 2 - 1, em.blur)) / em.softness)  # type: ignore[attr-defined]
     wq = F.avg_pool2d(weight, 4).clamp(1e-4, 1 - 1e-4)
 
@@ -81,15 +97,85 @@ def constructive(y: torch.Tensor, t: torch.Tensor, em: object) -> dict[str, torc
     }
 
 
+def cache_fits(args: argparse.Namespace) -> int:
+    """Each form fitted to the cache's ensemble mean with the plain and the variance-weighted L1."""
+    from edgefuse.data import find_pairs
+    from edgefuse.distill import mean_variance, variance_weights
+    from edgefuse.inference import to_uint8
+    from edgefuse.teacher.cache import TeacherCache
+    from edgefuse.teacher.ddfm import luma, with_visible_chroma
+
+    src, cache = find_pairs(args.rs), TeacherCache(args.cache)
+    idx = [i for i in range(len(src)) if src.pairs[i].stem in cache.pairs][: args.limit]
+    stems = [src.pairs[i].stem for i in idx]
+    tau = mean_variance(cache, stems)
+    losses = ("plain L1", "weighted L1")
+    fits = {f"form a,b,c, {k}": (False, k) for k in losses}
+    if args.k_init:
+        fits |= {f"form + selection from k {args.k_init:g}, {k}": (True, k) for k in losses}
+    rows: dict[str, list] = {"target (ensemble mean)": [], **{k: [] for k in fits}}
+    l1: dict[str, list[tuple[float, float]]] = {k: [] for k in fits}  # all pixels, pixels with w >= 0.5
+    pairs = [src[i] for i in idx]
+    for (vis, ir), stem in zip(pairs, stems, strict=True):
+        entry = cache.load(stem)
+        v = torch.from_numpy(np.ascontiguousarray(vis.transpose(2, 0, 1)))[None]
+        t = torch.from_numpy(ir)[None, None]
+        mean = torch.from_numpy(np.ascontiguousarray(entry.mean.transpose(2, 0, 1)).astype(np.float32))[None]
+        target = luma(mean)
+        w = variance_weights(torch.from_numpy(entry.var.astype(np.float32))[None, None], tau)
+        rows["target (ensemble mean)"].append(to_uint8(entry.mean))
+        for name, (select, how) in fits.items():
+            weight = w if how == "weighted L1" else None
+            out = fit(luma(v), t, target, select, args.iters, args.k_init, weight, anneal=True)
+            err = (out - target).abs()
+            l1[name].append((float(err.mean()) * 255, float(err[w >= 0.5].mean()) * 255))
+            rows[name].append(to_uint8(with_visible_chroma(out, v)[0].permute(1, 2, 0).numpy()))
+    with ProcessPoolExecutor(2) as pool:
+        per_pair = {
+            k: list(pool.map(_score, [(f, t, v) for f, (v, t) in zip(fs, pairs, strict=True)]))
+            for k, fs in rows.items()
+        }
+    scores = {k: {m: float(np.mean([r[m] for r in rs])) for m in rs[0]} for k, rs in per_pair.items()}
+    paired = {}  # weighted − plain, per pair: mean and standard error over pairs
+    for plain in (k for k in fits if k.endswith("plain L1")):
+        weighted = plain.replace("plain L1", "weighted L1")
+        d = {m: [b[m] - a[m] for a, b in zip(per_pair[plain], per_pair[weighted], strict=True)] for m in HEAD}
+        paired[weighted + " − " + plain] = {
+            m: {"mean": float(np.mean(x)), "se": float(np.std(x, ddof=1) / np.sqrt(len(x)))}
+            for m, x in d.items()
+        }
+    out = {
+        "cache": args.cache,
+        "pairs": stems,
+        "iters": args.iters,
+        "tau": tau,
+        "metrics": scores,
+        "fit_l1_levels": {k: float(np.mean([a for a, _ in v])) for k, v in l1.items()},
+        "fit_l1_levels_where_w_ge_half": {k: float(np.mean([b for _, b in v])) for k, v in l1.items()},
+        "weighted_minus_plain": paired,
+    }
+    Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+    for k, m in scores.items():
+        extra = f", fit L1 {out['fit_l1_levels'][k]:.2f} levels" if k in l1 else ""
+        print(f"{k}: VIF {m['VIF']:.3f} Qabf {m['Qabf']:.3f} SSIM {m['SSIM']:.3f}{extra}")
+    for k, d in paired.items():
+        print(k + ": " + ", ".join(f"{m} {v['mean']:+.4f} ± {v['se']:.4f}" for m, v in d.items()))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rs", required=True)
-    ap.add_argument("--em", required=True)
+    where = ap.add_mutually_exclusive_group(required=True)
+    where.add_argument("--em", help="the objective's settings (scripts/tune_teacher.py JSON)")
+    where.add_argument("--cache", help="a teacher cache: fit its ensemble mean, plain and variance-weighted")
     ap.add_argument("--json", required=True)
     ap.add_argument("--limit", type=int, default=12)
     ap.add_argument("--iters", type=int, default=400)
     ap.add_argument("--k-init", type=float, default=0.0, help="also fit the selection form from this gain")
     args = ap.parse_args()
+    if args.cache:
+        return cache_fits(args)
 
     from edgefuse.data import find_pairs
     from edgefuse.inference import to_uint8
