@@ -234,10 +234,18 @@ def main(argv: list[str] | None = None) -> int:
     asc += ["--dtype", dtype]
     asc += ["--device", args.device, "--student", args.start]
     merged: dict[str, Path] = {}
-    for name, (shards, _) in sets.items():
+
+    def score(name: str, root: Path) -> None:  # a held-out set's teacher row: its ensemble mean, scored
+        cmd = [str(ROOT / "scripts/score_cache.py"), "--cache", str(merged[name]), "--data", str(root)]
+        cmd += ["--json", str(work / f"teacher_{name}.json")] + (["--val-split"] if name == "rsval" else [])
+        q.add(f"score_{name}", [sys.executable, *cmd])
+
+    for name, (shards, root) in sets.items():
         if args.resume and (work / f"asc_{name}" / "manifest.json").is_file():
             merged[name] = work / f"asc_{name}"  # a run cut short after this merge: its cache is whole
             q.log(f"reused asc_{name}")
+            if name != "dn" and not (work / f"teacher_{name}.json").is_file():
+                score(name, root)  # cut short before its score was written
             continue
         keep = name == "dn" and routed
         limit = args.limit_llvip if name == "llvip" else "0"
@@ -256,17 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             merged[name] = merge(work, name, shards, root)
             q.log(f"merged {name}")
             if name != "dn":
-                score = [
-                    str(ROOT / "scripts/score_cache.py"),
-                    "--cache",
-                    str(merged[name]),
-                    "--data",
-                    str(root),
-                ]
-                score += ["--json", str(work / f"teacher_{name}.json")] + (
-                    ["--val-split"] if name == "rsval" else []
-                )
-                q.add(f"score_{name}", [sys.executable, *score])
+                score(name, root)
                 continue
             distill_rows(merged[name])
         time.sleep(2)
