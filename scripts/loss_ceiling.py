@@ -1,0 +1,152 @@
+"""Where does the distillation loss itself point? Fit today's form per image to minimise it, and score.
+
+For each pair of a teacher cache, the 1/4-resolution coefficient maps of the student's form (no network) are
+fitted by Adam (cosine-decayed, as ``form_ceiling.py --cache``) to minimise ``edgefuse.distill.DistillLoss``
+under each ``--config`` (``DistillConfig`` fields as ``name=value``; routing is off: no backbone here), and
+the fits are scored with the fusion metrics next to the ensemble mean. A network trained with that loss can
+at best reach its per-image optimum. If that optimum already sits well below the teacher, the gap between
+students and teacher comes from the loss, not from the network's capacity.
+
+Images are cropped to multiples of 16 (the form's grid), or to a centred ``--crop`` square (each fit costs
+~2000 Adam steps of the whole loss; the crop keeps that to minutes on a CPU).
+
+    python scripts/loss_ceiling.py --rs ../shared/data/roadscene_train --cache runs/asc --json out.json \
+        --config "pixel_weighting=uniform" --config "pixel_weighting=uniform w_intensity=0"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tune_teacher import _score
+
+# the teacher's terms alone: what following the ensemble mean, and nothing else, reaches
+TEACHER_ONLY = "w_ssim=0 w_source_ssim=0 w_gradient=0 w_intensity=0 pixel_weighting=uniform"
+
+
+def parse_config(text: str) -> Any:
+    from edgefuse.distill import DistillConfig
+
+    fields: dict[str, Any] = {"routing": "none"}
+    for item in text.split():
+        key, value = item.split("=", 1)
+        fields[key] = value if key in ("pixel_weighting", "routing") else float(value)
+    return DistillConfig(**fields)
+
+
+def crop_window(shape: tuple[int, ...], crop: int) -> tuple[slice, slice]:
+    h, w = (min(n, crop) if crop else n for n in shape)
+    h, w = h // 16 * 16, w // 16 * 16
+    top, left = (shape[0] - h) // 2, (shape[1] - w) // 2
+    return slice(top, top + h), slice(left, left + w)
+
+
+def chw(a: np.ndarray) -> torch.Tensor:
+    """H×W or H×W×C array -> 1×C×H×W float32 tensor."""
+    a = a[..., None] if a.ndim == 2 else a
+    return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1), dtype=np.float32))[None]
+
+
+class Coefficients(torch.nn.Module):
+    """The student's blend with free coefficient maps in place of the network."""
+
+    def __init__(self, height: int, width: int) -> None:
+        from edgefuse.model import FusionProxy
+
+        super().__init__()
+        self.form = FusionProxy().requires_grad_(False)
+        self.coef = torch.nn.Parameter(torch.zeros(1, 3, height // 4, width // 4))
+
+    def forward(self, visible: torch.Tensor, thermal: torch.Tensor) -> torch.Tensor:
+        return self.form.blend(self.coef, visible, thermal)
+
+
+def fit(loss_fn: Any, batch: dict[str, torch.Tensor], iters: int) -> torch.Tensor:
+    h, w = batch["visible"].shape[-2:]
+    model = Coefficients(h, w)
+    opt = torch.optim.Adam([model.coef], lr=0.05)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iters)
+    for _ in range(iters):
+        loss, _ = loss_fn(model, batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    with torch.no_grad():
+        return model(batch["visible"], batch["thermal"])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rs", required=True, help="paired folder holding the cache's pairs")
+    ap.add_argument("--cache", required=True)
+    ap.add_argument("--config", action="append", default=[], help="DistillConfig fields, name=value ...")
+    ap.add_argument("--limit", type=int, default=10)
+    ap.add_argument("--iters", type=int, default=1000)
+    ap.add_argument("--crop", type=int, default=0, help="centred square crop, a multiple of 16 (0: whole)")
+    ap.add_argument("--json", required=True)
+    args = ap.parse_args()
+
+    from edgefuse.data import find_pairs
+    from edgefuse.distill import DistillLoss, mean_variance
+    from edgefuse.inference import to_uint8
+    from edgefuse.teacher.cache import TeacherCache
+
+    torch.manual_seed(0)
+    src, cache = find_pairs(args.rs), TeacherCache(args.cache)
+    idx = [i for i in range(len(src)) if src.pairs[i].stem in cache.pairs][: args.limit]
+    stems = [src.pairs[i].stem for i in idx]
+    tau = mean_variance(cache, stems)
+    configs = {"teacher terms only": TEACHER_ONLY, **{c: c for c in args.config}}
+    losses = {name: DistillLoss(parse_config(text), tau) for name, text in configs.items()}
+    rows: dict[str, list] = {"target (ensemble mean)": [], **{k: [] for k in configs}}
+    triples = []
+    for i, stem in zip(idx, stems, strict=True):
+        vis, ir = src[i]
+        entry = cache.load(stem)
+        window = crop_window(vis.shape[:2], args.crop)
+        vis, ir, mean, var = (a[window] for a in (vis, ir, entry.mean, entry.var))
+        batch = {"visible": chw(vis), "thermal": chw(ir), "mean": chw(mean), "var": chw(var)}
+        triples.append((ir, vis))
+        rows["target (ensemble mean)"].append(to_uint8(mean))
+        for name, loss_fn in losses.items():
+            rows[name].append(to_uint8(fit(loss_fn, batch, args.iters)[0].permute(1, 2, 0).numpy()))
+    with ProcessPoolExecutor(2) as pool:
+        per_pair = {
+            k: list(pool.map(_score, [(f, t, v) for f, (t, v) in zip(fs, triples, strict=True)]))
+            for k, fs in rows.items()
+        }
+    keys = ("VIF", "Qabf", "SSIM", "EN", "SD", "SF", "MI", "SCD")
+
+    def summary(rs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+        cols = {m: [r[m] for r in rs] for m in keys}  # mean and standard error over pairs
+        return {
+            m: {"mean": float(np.mean(v)), "se": float(np.std(v, ddof=1) / np.sqrt(len(v)))}
+            for m, v in cols.items()
+        }
+
+    out = {
+        "cache": args.cache,
+        "pairs": stems,
+        "iters": args.iters,
+        "crop": args.crop,
+        "tau": tau,
+        "configs": configs,
+        "metrics": {k: summary(rs) for k, rs in per_pair.items()},
+        "per_pair": per_pair,  # for paired differences between the fits
+    }
+    Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+    for k, m in out["metrics"].items():
+        print(f"{k}: " + " ".join(f"{n} {m[n]['mean']:.3f}" for n in keys))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
