@@ -42,6 +42,11 @@ from edgefuse.inference import pad_to_multiple
 HEAD = ("VIF", "Qabf", "SSIM")
 
 
+def mean_se(values: list[float]) -> dict[str, float]:
+    """Mean and standard error over pairs."""
+    return {"mean": float(np.mean(values)), "se": float(np.std(values, ddof=1) / np.sqrt(len(values)))}
+
+
 def fit(
     y: torch.Tensor,
     t: torch.Tensor,
@@ -140,10 +145,7 @@ def cache_fits(args: argparse.Namespace) -> int:
     for plain in (k for k in fits if k.endswith("plain L1")):
         weighted = plain.replace("plain L1", "weighted L1")
         d = {m: [b[m] - a[m] for a, b in zip(per_pair[plain], per_pair[weighted], strict=True)] for m in HEAD}
-        paired[weighted + " − " + plain] = {
-            m: {"mean": float(np.mean(x)), "se": float(np.std(x, ddof=1) / np.sqrt(len(x)))}
-            for m, x in d.items()
-        }
+        paired[weighted + " − " + plain] = {m: mean_se(x) for m, x in d.items()}
     out = {
         "cache": args.cache,
         "pairs": stems,

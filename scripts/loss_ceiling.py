@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from form_ceiling import mean_se
 from tune_teacher import _score
 
 # the teacher's terms alone: what following the ensemble mean, and nothing else, reaches
@@ -125,13 +126,6 @@ def main() -> int:
         }
     keys = ("VIF", "Qabf", "SSIM", "EN", "SD", "SF", "MI", "SCD")
 
-    def summary(rs: list[dict[str, float]]) -> dict[str, dict[str, float]]:
-        cols = {m: [r[m] for r in rs] for m in keys}  # mean and standard error over pairs
-        return {
-            m: {"mean": float(np.mean(v)), "se": float(np.std(v, ddof=1) / np.sqrt(len(v)))}
-            for m, v in cols.items()
-        }
-
     out = {
         "cache": args.cache,
         "pairs": stems,
@@ -139,7 +133,7 @@ def main() -> int:
         "crop": args.crop,
         "tau": tau,
         "configs": configs,
-        "metrics": {k: summary(rs) for k, rs in per_pair.items()},
+        "metrics": {k: {m: mean_se([r[m] for r in rs]) for m in keys} for k, rs in per_pair.items()},
         "per_pair": per_pair,  # for paired differences between the fits
     }
     Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
