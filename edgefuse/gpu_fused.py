@@ -18,7 +18,9 @@ Used by ``edgefuse bench --device cuda`` as the "triton" variant (fp16, batch 1,
 with ``unroll=False`` and 0.164 / 0.168 ms unrolled, against 0.437 / 0.433 ms for the fp16 channels-last CUDA
 graph of the model timed in the same rounds; within 1.4e-3 of the fp32 model. Tiles are capped at 32 pixels
 on CUDA: at 64 (Hopper wgmma dots) a 480x640 forward faulted. A batch-4 run of scripts/fused_speed.py
-also faulted; its likely cause was the script (graph inputs freed while replayed), fixed, not yet re-run.
+also faulted once; the script freed graph inputs while they were replayed. After that fix it ran clean
+(0.360 ms looped against 0.670 ms for the graph). In ``edgefuse bench`` an H200 measured 0.13 ms p50 against
+0.35 ms for the fp16 CUDA graph (docs/results/session13_bench_cuda.md).
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ graph: gpu_speed.py's graph_cl), their max abs difference from the fp32 eager mo
 
 The variants are timed in interleaved rounds (so clock or neighbour drift hits all of them alike); "fused"
 unrolls each block's 9 depthwise taps, "fused_loop" runs them as a loop (fewer registers, serial loads).
-Measured on an H200 on 2026-12-01: docs/results/session12_fused_speed.json (edgefuse/gpu_fused.py's status).
+Measured on an H200 on 2026-12-01: docs/results/session12_fused_speed.json and session13_fused_speed.json
+(batch 1 and 4; edgefuse/gpu_fused.py's status).
 """
 
 from __future__ import annotations
