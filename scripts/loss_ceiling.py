@@ -1,8 +1,9 @@
 """Where does the distillation loss itself point? Fit today's form per image to minimise it, and score.
 
 For each pair of a teacher cache, the 1/4-resolution coefficient maps of the student's form (no network) are
-fitted by Adam (cosine-decayed, as ``form_ceiling.py --cache``) to minimise ``edgefuse.distill.DistillLoss``
-under each ``--config`` (``DistillConfig`` fields as ``name=value``; routing is off: no backbone here), and
+fitted by Adam (cosine-decayed, as ``form_ceiling.py --cache``) to minimise the loss of each ``--config``
+(``tune_distill.py``'s spelling: a row letter, ``b``/``c`` for DistillLoss with uniform / variance pixels
+and no routing, ``a`` for the teacher-free loss, then fields as ``name=value``), and
 the fits are scored with the fusion metrics next to the ensemble mean. A network trained with that loss can
 at best reach its per-image optimum. If that optimum already sits well below the teacher, the gap between
 students and teacher comes from the loss, not from the network's capacity.
@@ -11,7 +12,7 @@ Images are cropped to multiples of 16 (the form's grid), or to a centred ``--cro
 ~2000 Adam steps of the whole loss; the crop keeps that to minutes on a CPU).
 
     python scripts/loss_ceiling.py --rs ../shared/data/roadscene_train --cache runs/asc --json out.json \
-        --config "pixel_weighting=uniform" --config "pixel_weighting=uniform w_intensity=0"
+        --config b --config "b w_intensity=0"
 """
 
 from __future__ import annotations
@@ -26,20 +27,11 @@ from typing import Any
 import numpy as np
 import torch
 from form_ceiling import mean_se
+from tune_distill import KEYS, loss_for
 from tune_teacher import _score
 
 # the teacher's terms alone: what following the ensemble mean, and nothing else, reaches
-TEACHER_ONLY = "w_ssim=0 w_source_ssim=0 w_gradient=0 w_intensity=0 pixel_weighting=uniform"
-
-
-def parse_config(text: str) -> Any:
-    from edgefuse.distill import DistillConfig
-
-    fields: dict[str, Any] = {"routing": "none"}
-    for item in text.split():
-        key, value = item.split("=", 1)
-        fields[key] = value if key in ("pixel_weighting", "routing") else float(value)
-    return DistillConfig(**fields)
+TEACHER_ONLY = "b w_ssim=0 w_source_ssim=0 w_gradient=0 w_intensity=0"
 
 
 def crop_window(shape: tuple[int, ...], crop: int) -> tuple[slice, slice]:
@@ -88,7 +80,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rs", required=True, help="paired folder holding the cache's pairs")
     ap.add_argument("--cache", required=True)
-    ap.add_argument("--config", action="append", default=[], help="DistillConfig fields, name=value ...")
+    ap.add_argument("--config", action="append", default=[], help="ROW [name=value ...] (tune_distill.py's)")
     ap.add_argument("--limit", type=int, default=10)
     ap.add_argument("--iters", type=int, default=1000)
     ap.add_argument("--crop", type=int, default=0, help="centred square crop, a multiple of 16 (0: whole)")
@@ -96,7 +88,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from edgefuse.data import find_pairs
-    from edgefuse.distill import DistillLoss, mean_variance
+    from edgefuse.distill import mean_variance
     from edgefuse.inference import to_uint8
     from edgefuse.teacher.cache import TeacherCache
 
@@ -106,7 +98,7 @@ def main() -> int:
     stems = [src.pairs[i].stem for i in idx]
     tau = mean_variance(cache, stems)
     configs = {"teacher terms only": TEACHER_ONLY, **{c: c for c in args.config}}
-    losses = {name: DistillLoss(parse_config(text), tau) for name, text in configs.items()}
+    losses = {name: loss_for(text, tau) for name, text in configs.items()}
     rows: dict[str, list] = {"target (ensemble mean)": [], **{k: [] for k in configs}}
     triples = []
     for i, stem in zip(idx, stems, strict=True):
@@ -124,7 +116,6 @@ def main() -> int:
             k: list(pool.map(_score, [(f, t, v) for f, (t, v) in zip(fs, triples, strict=True)]))
             for k, fs in rows.items()
         }
-    keys = ("VIF", "Qabf", "SSIM", "EN", "SD", "SF", "MI", "SCD")
 
     out = {
         "cache": args.cache,
@@ -133,12 +124,12 @@ def main() -> int:
         "crop": args.crop,
         "tau": tau,
         "configs": configs,
-        "metrics": {k: {m: mean_se([r[m] for r in rs]) for m in keys} for k, rs in per_pair.items()},
+        "metrics": {k: {m: mean_se([r[m] for r in rs]) for m in KEYS} for k, rs in per_pair.items()},
         "per_pair": per_pair,  # for paired differences between the fits
     }
     Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
     for k, m in out["metrics"].items():
-        print(f"{k}: " + " ".join(f"{n} {m[n]['mean']:.3f}" for n in keys))
+        print(f"{k}: " + " ".join(f"{n} {m[n]['mean']:.3f}" for n in KEYS))
     return 0
 
 
