@@ -158,6 +158,11 @@ def main(argv: list[str] | None = None) -> int:
         "without one start afresh), and a "
         "teacher cache already merged there (asc_<set>/manifest.json) is used as it is",
     )
+    ap.add_argument(
+        "--keep-samples",
+        action="store_true",
+        help="keep the dn cache's samples without a row (d) yet (a later --resume run adds one)",
+    )
     ap.add_argument("--no-eval", action="store_true", help="stop after the students (score them elsewhere)")
     ap.add_argument("--subset", type=int, default=0, help=">0: only the first N RoadScene pairs (checks)")
     ap.add_argument("--limit-llvip", default="0")
@@ -247,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             if name != "dn" and not (work / f"teacher_{name}.json").is_file():
                 score(name, root)  # cut short before its score was written
             continue
-        keep = name == "dn" and routed
+        keep = name == "dn" and (routed or args.keep_samples)
         limit = args.limit_llvip if name == "llvip" else "0"
         for d in shards:
             opts = [*asc, "--limit", limit, *([] if keep else ["--no-save-samples"])]

@@ -8,6 +8,7 @@
 #
 #   ROWS=c bash scripts/device_ablation.sh 560     # as run in the tenth session (carry .gpu/data, .whl)
 #   ROWS=d START=.gpu/start.safetensors bash scripts/device_ablation.sh 555   # eleventh: 3 calls, 1300 s
+#   DRIVER=scripts/tune_chain.sh ROWS=dt START=...  # a driver script instead of ascent_ablation (fourteenth)
 #
 # Sessions' lessons, kept here: a call that comes more than ~30 s after the last one finds the machine given
 # back (and /tmp gone); a finished background process can stay a zombie there, so "alive" means running.
@@ -50,13 +51,15 @@ start_driver() {
     [ -f "$W/driver.started" ] && R=--resume
     touch "$W/driver.started"
     rm -f "$W/driver.rc"
-    setsid nohup bash -c "python3 scripts/ascent_ablation.py --work $W --rs /tmp/data/roadscene_train \
-        --gpus 1 --slots $SLOTS --rows $ROWS --sets dn --seeds $SEEDS --thermal-level 0.5 --prior $W/prior \
-        --no-eval --jitter $JITTER --start $START $R >>$W/driver.log 2>&1; echo \$? >$W/driver.rc" >/dev/null 2>&1 &
+    local cmd="python3 scripts/ascent_ablation.py --work $W --rs /tmp/data/roadscene_train --gpus 1 \
+        --slots $SLOTS --rows $ROWS --sets dn --seeds $SEEDS --thermal-level 0.5 --prior $W/prior --no-eval \
+        --jitter $JITTER --start $START $R"
+    [ -n "${DRIVER:-}" ] && cmd="W=$W SLOTS=$SLOTS JITTER=$JITTER START=$START SEEDS=$SEEDS bash $DRIVER"
+    setsid nohup bash -c "$cmd >>$W/driver.log 2>&1; echo \$? >$W/driver.rc" >/dev/null 2>&1 &
     echo $! >"$W/driver.pid"
     echo "[$(($(date +%s) - T0)) s] driver started $R"
 }
-prior_ready() { [[ $ROWS != *d* ]] || [ -f "$W/prior/edgefuse_prior.json" ]; }
+prior_ready() { [ -n "${DRIVER:-}" ] || [[ $ROWS != *d* ]] || [ -f "$W/prior/edgefuse_prior.json" ]; }
 while :; do
     if [ "$(cat "$W/driver.rc" 2>/dev/null)" = 0 ]; then
         echo "driver done"
@@ -68,7 +71,7 @@ while :; do
 done
 echo "[$(($(date +%s) - T0)) s] packing"
 tail -n 20 "$W/progress.txt" 2>/dev/null
-(cd "$W" && tar -czf "$OUT/progress.tgz" ./*.log ./*.txt 2>/dev/null)
+(cd "$W" && tar -czf "$OUT/progress.tgz" ./*.log ./*.txt ./*.json 2>/dev/null)
 for row in ${ROWS//,/ }; do
     for s in ${SEEDS//,/ }; do
         (cd "$W" && tar -czf "$OUT/${row}_s$s.tgz" "${row}_s$s".safetensors* 2>/dev/null)

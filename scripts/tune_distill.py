@@ -9,8 +9,14 @@ subset) and are scored on that quarter; the validation split and LLVIP stay unse
 
 A config is a row letter (``a``: ``fusion_loss`` with its Python defaults, intensity 1 / gradient 5 / SSIM 1,
 the first bundled loss (``edgefuse train``'s defaults changed on 2026-11-30), optionally with other weights as
-``name=value`` and ``night=P`` (train's ``--night``), the teacher-free control; ``b``/``c``: distillation
-with uniform / variance-weighted pixels, no routing, followed by ``DistillConfig`` fields as ``name=value``).
+``name=value``, the teacher-free control; ``b``/``c``: distillation with uniform / variance-weighted pixels,
+no routing, followed by ``DistillConfig`` fields as ``name=value``). Any row takes ``night=P``,
+``night_noise=S`` and ``thermal_level=P`` (train's and distill's augmentations).
+
+``--union DIR`` (``scripts/night_copies.py``'s folder, the cache built on it) trains the distilled rows as the
+bundled recipe does: on the fit pairs *and* their ``<stem>_night`` copies, every one with a teacher target,
+at half the repeat (twice the pairs); row ``a`` stays on the fit pairs. The tuning quarter's copies are left
+out with their pairs.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import torch
 from tune_teacher import mean_scores, tuning_indices
 
 KEYS = ("VIF", "Qabf", "SSIM", "EN", "SD", "SF", "MI", "SCD")
+DATA_FIELDS = ("night", "night_noise", "thermal_level")  # a config's augmentation fields, not loss weights
 
 
 def loss_for(spec: str, tau: float) -> Any:
@@ -34,7 +41,7 @@ def loss_for(spec: str, tau: float) -> Any:
     from edgefuse.losses import fusion_loss
 
     row, *fields = spec.split()
-    kw = {k: float(v) for k, v in (f.split("=") for f in fields) if k not in ("night", "night_noise")}
+    kw = {k: float(v) for k, v in (f.split("=") for f in fields) if k not in DATA_FIELDS}
     if row == "a":  # edgefuse train's loss; fields: its weights w_intensity, w_gradient, w_ssim (a control)
         return lambda m, b: fusion_loss(m(b["visible"], b["thermal"]), b["visible"], b["thermal"], **kw)
     weighting = {"b": "uniform", "c": "variance"}[row]
@@ -60,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--noisy-night", type=float, default=0.0, help="also score the night copy + noise of this std"
     )
+    ap.add_argument("--union", default="", help="night_copies.py folder the distilled rows train on")
     ap.add_argument("--device", default="cpu", help="training device (cpu, cuda)")
     ap.add_argument("--metric-workers", type=int, default=2)
     ap.add_argument("--json", required=True)
@@ -79,8 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     train, _ = split_indices(src.pairs, val_fraction=0.2, seed=0)
     tune = tuning_indices(src)
     fit_idx = [i for i in train if i not in set(tune)]
-    tau = mean_variance(cache, [src.pairs[i].stem for i in fit_idx])
     pairs = [src[i] for i in tune]
+    union = find_pairs(args.union) if args.union else None
+    fit_stems = {src.pairs[i].stem for i in fit_idx}
+    union_idx = (
+        [i for i, p in enumerate(union.pairs) if p.stem.removesuffix("_night") in fit_stems] if union else []
+    )
+    tau = mean_variance(cache, [union.pairs[i].stem for i in union_idx] if union else list(fit_stems))
     sets = {"day": pairs}
     if args.night_gamma:
         sets["night"] = [(np.power(v, args.night_gamma, dtype=np.float32), t) for v, t in pairs]
@@ -98,21 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for spec in args.config:
         per_seed = []
-        fields = dict(f.split("=") for f in spec.split()[1:])  # night options: row a only
-        night, noise = float(fields.get("night", 0.0)), float(fields.get("night_noise", 0.0))
+        fields = dict(f.split("=") for f in spec.split()[1:])
+        aug = {k: float(fields.get(k, 0.0)) for k in DATA_FIELDS}
+        on_union = union is not None and spec.split()[0] != "a"
+        data, idx = (union, union_idx) if on_union else (src, fit_idx)
+        repeat = max(1, args.repeat // 2) if on_union else args.repeat
         for seed in args.seeds:
             t0 = time.perf_counter()
-            ds = DistillDataset(
-                src,
-                cache,
-                fit_idx,
-                crop=args.crop,
-                train=True,
-                seed=seed,
-                repeat=args.repeat,
-                night=night,
-                night_noise=noise,
-            )
+            ds = DistillDataset(data, cache, idx, crop=args.crop, train=True, seed=seed, repeat=repeat, **aug)
             seed_everything(seed)
             cfg = TrainConfig(epochs=args.epochs, batch_size=16, seed=seed, device=args.device, workers=0)
             out = f"/tmp/tune_distill_{'_'.join(spec.split()).replace('=', '')}_{seed}.safetensors"
@@ -148,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "tuning_stems": [src.pairs[i].stem for i in tune],
                 "fit_pairs": len(fit_idx),
+                "union_pairs": len(union_idx) or None,
                 "recipe": {"epochs": args.epochs, "repeat": args.repeat, "crop": args.crop, "batch": 16},
                 "night_gamma": args.night_gamma or None,
                 "rows": rows,

@@ -43,6 +43,9 @@ def distill(
     tau_feat: Annotated[
         float, typer.Option(min=0.0, help="Routing temperature on feature variance (0: batch mean).")
     ] = 0.0,
+    w_pixel: Annotated[
+        float, typer.Option(min=0.0, help="Weight of the (weighted) L1 to the ensemble mean.")
+    ] = 1.0,
     w_feat: Annotated[float, typer.Option(min=0.0, help="Weight of the feature alignment.")] = 0.05,
     w_ssim: Annotated[float, typer.Option(min=0.0, help="Weight of 1 − SSIM to the ensemble mean.")] = 0.1,
     w_source_ssim: Annotated[
@@ -102,6 +105,7 @@ def distill(
         routing=routing,
         tau=tau,
         tau_feat=tau_feat,
+        w_pixel=w_pixel,
         w_feat=w_feat,
         w_ssim=w_ssim,
         w_source_ssim=w_source_ssim,
