@@ -22,12 +22,16 @@ CONTROL="a w_intensity=0.5 w_gradient=10 w_ssim=1 night=0.5 thermal_level=0.5"
 BASE="b w_intensity=0.5 w_gradient=10 w_source_ssim=1 thermal_level=0.5"
 CONFIGS=("$CONTROL" "$BASE" "$BASE w_pixel=2" "$BASE w_pixel=4" "${BASE/w_gradient=10/w_gradient=5}"
     "${BASE/w_intensity=0.5/w_intensity=0}")
+# six runs share 16 cores. The fourteenth session's first try, with torch's default of 16 threads each, scored
+# no seed in 23 minutes at a load of ~92 (oversubscription suspected, not confirmed): 2 threads each now, and
+# every run logs its epochs and its scoring time (kill -USR1 PID prints a run's stack into its log)
+export OMP_NUM_THREADS=2
 pids=()
 for i in "${!CONFIGS[@]}"; do
     [ -f "$W/tune_$i.json" ] && continue
     log "tune $i: ${CONFIGS[$i]}"
     python3 scripts/tune_distill.py --rs "$RS" --cache "$W/asc_dn" --union "$W/dn" --config "${CONFIGS[$i]}" \
-        --device cuda --night-gamma 3 --metric-workers 2 --json "$W/tune_$i.json" >"$W/tune_$i.log" 2>&1 &
+        --device cuda --night-gamma 3 --metric-workers 2 --threads 2 --json "$W/tune_$i.json" >"$W/tune_$i.log" 2>&1 &
     pids+=($!)
 done
 for p in ${pids[@]+"${pids[@]}"}; do wait "$p"; done

@@ -22,7 +22,10 @@ out with their pairs.
 from __future__ import annotations
 
 import argparse
+import faulthandler
+import functools
 import json
+import signal
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -34,6 +37,11 @@ from tune_teacher import mean_scores, tuning_indices
 
 KEYS = ("VIF", "Qabf", "SSIM", "EN", "SD", "SF", "MI", "SCD")
 DATA_FIELDS = ("night", "night_noise", "thermal_level")  # a config's augmentation fields, not loss weights
+
+
+def pace(tag: str, epoch: int, logs: dict[str, float]) -> None:
+    """A run's pace, in its log (the lent machines show nothing else while it runs)."""
+    print(f"{tag} epoch {epoch}: loss {logs['loss']:.4f} ({logs['seconds']:.0f} s)", flush=True)
 
 
 def loss_for(spec: str, tau: float) -> Any:
@@ -70,8 +78,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--union", default="", help="night_copies.py folder the distilled rows train on")
     ap.add_argument("--device", default="cpu", help="training device (cpu, cuda)")
     ap.add_argument("--metric-workers", type=int, default=2)
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch CPU threads (0: torch's default; set it when several runs share a machine)",
+    )
     ap.add_argument("--json", required=True)
     args = ap.parse_args(argv)
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID` prints where a slow run is (lent machines)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.noisy_night and not args.night_gamma:
         ap.error("--noisy-night adds noise to the --night-gamma copy: give both")
 
@@ -122,8 +139,11 @@ def main(argv: list[str] | None = None) -> int:
             seed_everything(seed)
             cfg = TrainConfig(epochs=args.epochs, batch_size=16, seed=seed, device=args.device, workers=0)
             out = f"/tmp/tune_distill_{'_'.join(spec.split()).replace('=', '')}_{seed}.safetensors"
-            trainer = Trainer(create_model("s"), loss_for(spec, tau), ds, out, cfg)
+            tag = f"  {spec} seed {seed}"
+            log = functools.partial(pace, tag)
+            trainer = Trainer(create_model("s"), loss_for(spec, tau), ds, out, cfg, on_epoch=log)
             trainer.fit(progress=False)
+            t_fit = time.perf_counter() - t0
             scores = {}
             model = trainer.ema.eval().to("cpu")  # scored as everywhere else: on the CPU
             for name, scored in sets.items():
@@ -138,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{spec} seed {seed}: "
                 + " ".join(f"{k} {per_seed[-1][k]:.3f}" for k in per_seed[-1] if k.split("_")[-1] in KEYS[:3])
-                + f" ({time.perf_counter() - t0:.0f} s)",
+                + f" (fit {t_fit:.0f} s, scored in {time.perf_counter() - t0 - t_fit:.0f} s)",
                 flush=True,
             )
         ddof = 1 if len(per_seed) > 1 else 0  # sample std over seeds, as scripts/seed_table.py
