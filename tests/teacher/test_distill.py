@@ -236,13 +236,22 @@ def test_distill_cli_uniform_no_routing_records_provenance(tiny_pairs: Path, tmp
     cache = _make_cache(source, tmp_path / "cache")
     out = tmp_path / "s.safetensors"
     args = _distill_args(
-        tmp_path / "cache", tiny_pairs, out, "--pixel-weighting", "uniform", "--routing", "none"
+        tmp_path / "cache",
+        tiny_pairs,
+        out,
+        "--pixel-weighting",
+        "uniform",
+        "--routing",
+        "none",
+        "--w-pixel",
+        "4",
     )
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     prov = load_checkpoint(out)[1].provenance
     assert prov["teacher_cache"]["manifest_sha256"] == cache.sha256
     assert prov["distill"]["pixel_weighting"] == "uniform" and prov["distill"]["routing"] == "none"
+    assert prov["distill"]["w_pixel"] == 4.0
     assert prov["distill"]["tau_used"] > 0 and prov["backbone"] is None
     # feature routing on an external cache needs a backbone it can find
     res = runner.invoke(app, _distill_args(tmp_path / "cache", tiny_pairs, out))
