@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -109,8 +110,10 @@ def main() -> int:
         batch = {"visible": chw(vis), "thermal": chw(ir), "mean": chw(mean), "var": chw(var)}
         triples.append((ir, vis))
         rows["target (ensemble mean)"].append(to_uint8(mean))
+        t0 = time.perf_counter()
         for name, loss_fn in losses.items():
             rows[name].append(to_uint8(fit(loss_fn, batch, args.iters)[0].permute(1, 2, 0).numpy()))
+        print(f"{stem}: {len(losses)} fits in {time.perf_counter() - t0:.0f} s", flush=True)  # long runs
     with ProcessPoolExecutor(2) as pool:
         per_pair = {
             k: list(pool.map(_score, [(f, t, v) for f, (t, v) in zip(fs, triples, strict=True)]))
