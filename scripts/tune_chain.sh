@@ -10,9 +10,11 @@
 #   DRIVER=scripts/tune_chain.sh ROWS=dt START=.gpu/start.safetensors bash scripts/device_ablation.sh 560
 set -eu
 : "${W:?}" "${SLOTS:=16}" "${JITTER:=0.3}" "${START:?}" "${SEEDS:=0,1,2}"
-RS=/tmp/data/roadscene_train
+RS=${RS:-/tmp/data/roadscene_train}
+DEVICE=${DEVICE:-cuda}
+# ASC_EXTRA / TUNE_EXTRA: options appended for a quick check on a CPU (e.g. --steps 1; --epochs 1)
 COMMON=(--work "$W" --rs "$RS" --gpus 1 --slots "$SLOTS" --rows '' --sets dn --thermal-level 0.5
-    --jitter "$JITTER" --start "$START" --seeds "$SEEDS" --no-eval)
+    --jitter "$JITTER" --start "$START" --seeds "$SEEDS" --no-eval --device "$DEVICE" ${ASC_EXTRA:-})
 log() { echo "[$(date +%T)] $*" >>"$W/progress.txt"; }
 
 [ -f "$W/asc_dn/manifest.json" ] || python3 scripts/ascent_ablation.py "${COMMON[@]}" --keep-samples
@@ -31,7 +33,8 @@ for i in "${!CONFIGS[@]}"; do
     [ -f "$W/tune_$i.json" ] && continue
     log "tune $i: ${CONFIGS[$i]}"
     python3 scripts/tune_distill.py --rs "$RS" --cache "$W/asc_dn" --union "$W/dn" --config "${CONFIGS[$i]}" \
-        --device cuda --night-gamma 3 --metric-workers 2 --threads 2 --json "$W/tune_$i.json" >"$W/tune_$i.log" 2>&1 &
+        --device "$DEVICE" --night-gamma 3 --metric-workers 2 --threads 2 --json "$W/tune_$i.json" \
+        ${TUNE_EXTRA:-} >"$W/tune_$i.log" 2>&1 &
     pids+=($!)
 done
 for p in ${pids[@]+"${pids[@]}"}; do wait "$p"; done
