@@ -29,6 +29,7 @@ import json
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,6 +48,23 @@ def mean_se(values: list[float]) -> dict[str, float]:
     return {"mean": float(np.mean(values)), "se": float(np.std(values, ddof=1) / np.sqrt(len(values)))}
 
 
+def minimise(param: torch.Tensor, loss: Any, iters: int, anneal: bool) -> None:
+    """Adam (lr 0.05) on one tensor for ``iters`` steps of ``loss()``.
+
+    Adam on an L1 loss keeps stepping ~lr however close it is (the fits stall at ~1.4 levels); ``anneal``, a
+    cosine decay to zero, lets it settle.
+    """
+    opt = torch.optim.Adam([param], lr=0.05)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iters) if anneal else None
+    for _ in range(iters):
+        value = loss()
+        opt.zero_grad()
+        value.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+
+
 def fit(
     y: torch.Tensor,
     t: torch.Tensor,
@@ -62,24 +80,21 @@ def fit(
     if select:
         coef[:, 3] = k_init  # a large gain starts the selection as the pixel-wise max of the sources
     coef.requires_grad_(True)
-    opt = torch.optim.Adam([coef], lr=0.05)
-    # Adam on an L1 loss keeps stepping ~lr however close it is (the fits stall at ~1.4 levels); a cosine
-    # decay to zero lets it settle
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iters) if anneal else None
-    for _ in range(iters):
+    last: dict[str, torch.Tensor] = {}
+
+    def loss() -> torch.Tensor:
         maps = [
             F.interpolate(coef[:, i : i + 1], scale_factor=4.0, mode="bilinear") for i in range(coef.shape[1])
         ]
         out = (1 + maps[0]) * yp + maps[1] * tp + maps[2]
         if select:
             out = out + torch.sigmoid(maps[3] * (tp - yp) + maps[4]) * (tp - yp)
+        last["out"] = out
         err = (out[..., :h, :w] - target).abs()
-        loss = (err if weight is None else err * weight).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if sched is not None:
-            sched.step()
+        return (err if weight is None else err * weight).mean()
+
+    minimise(coef, loss, iters, anneal)
+    out = last["out"]
     return out[..., :h, :w].detach().clamp(0, 1)
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from form_ceiling import mean_se
+from form_ceiling import mean_se, minimise
 from tune_distill import KEYS, loss_for
 from tune_teacher import _score
 
@@ -65,14 +65,7 @@ class Coefficients(torch.nn.Module):
 def fit(loss_fn: Any, batch: dict[str, torch.Tensor], iters: int) -> torch.Tensor:
     h, w = batch["visible"].shape[-2:]
     model = Coefficients(h, w)
-    opt = torch.optim.Adam([model.coef], lr=0.05)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iters)
-    for _ in range(iters):
-        loss, _ = loss_fn(model, batch)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
+    minimise(model.coef, lambda: loss_fn(model, batch)[0], iters, anneal=True)
     with torch.no_grad():
         return model(batch["visible"], batch["thermal"])
 
