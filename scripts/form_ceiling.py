@@ -27,9 +27,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -48,7 +48,12 @@ def mean_se(values: list[float]) -> dict[str, float]:
     return {"mean": float(np.mean(values)), "se": float(np.std(values, ddof=1) / np.sqrt(len(values)))}
 
 
-def minimise(param: torch.Tensor, loss: Any, iters: int, anneal: bool) -> None:
+def paired(base: list[dict[str, float]], other: list[dict[str, float]], keys: tuple[str, ...]) -> dict:
+    """other − base per pair, as mean and standard error over pairs for each metric in ``keys``."""
+    return {m: mean_se([b[m] - a[m] for a, b in zip(base, other, strict=True)]) for m in keys}
+
+
+def minimise(param: torch.Tensor, loss: Callable[[], torch.Tensor], iters: int, anneal: bool) -> None:
     """Adam (lr 0.05) on one tensor for ``iters`` steps of ``loss()``.
 
     Adam on an L1 loss keeps stepping ~lr however close it is (the fits stall at ~1.4 levels); ``anneal``, a
@@ -94,8 +99,7 @@ def fit(
         return (err if weight is None else err * weight).mean()
 
     minimise(coef, loss, iters, anneal)
-    out = last["out"]
-    return out[..., :h, :w].detach().clamp(0, 1)
+    return last["out"][..., :h, :w].detach().clamp(0, 1)
 
 
 def constructive(y: torch.Tensor, t: torch.Tensor, em: object) -> dict[str, torch.Tensor]:
@@ -156,11 +160,10 @@ def cache_fits(args: argparse.Namespace) -> int:
             for k, fs in rows.items()
         }
     scores = {k: {m: float(np.mean([r[m] for r in rs])) for m in rs[0]} for k, rs in per_pair.items()}
-    paired = {}  # weighted − plain, per pair: mean and standard error over pairs
+    differences = {}  # weighted − plain, per pair: mean and standard error over pairs
     for plain in (k for k in fits if k.endswith("plain L1")):
         weighted = plain.replace("plain L1", "weighted L1")
-        d = {m: [b[m] - a[m] for a, b in zip(per_pair[plain], per_pair[weighted], strict=True)] for m in HEAD}
-        paired[weighted + " − " + plain] = {m: mean_se(x) for m, x in d.items()}
+        differences[weighted + " − " + plain] = paired(per_pair[plain], per_pair[weighted], HEAD)
     out = {
         "cache": args.cache,
         "pairs": stems,
@@ -169,13 +172,13 @@ def cache_fits(args: argparse.Namespace) -> int:
         "metrics": scores,
         "fit_l1_levels": {k: float(np.mean([a for a, _ in v])) for k, v in l1.items()},
         "fit_l1_levels_where_w_ge_half": {k: float(np.mean([b for _, b in v])) for k, v in l1.items()},
-        "weighted_minus_plain": paired,
+        "weighted_minus_plain": differences,
     }
     Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
     for k, m in scores.items():
         extra = f", fit L1 {out['fit_l1_levels'][k]:.2f} levels" if k in l1 else ""
         print(f"{k}: VIF {m['VIF']:.3f} Qabf {m['Qabf']:.3f} SSIM {m['SSIM']:.3f}{extra}")
-    for k, d in paired.items():
+    for k, d in differences.items():
         print(k + ": " + ", ".join(f"{m} {v['mean']:+.4f} ± {v['se']:.4f}" for m, v in d.items()))
     return 0
 

@@ -7,6 +7,8 @@ and no routing, ``a`` for the teacher-free loss, then fields as ``name=value``),
 the fits are scored with the fusion metrics next to the ensemble mean. A network trained with that loss can
 at best reach its per-image optimum. If that optimum already sits well below the teacher, the gap between
 students and teacher comes from the loss, not from the network's capacity.
+Every fit is also compared with the first ``--config``'s pair by pair (``minus <config>``: mean ± SE of
+the differences over pairs).
 
 Images are cropped to multiples of 16 (the form's grid), or to a centred ``--crop`` square (each fit costs
 ~2000 Adam steps of the whole loss; the crop keeps that to minutes on a CPU).
@@ -27,7 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from form_ceiling import mean_se, minimise
+from form_ceiling import mean_se, minimise, paired
 from tune_distill import KEYS, loss_for
 from tune_teacher import _score
 
@@ -121,8 +123,13 @@ def main() -> int:
         "tau": tau,
         "configs": configs,
         "metrics": {k: {m: mean_se([r[m] for r in rs]) for m in KEYS} for k, rs in per_pair.items()},
-        "per_pair": per_pair,  # for paired differences between the fits
+        "per_pair": per_pair,
     }
+    if args.config:  # every fit against the first --config's, pair by pair
+        first = args.config[0]
+        out[f"minus {first}"] = {
+            k: paired(per_pair[first], v, KEYS) for k, v in per_pair.items() if k != first
+        }
     Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
     for k, m in out["metrics"].items():
         print(f"{k}: " + " ".join(f"{n} {m[n]['mean']:.3f}" for n in KEYS))

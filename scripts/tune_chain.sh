@@ -26,14 +26,14 @@ CONFIGS=("$CONTROL" "$BASE" "$BASE w_pixel=2" "$BASE w_pixel=4" "${BASE/w_gradie
     "${BASE/w_intensity=0.5/w_intensity=0}")
 # six runs share 16 cores. The fourteenth session's first try, with torch's default of 16 threads each, scored
 # no seed in 23 minutes at a load of ~92 (oversubscription suspected, not confirmed): 2 threads each now, and
-# every run logs its epochs and its scoring time (kill -USR1 PID prints a run's stack into its log)
-export OMP_NUM_THREADS=2
+# every run logs its epochs and its scoring time (kill -USR1 PID prints a run's stack into its log). Only
+# these runs: the students of step 4 keep the bundled recipe's defaults
 pids=()
 for i in "${!CONFIGS[@]}"; do
     [ -f "$W/tune_$i.json" ] && continue
     log "tune $i: ${CONFIGS[$i]}"
-    python3 scripts/tune_distill.py --rs "$RS" --cache "$W/asc_dn" --union "$W/dn" --config "${CONFIGS[$i]}" \
-        --device "$DEVICE" --night-gamma 3 --metric-workers 2 --threads 2 --json "$W/tune_$i.json" \
+    OMP_NUM_THREADS=2 python3 scripts/tune_distill.py --rs "$RS" --cache "$W/asc_dn" --union "$W/dn" \
+        --config "${CONFIGS[$i]}" --device "$DEVICE" --night-gamma 3 --metric-workers 2 --threads 2 --json "$W/tune_$i.json" \
         ${TUNE_EXTRA:-} >"$W/tune_$i.log" 2>&1 &
     pids+=($!)
 done

@@ -44,12 +44,19 @@ def pace(tag: str, epoch: int, logs: dict[str, float]) -> None:
     print(f"{tag} epoch {epoch}: loss {logs['loss']:.4f} ({logs['seconds']:.0f} s)", flush=True)
 
 
+def split_spec(spec: str) -> tuple[str, dict[str, float], dict[str, float]]:
+    """A config -> (row letter, its loss weights, its augmentation fields with their defaults of 0)."""
+    row, *fields = spec.split()
+    values = {k: float(v) for k, v in (f.split("=") for f in fields)}
+    weights = {k: v for k, v in values.items() if k not in DATA_FIELDS}
+    return row, weights, {k: values.get(k, 0.0) for k in DATA_FIELDS}
+
+
 def loss_for(spec: str, tau: float) -> Any:
     from edgefuse.distill import DistillConfig, DistillLoss
     from edgefuse.losses import fusion_loss
 
-    row, *fields = spec.split()
-    kw = {k: float(v) for k, v in (f.split("=") for f in fields) if k not in DATA_FIELDS}
+    row, kw, _ = split_spec(spec)
     if row == "a":  # edgefuse train's loss; fields: its weights w_intensity, w_gradient, w_ssim (a control)
         return lambda m, b: fusion_loss(m(b["visible"], b["thermal"]), b["visible"], b["thermal"], **kw)
     weighting = {"b": "uniform", "c": "variance"}[row]
@@ -128,9 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for spec in args.config:
         per_seed = []
-        fields = dict(f.split("=") for f in spec.split()[1:])
-        aug = {k: float(fields.get(k, 0.0)) for k in DATA_FIELDS}
-        on_union = union is not None and spec.split()[0] != "a"
+        row, _, aug = split_spec(spec)
+        on_union = union is not None and row != "a"
         data, idx = (union, union_idx) if on_union else (src, fit_idx)
         repeat = max(1, args.repeat // 2) if on_union else args.repeat
         for seed in args.seeds:
