@@ -150,7 +150,7 @@ def train_prior(
             opt, lambda s: _lr_factor(s, plan["total"]), last_epoch=step - 1
         )
         rng.bit_generator.state = json.loads(st["rng"])
-        torch.set_rng_state(st["torch_rng"])
+        torch.set_rng_state(st["torch_rng"].cpu())  # map_location moved it to the device
 
     def save_state() -> None:
         state = {
