@@ -24,10 +24,10 @@ CONTROL="a w_intensity=0.5 w_gradient=10 w_ssim=1 night=0.5 thermal_level=0.5"
 BASE="b w_intensity=0.5 w_gradient=10 w_source_ssim=1 thermal_level=0.5"
 CONFIGS=("$CONTROL" "$BASE" "$BASE w_pixel=2" "$BASE w_pixel=4" "${BASE/w_gradient=10/w_gradient=5}"
     "${BASE/w_intensity=0.5/w_intensity=0}")
-# six runs share 16 cores. The fourteenth session's first try, with torch's default of 16 threads each, scored
-# no seed in 23 minutes at a load of ~92 (oversubscription suspected, not confirmed): 2 threads each now, and
-# every run logs its epochs and its scoring time (kill -USR1 PID prints a run's stack into its log). Only
-# these runs: the students of step 4 keep the bundled recipe's defaults
+# six runs share 16 cores: with torch's default of 16 threads each they scored no seed in 23 minutes (load ~92;
+# fourteenth session), with 2 each all six finished in 2 minutes (fifteenth). Every run logs its epochs and its
+# scoring time (kill -USR1 PID prints a run's stack into its log). Only these runs: the students of step 4
+# keep the bundled recipe's defaults
 pids=()
 for i in "${!CONFIGS[@]}"; do
     [ -f "$W/tune_$i.json" ] && continue
