@@ -26,6 +26,7 @@ from edgefuse.cli import (
     teacher,
     train,
 )
+from edgefuse.cli import conditional as conditional  # registers `teacher train-cond` / `sample-cond`
 from edgefuse.cli._common import DEBUG_ENV, debug_enabled, handle_exception, quiet_third_party, set_debug
 
 app = typer.Typer(

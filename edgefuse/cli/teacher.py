@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from edgefuse.teacher.ddfm import SamplerConfig
 
 app = typer.Typer(
-    help="Teachers: train-prior, sample (DDFM K-sample ensemble cache), ascend (metric-ascent), import.",
+    help="Teachers: train-prior, sample (DDFM K-sample ensemble cache), ascend (metric-ascent), import, "
+    "train-cond / sample-cond (conditional diffusion teacher).",
     no_args_is_help=True,
 )
 

@@ -64,7 +64,7 @@ class SamplerConfig:
         )
 
 
-def _pad(x: torch.Tensor, multiple: int) -> torch.Tensor:
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
     if not ph and not pw:
@@ -88,8 +88,8 @@ def sample_fusion(
     """
     device = prior.device
     h, w = visible.shape[-2:]
-    vis_y = _pad(luma(visible[None].to(device)) * 2.0 - 1.0, prior.multiple)
-    ir = _pad(thermal[None].to(device).float() * 2.0 - 1.0, prior.multiple)
+    vis_y = pad_to_multiple(luma(visible[None].to(device)) * 2.0 - 1.0, prior.multiple)
+    ir = pad_to_multiple(thermal[None].to(device).float() * 2.0 - 1.0, prior.multiple)
     hp, wp = vis_y.shape[-2:]
     k = len(seeds)
     chunk = cfg.max_batch if cfg.max_batch > 0 else k

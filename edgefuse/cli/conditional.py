@@ -1,0 +1,157 @@
+"""``edgefuse teacher train-cond`` / ``sample-cond``: the conditional diffusion teacher
+(edgefuse.teacher.conditional). A module of its own so that the teacher group's file stays small; it
+registers on the ``teacher`` command group."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edgefuse.cli._common import cli_command, console
+from edgefuse.cli.teacher import _progress, app, with_progress
+
+
+@app.command("train-cond")
+@cli_command
+def train_cond(
+    data: Annotated[
+        Path, typer.Option(help="Paired folder the cache fuses; only its training split is used.")
+    ],
+    cache: Annotated[Path, typer.Option(help="Teacher cache whose samples are the targets (any teacher).")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Model directory to write (diffusers layout).")],
+    crop: Annotated[int, typer.Option(min=16, help="Square training crop size.")] = 64,
+    channels: Annotated[str, typer.Option(help="UNet widths per level, comma-separated.")] = "32,64,128,128",
+    layers_per_block: Annotated[int, typer.Option(min=1)] = 2,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    lr: Annotated[float, typer.Option(min=0.0)] = 5e-4,
+    steps: Annotated[int, typer.Option(min=1, help="Maximum optimiser steps.")] = 20000,
+    minutes: Annotated[
+        float, typer.Option(min=0.0, help="Wall-clock budget (0: none); sizes the schedule.")
+    ] = 0.0,
+    val_fraction: Annotated[
+        float,
+        typer.Option(min=0.0, max=0.9, help="Held-out pairs, never seen (0 for a folder of training pairs)."),
+    ] = 0.2,
+    split_seed: Annotated[int, typer.Option(help="Seed of the train/val split (the one `train` uses).")] = 0,
+    seed: Annotated[int, typer.Option()] = 0,
+    device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
+    precision: Annotated[str, typer.Option(help="bf16, fp16 or fp32 (autocast on CUDA only).")] = "bf16",
+    resume: Annotated[
+        bool,
+        typer.Option(help="Continue the schedule saved in <out>.state.pt by an earlier, time-limited call."),
+    ] = False,
+) -> None:
+    """Train a conditional diffusion teacher (the Diff-IF route) on a teacher cache's samples.
+
+    A UNet denoises the fused luminance given the visible luminance and the thermal frame (ε-prediction,
+    DDPM schedule, the prior's training loop); its targets are the cache's K samples per training pair, so it
+    learns the teacher's distribution. Sample it with `teacher sample-cond`.
+    """
+    from edgefuse.data import find_pairs, split_indices
+    from edgefuse.teacher.cache import TeacherCache
+    from edgefuse.teacher.conditional import train_conditional, training_items
+    from edgefuse.teacher.denoiser import DenoiserConfig
+
+    widths = tuple(int(c) for c in channels.split(",") if c.strip())
+    if crop % 2 ** (len(widths) - 1):
+        raise typer.BadParameter(
+            f"--crop must be a multiple of {2 ** (len(widths) - 1)} for {len(widths)} levels"
+        )
+    source = find_pairs(data)
+    teacher_cache = TeacherCache(cache)
+    train_idx, val_idx = split_indices(source.pairs, val_fraction=val_fraction, seed=split_seed)
+    items = training_items(source, teacher_cache, train_idx)
+    console.print(
+        f"conditional teacher data: {source.name}: {len(items)} training pairs, K={teacher_cache.k}"
+    )
+    cfg = DenoiserConfig(
+        crop=crop,
+        channels=widths,
+        layers_per_block=layers_per_block,
+        batch_size=batch_size,
+        lr=lr,
+        max_steps=steps,
+        minutes=minutes,
+        seed=seed,
+        device=device,
+        precision=precision,
+    )
+    prov = {
+        "data": source.name,
+        "data_root": str(source.root.resolve()),
+        "cache": str(teacher_cache.root.resolve()),
+        "cache_sha256": teacher_cache.sha256,
+        "cache_teacher": teacher_cache.manifest.get("teacher"),
+        "train_stems": [source.pairs[i].stem for i in train_idx],
+        "val_stems": [source.pairs[i].stem for i in val_idx],
+        "split_seed": split_seed,
+    }
+    with _progress() as bar:
+        task = bar.add_task("conditional teacher", total=steps)
+
+        def on_step(step: int, total: int, loss: float) -> None:
+            bar.update(task, completed=step, total=total, description=f"conditional teacher loss {loss:.4f}")
+
+        info = train_conditional(items, out, cfg, provenance=prov, on_step=on_step, resume=resume)
+    console.print(
+        f"[green]wrote[/] {out} ({info['steps']} of {info['schedule_steps']} steps"
+        f"{'' if info['complete'] else ', resumable'}, {info['seconds']:.0f} s, "
+        f"loss {info['final_loss_ema']:.4f}, sha256 {info['sha256'][:12]})"
+    )
+
+
+@app.command("sample-cond")
+@cli_command
+def sample_cond(
+    model: Annotated[Path, typer.Option(help="Conditional teacher directory (teacher train-cond).")],
+    data: Annotated[Path, typer.Option(help="Paired folder to fuse.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Cache directory to write.")],
+    k: Annotated[
+        int, typer.Option("--k", min=2, max=64, help="Samples per pair (seeds seed..seed+K-1).")
+    ] = 6,
+    steps: Annotated[int, typer.Option(min=1, max=1000, help="DDIM steps.")] = 20,
+    eta: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="DDIM eta (1: DDPM-like, the samples spread most).")
+    ] = 1.0,
+    seed: Annotated[int, typer.Option()] = 0,
+    save_samples: Annotated[
+        bool, typer.Option(help="Keep the K samples (feature routing needs them).")
+    ] = True,
+    limit: Annotated[int, typer.Option(min=0, help="Only the first N pairs (0: all).")] = 0,
+    device: Annotated[str, typer.Option(help="cpu or cuda (under torchrun: one GPU per process).")] = "cpu",
+    precision: Annotated[str, typer.Option(help="UNet autocast on CUDA: bf16, fp16 or fp32.")] = "bf16",
+    resize_ir: Annotated[bool, typer.Option(help="Resize thermal frames to the visible size.")] = False,
+    resume: Annotated[bool, typer.Option(help="Keep pairs already written by an interrupted run.")] = False,
+) -> None:
+    """Fuse every pair K times with the conditional teacher; write mean, variance and samples per pair."""
+    from edgefuse.data import find_pairs
+    from edgefuse.distributed import init_distributed, rank_and_world, shutdown_distributed
+    from edgefuse.teacher.conditional import ConditionalTeacher, sample_conditional_ensemble
+
+    device = init_distributed(device)
+    rank, _ = rank_and_world()
+    try:
+        source = find_pairs(data, resize_ir=resize_ir)
+        teacher = ConditionalTeacher.load(model, device=device, precision=precision)
+        with_progress(
+            "conditional teacher",
+            min(len(source), limit or len(source)),
+            k,
+            rank,
+            lambda on_pair: sample_conditional_ensemble(
+                teacher,
+                source,
+                out,
+                [seed + j for j in range(k)],
+                steps=steps,
+                eta=eta,
+                limit=limit,
+                save_samples=save_samples,
+                resume=resume,
+                on_pair=on_pair,
+            ),
+        )
+    finally:
+        shutdown_distributed()

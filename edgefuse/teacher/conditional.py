@@ -1,0 +1,225 @@
+"""A conditional diffusion teacher (the Diff-IF route): a UNet that denoises the *fused* luminance given both
+sources, trained on an existing teacher's samples, and sampled with stochastic DDIM.
+
+The unconditional prior of the DDFM teacher only ever pulled the fused image towards a smoother one, which
+the metrics score down (docs/distillation.md), so it does no work in the samples. Here the diffusion model
+carries the fusion itself: its input is the noisy fused luminance concatenated with the visible luminance
+and the thermal frame; its targets are the K samples of a teacher cache (any teacher: ascent, DDFM or
+imported), so it learns their distribution, not only their mean. Its K samples per pair (different seeds,
+η > 0) then differ where that distribution is wide and where the model is unsure; they go into the same
+cache format.
+
+Model directory: a diffusers ``DDPMPipeline`` layout (``unet/`` with 3 input channels and 1 output channel,
+``scheduler/``) plus ``edgefuse_conditional.json`` (provenance: the training cache's teacher, steps, pairs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from edgefuse._optional import require
+from edgefuse.color import BT601_F32
+from edgefuse.errors import CheckpointError, DataError
+from edgefuse.teacher.ddfm import luma, pad_to_multiple, with_visible_chroma
+from edgefuse.teacher.denoiser import DenoiserConfig, ddim_scheduler, fit_denoiser, unet_dir, unet_hash
+from edgefuse.teacher.ensemble import write_ensemble
+
+COND_META = "edgefuse_conditional.json"
+KIND = "edgefuse-conditional-teacher"
+
+
+def training_items(source: Any, cache: Any, indices: Sequence[int]) -> list[np.ndarray]:
+    """Per pair a float16 (2 + K)×H×W array in [0, 1]: visible luminance, thermal, then the K targets
+    (the cache's samples; its mean's luminance K times over if it kept none)."""
+    cache.check(source, indices)
+    items = []
+    for i in indices:
+        vis, ir = source[i]
+        entry = cache.load(source.pairs[i].stem)
+        if entry.samples is not None:
+            s = entry.samples.astype(np.float32)
+            targets = s / 255.0 if entry.samples.dtype == np.uint8 else s
+        else:
+            targets = np.repeat((entry.mean @ BT601_F32)[None], cache.k, axis=0)
+        stack = np.concatenate([(vis @ BT601_F32)[None], ir[None], targets])
+        items.append(np.clip(stack, 0.0, 1.0).astype(np.float16))
+    return items
+
+
+def conditional_crops(
+    items: Sequence[np.ndarray], batch: int, crop: int, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(targets B×1×c×c, conditioning B×2×c×c) in [-1, 1]: random pair, position, flip and teacher sample."""
+    x0 = np.empty((batch, 1, crop, crop), dtype=np.float32)
+    cond = np.empty((batch, 2, crop, crop), dtype=np.float32)
+    for b, k in enumerate(rng.integers(0, len(items), size=batch)):
+        arr = items[int(k)]
+        ph, pw = max(0, crop - arr.shape[1]), max(0, crop - arr.shape[2])
+        if ph or pw:
+            arr = np.pad(arr, ((0, 0), (0, ph), (0, pw)), mode="reflect")
+        top = int(rng.integers(0, arr.shape[1] - crop + 1))
+        left = int(rng.integers(0, arr.shape[2] - crop + 1))
+        patch = arr[:, top : top + crop, left : left + crop]
+        patch = patch[:, :, ::-1] if rng.integers(0, 2) else patch
+        j = int(rng.integers(2, arr.shape[0]))
+        x0[b, 0], cond[b] = patch[j], patch[:2]
+    return torch.from_numpy(x0) * 2.0 - 1.0, torch.from_numpy(cond) * 2.0 - 1.0
+
+
+def train_conditional(
+    items: Sequence[np.ndarray],
+    out: str | os.PathLike[str],
+    cfg: DenoiserConfig,
+    provenance: dict[str, Any] | None = None,
+    on_step: Callable[[int, int, float], None] | None = None,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Train the conditional teacher on ``training_items`` (the prior's loop: resumable, atomic output)."""
+    if not items:
+        raise DataError("train-cond: no pairs to train on")
+    return fit_denoiser(
+        lambda rng: conditional_crops(items, cfg.batch_size, cfg.crop, rng),
+        out,
+        cfg,
+        in_channels=3,
+        kind=KIND,
+        meta_name=COND_META,
+        provenance={"pairs": len(items), **(provenance or {})},
+        on_step=on_step,
+        resume=resume,
+    )
+
+
+class ConditionalTeacher:
+    """A loaded conditional teacher: ``sample(visible, thermal, seeds)`` -> K fused luminance samples."""
+
+    def __init__(self, unet: Any, scheduler_config: dict[str, Any], path: Path, precision: str) -> None:
+        self.unet = unet.eval().requires_grad_(False)
+        self.scheduler_config = dict(scheduler_config)
+        self.path = path
+        self.sha256 = unet_hash(path)
+        self.precision = precision
+        downs = sum(1 for b in unet.down_blocks if getattr(b, "downsamplers", None) is not None)
+        self.multiple = 2**downs
+        self.meta: dict[str, Any] = json.loads((path / COND_META).read_text())
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], device: str = "cpu", precision: str = "fp32"
+    ) -> ConditionalTeacher:
+        diffusers = require("diffusers")
+        path = Path(path).expanduser()
+        if not (path / COND_META).is_file():
+            raise CheckpointError(
+                f"{path}: not a conditional teacher (no {COND_META}; train one with train-cond)"
+            )
+        where = unet_dir(path)
+        try:
+            unet = diffusers.UNet2DModel.from_pretrained(
+                str(where), local_files_only=True, low_cpu_mem_usage=False
+            )
+        except Exception as exc:  # diffusers raises many types for a foreign or broken directory
+            msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"{where}: not a loadable diffusers UNet2DModel ({msg})") from None
+        if (unet.config.in_channels, unet.config.out_channels) != (3, 1):
+            raise CheckpointError(
+                f"{where}: a conditional teacher maps 3 channels to 1 (config in/out channels)"
+            )
+        sched = path / "scheduler" / "scheduler_config.json"
+        sched_cfg = (
+            json.loads(sched.read_text()) if sched.is_file() else dict(diffusers.DDPMScheduler().config)
+        )
+        return cls(unet.to(device), sched_cfg, path, precision)
+
+    def record(self, steps: int, eta: float) -> dict[str, Any]:
+        """What identifies this teacher in a cache manifest (and the student's provenance)."""
+        return {
+            "kind": "conditional",
+            "model": str(self.path.resolve()),
+            "model_sha256": self.sha256,
+            "model_steps": self.meta.get("steps"),
+            "trained_on": self.meta.get("cache_teacher"),
+            "trained_pairs": self.meta.get("pairs"),
+            "sampler": {"steps": steps, "eta": eta},
+            "precision": self.precision if self.device.type == "cuda" else "fp32",
+        }
+
+    @torch.no_grad()
+    def sample(
+        self,
+        visible: torch.Tensor,
+        thermal: torch.Tensor,
+        seeds: Sequence[int],
+        steps: int = 20,
+        eta: float = 1.0,
+    ) -> torch.Tensor:
+        """K = len(seeds) samples K×1×H×W in [0, 1] of one pair (visible 3×H×W, thermal 1×H×W in [0, 1])."""
+        device = self.device
+        h, w = visible.shape[-2:]
+        vis_y = luma(visible[None].to(device).float()) * 2.0 - 1.0
+        ir = thermal[None].to(device).float() * 2.0 - 1.0
+        cond = pad_to_multiple(torch.cat([vis_y, ir], dim=1), self.multiple)
+        gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        shape = (1, *cond.shape[-2:])
+        x = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(device)
+        cond = cond.expand(len(seeds), -1, -1, -1)
+        sched = ddim_scheduler(self.scheduler_config)
+        sched.set_timesteps(steps, device=device)
+        amp = device.type == "cuda" and self.precision in ("bf16", "fp16")
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        x0 = x
+        for t in sched.timesteps:
+            with torch.autocast(device.type, dtype=dtype, enabled=amp):
+                eps = self.unet(torch.cat([x, cond], dim=1), t).sample.float()
+            noise = None
+            if eta > 0:  # per-seed noise: a sample does not depend on which others run beside it
+                noise = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(device)
+            step = sched.step(eps, t, x, eta=eta, variance_noise=noise)
+            x, x0 = step.prev_sample, step.pred_original_sample
+        y = ((x0.clamp(-1.0, 1.0) + 1.0) * 0.5)[..., :h, :w]
+        if not torch.isfinite(y).all():
+            raise DataError(f"{self.path}: the conditional teacher produced NaN/Inf")
+        return y
+
+
+def sample_conditional_ensemble(
+    teacher: ConditionalTeacher,
+    source: Any,
+    out: str | Path,
+    seeds: Sequence[int],
+    *,
+    steps: int = 20,
+    eta: float = 1.0,
+    limit: int = 0,
+    save_samples: bool = True,
+    resume: bool = False,
+    on_pair: Callable[[], None] | None = None,
+) -> tuple[Path, dict[str, Any]] | None:
+    """K samples per pair into a teacher cache (``ensemble.write_ensemble``: resumable, torchrun-aware)."""
+
+    def fuse_pair(v: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return with_visible_chroma(teacher.sample(v, t, seeds, steps, eta), v[None])
+
+    return write_ensemble(
+        source,
+        out,
+        teacher.record(steps, eta),
+        seeds,
+        fuse_pair,
+        teacher.device,
+        limit=limit,
+        save_samples=save_samples,
+        resume=resume,
+        on_pair=on_pair,
+    )
