@@ -9,6 +9,7 @@
 #   ROWS=c bash scripts/device_ablation.sh 560     # as run in the tenth session (carry .gpu/data, .whl)
 #   ROWS=d START=.gpu/start.safetensors bash scripts/device_ablation.sh 555   # eleventh: 3 calls, 1300 s
 #   DRIVER=scripts/tune_chain.sh ROWS=dt START=...  # a driver script instead of ascent_ablation (fourteenth)
+#   DRIVER=scripts/cond_chain.sh ROWS=none PACK=cond.tar START=...  # PACK: more of the driver's files to return
 #
 # Sessions' lessons, kept here: a call that comes more than ~30 s after the last one finds the machine given
 # back (and /tmp gone); a finished background process can stay a zombie there, so "alive" means running.
@@ -74,8 +75,12 @@ tail -n 20 "$W/progress.txt" 2>/dev/null
 (cd "$W" && tar -czf "$OUT/progress.tgz" ./*.log ./*.txt ./*.json 2>/dev/null)
 for row in ${ROWS//,/ }; do
     for s in ${SEEDS//,/ }; do
-        (cd "$W" && tar -czf "$OUT/${row}_s$s.tgz" "${row}_s$s".safetensors* 2>/dev/null)
+        ls "$W/${row}_s$s".safetensors* >/dev/null 2>&1 || continue
+        (cd "$W" && tar -czf "$OUT/${row}_s$s.tgz" "${row}_s$s".safetensors*)
     done
+done
+for f in ${PACK:-}; do # other files of the driver's to bring back (e.g. PACK=cond.tar)
+    [ -f "$W/$f" ] && cp "$W/$f" "$OUT/"
 done
 if [ -f "$W/prior/edgefuse_prior.json" ] && [ ! -f "$W/prior.sent" ]; then
     tar -cf "$OUT/prior.tar" -C "$W" prior && touch "$W/prior.sent"  # (d) resumes only on this backbone

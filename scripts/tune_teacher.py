@@ -10,6 +10,8 @@ same tuning pairs; among admissible configs the largest VIF/VIF_ref + Qabf/Qabf_
   objective, φ, salience softness and blur;
 - ``--stage sampler`` (GPU): the full sampler with a trained prior over μ, EM iterations, steps and η, on the
   objective chosen by the first stage (``--em JSON``), K=2 samples per pair, the ensemble mean scored.
+- ``--stage cond`` (GPU): the conditional teacher (``--model``, ``teacher train-cond``) over DDIM steps and η,
+  K samples per pair (``--k``), the ensemble mean scored.
 
     python scripts/tune_teacher.py --stage objective --rs ../shared/data/roadscene_train \
         --json docs/results/teacher_tuning_objective.json
@@ -70,12 +72,14 @@ def choose(rows: list[dict[str, Any]], ref: dict[str, float]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--stage", choices=("objective", "sampler"), required=True)
+    ap.add_argument("--stage", choices=("objective", "sampler", "cond"), required=True)
     ap.add_argument("--rs", required=True)
     ap.add_argument("--json", required=True)
     ap.add_argument("--reference", default="fusionproxy-s", help="student checkpoint the rule compares with")
     ap.add_argument("--prior", help="prior directory (sampler stage)")
     ap.add_argument("--em", help="JSON file with the chosen objective (sampler stage: its 'best.config')")
+    ap.add_argument("--model", help="conditional teacher directory (cond stage)")
+    ap.add_argument("--k", type=int, default=6, help="samples per pair (cond stage)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--limit", type=int, default=0)
@@ -106,6 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         for phi, soft, blur in itertools.product((0.0, 0.02, 0.1), (0.06, 0.1, 0.16), (2, 5, 9)):
             grid.append(EMConfig(phi=phi, softness=soft, blur=blur, prior_weight=0.0))
         configs: list[Any] = grid
+    elif args.stage == "cond":
+        from edgefuse.teacher.conditional import ConditionalTeacher
+
+        teacher = ConditionalTeacher.load(args.model, device=args.device, precision="bf16")
+        grid = ((10, 20, 50), (0.0, 0.5, 1.0)) if args.grid == "full" else ((2,), (1.0,))
+        configs = [{"steps": n, "eta": e} for n, e in itertools.product(*grid)]
     else:
         from edgefuse.teacher.prior import Prior
 
@@ -130,12 +140,15 @@ def main(argv: list[str] | None = None) -> int:
             tt = torch.from_numpy(t)[None, None].to(args.device)
             if args.stage == "objective":
                 y = (solve_objective(tt * 2 - 1, luma(vt) * 2 - 1, cfg, iters=30) + 1) / 2
+            elif args.stage == "cond":
+                seeds = list(range(args.k))
+                y = teacher.sample(vt[0], tt[0], seeds, cfg["steps"], cfg["eta"]).mean(dim=0, keepdim=True)
             else:
                 y = sample_fusion(prior, vt[0], tt[0], [0, 1], cfg).mean(dim=0, keepdim=True)
             fused.append(to_uint8(_rgb(y, vt)))
         secs = time.perf_counter() - t0
         m = mean_scores(pool, [(f, t, v) for f, (v, t) in zip(fused, pairs, strict=True)])
-        conf = cfg.to_dict()
+        conf = cfg if isinstance(cfg, dict) else cfg.to_dict()
         rows.append({"config": conf, "metrics": m, "seconds": secs})
         print(
             f"{json.dumps(conf)}: VIF {m['VIF']:.3f} Qabf {m['Qabf']:.3f} SSIM {m['SSIM']:.3f} "

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The conditional diffusion teacher (the Diff-IF route), start to end on one GPU machine, as the DRIVER of
+# scripts/device_ablation.sh (which keeps calling it until it exits 0; every stage skips what an earlier call
+# finished). The plan and its rule, written before the run: docs/results/session15_conditional_plan.md.
+#   1. the ascent teacher of the bundled recipe (ascent_ablation --rows '' --keep-samples): the dn cache (training
+#      pairs + night copies, K samples kept) is the conditional teacher's targets; rsval/llvip its own scores;
+#   2. teacher train-cond on the dn cache for COND_MINUTES (resumable);
+#   3. its DDIM steps and η chosen on the 34 tuning pairs of the training split (tune_teacher.py --stage cond);
+#   4. teacher sample-cond with them on RoadScene val and LLVIP, scored by score_cache.py (mean and spread);
+#   5. with COND_DN=1, sample-cond on the dn folder too: the cache a student would distil from.
+#
+#   DRIVER=scripts/cond_chain.sh ROWS=none PACK=cond.tar START=.gpu/start.safetensors \
+#       bash scripts/device_ablation.sh 540
+set -euo pipefail
+: "${W:?}" "${SLOTS:=16}" "${JITTER:=0.3}" "${START:?}" "${SEEDS:=0,1,2}"
+RS=${RS:-/tmp/data/roadscene_train}
+LLVIP=${LLVIP:-/tmp/data/llvip_sample}
+DEVICE=${DEVICE:-cuda}
+K=${K:-6}
+EF=(python3 -m edgefuse)
+log() { echo "[$(date +%T)] $*" >>"$W/progress.txt"; }
+# ASC_EXTRA / COND_EXTRA / TUNE_EXTRA / SAMPLE_EXTRA: options appended for a quick check on a CPU
+if [ ! -f "$W/teacher_llvip.json" ]; then
+    python3 scripts/ascent_ablation.py --work "$W" --rs "$RS" --llvip "$LLVIP" --gpus 1 --slots "$SLOTS" \
+        --rows '' --sets dn,rsval,llvip --thermal-level 0.5 --jitter "$JITTER" --start "$START" --seeds "$SEEDS" \
+        --no-eval --device "$DEVICE" --keep-samples --resume ${ASC_EXTRA:-}
+fi
+done_training() {
+    python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["complete"] else 1)' \
+        "$W/cond/edgefuse_conditional.json" 2>/dev/null
+}
+if ! done_training; then
+    R=()
+    [ -f "$W/cond.state.pt" ] && R=(--resume) # a first call sizes the schedule to the minutes
+    log "train-cond ${R[*]}"
+    "${EF[@]}" teacher train-cond --data "$W/dn" --cache "$W/asc_dn" -o "$W/cond" --val-fraction 0 \
+        --crop "${COND_CROP:-128}" --channels "${COND_CHANNELS:-32,64,128,128}" --batch-size "${COND_BATCH:-64}" \
+        --minutes "${COND_MINUTES:-12}" --device "$DEVICE" --precision bf16 --seed 0 "${R[@]}" ${COND_EXTRA:-} \
+        2>&1 | tr '\r' '\n' | sed '/━/d' >>"$W/cond_train.log"
+    done_training || exit 3 # a time-limited part: the next call resumes it
+    tar -cf "$W/cond.tar" -C "$W" cond
+    log "trained: $(tail -n 1 "$W/cond_train.log")"
+fi
+if [ ! -f "$W/tune_cond.json" ]; then
+    python3 scripts/tune_teacher.py --stage cond --rs "$RS" --model "$W/cond" --k "$K" --device "$DEVICE" \
+        --workers 12 --json "$W/tune_cond.json" ${TUNE_EXTRA:-} >"$W/tune_cond.log" 2>&1
+    log "chosen: $(tail -n 1 "$W/tune_cond.log")"
+fi
+read -r STEPS ETA < <(python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["best"]["config"]; print(c["steps"], c["eta"])' "$W/tune_cond.json")
+[ -d "$W/data_rsval" ] || python3 - "$RS" "$W/data_rsval" <<'PY'
+import os, sys
+from pathlib import Path
+from edgefuse.data import find_pairs, split_indices
+src, dst = find_pairs(sys.argv[1]), Path(sys.argv[2])
+for sub in ("vi", "ir"):
+    (dst / sub).mkdir(parents=True, exist_ok=True)
+for i in split_indices(src.pairs, 0.2, 0)[1]:  # the validation split `train` holds out
+    for sub, f in (("vi", src.pairs[i].visible), ("ir", src.pairs[i].thermal)):
+        os.symlink(f.resolve(), dst / sub / f.name)
+PY
+sample() { # sample NAME FOLDER: the conditional teacher's cache of FOLDER
+    "${EF[@]}" teacher sample-cond --model "$W/cond" --data "$2" -o "$W/cond_$1" --k "$K" --steps "$STEPS" \
+        --eta "$ETA" --device "$DEVICE" --resume ${SAMPLE_EXTRA:-} 2>&1 | tr '\r' '\n' | sed '/━/d' >>"$W/cond_sample.log"
+}
+for set in rsval llvip; do
+    [ -f "$W/cond_teacher_$set.json" ] && continue
+    folder=$([ $set = rsval ] && echo "$W/data_rsval" || echo "$LLVIP")
+    sample $set "$folder"
+    val=$([ $set = rsval ] && echo "--val-split" || true)
+    python3 scripts/score_cache.py --cache "$W/cond_$set" --data "$([ $set = rsval ] && echo "$RS" || echo "$LLVIP")" \
+        $val --workers 12 --json "$W/cond_teacher_$set.json" >"$W/cond_score_$set.log" 2>&1
+    log "$set: $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); m=d["metrics"]; s=d["std_levels"]
+print(" ".join(f"{k} {m[k]:.3f}" for k in ("VIF", "Qabf", "SSIM")), "std p50/p90/p99", *(f"{v:.2f}" for v in s.values()))' \
+        "$W/cond_teacher_$set.json")"
+done
+if [ "${COND_DN:-0}" = 1 ] && [ ! -f "$W/cond_dn/manifest.json" ]; then
+    sample dn "$W/dn"
+    log "dn sampled"
+fi
+log "cond chain done"
