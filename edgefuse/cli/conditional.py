@@ -36,6 +36,13 @@ def train_cond(
     ] = 0.2,
     split_seed: Annotated[int, typer.Option(help="Seed of the train/val split (the one `train` uses).")] = 0,
     seed: Annotated[int, typer.Option()] = 0,
+    prediction: Annotated[
+        str,
+        typer.Option(
+            help="What the UNet predicts: v_prediction, epsilon or sample (x0). ε divides its error by √ᾱ "
+            "at high noise, where the model must already say what the fused image is."
+        ),
+    ] = "v_prediction",
     device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
     precision: Annotated[str, typer.Option(help="bf16, fp16 or fp32 (autocast on CUDA only).")] = "bf16",
     resume: Annotated[
@@ -52,8 +59,10 @@ def train_cond(
     from edgefuse.data import find_pairs, split_indices
     from edgefuse.teacher.cache import TeacherCache
     from edgefuse.teacher.conditional import train_conditional, training_items
-    from edgefuse.teacher.denoiser import DenoiserConfig
+    from edgefuse.teacher.denoiser import PREDICTIONS, DenoiserConfig
 
+    if prediction not in PREDICTIONS:
+        raise typer.BadParameter(f"--prediction must be one of {', '.join(PREDICTIONS)}")
     widths = tuple(int(c) for c in channels.split(",") if c.strip())
     if crop % 2 ** (len(widths) - 1):
         raise typer.BadParameter(
@@ -77,6 +86,7 @@ def train_cond(
         seed=seed,
         device=device,
         precision=precision,
+        prediction=prediction,
     )
     prov = {
         "data": source.name,

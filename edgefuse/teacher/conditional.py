@@ -174,18 +174,20 @@ class ConditionalTeacher:
         shape = (1, *cond.shape[-2:])
         x = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(device)
         cond = cond.expand(len(seeds), -1, -1, -1)
-        sched = ddim_scheduler(self.scheduler_config)
+        # x0 clipped to the data range at every step, and the step taken from the clipped x0
+        prediction = str(self.scheduler_config.get("prediction_type", "epsilon"))
+        sched = ddim_scheduler(self.scheduler_config, prediction, clip_sample=True)
         sched.set_timesteps(steps, device=device)
         amp = device.type == "cuda" and self.precision in ("bf16", "fp16")
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         x0 = x
         for t in sched.timesteps:
             with torch.autocast(device.type, dtype=dtype, enabled=amp):
-                eps = self.unet(torch.cat([x, cond], dim=1), t).sample.float()
+                out = self.unet(torch.cat([x, cond], dim=1), t).sample.float()
             noise = None
             if eta > 0:  # per-seed noise: a sample does not depend on which others run beside it
                 noise = torch.stack([torch.randn(shape, generator=g) for g in gens]).to(device)
-            step = sched.step(eps, t, x, eta=eta, variance_noise=noise)
+            step = sched.step(out, t, x, eta=eta, use_clipped_model_output=True, variance_noise=noise)
             x, x0 = step.prev_sample, step.pred_original_sample
         y = ((x0.clamp(-1.0, 1.0) + 1.0) * 0.5)[..., :h, :w]
         if not torch.isfinite(y).all():

@@ -25,6 +25,7 @@ import torch
 from edgefuse._optional import require
 from edgefuse.io import atomic_path, sha256_path
 
+PREDICTIONS = ("epsilon", "v_prediction", "sample")  # diffusers' names
 # draw(rng) -> (clean targets B×1×c×c, conditioning B×C×c×c or None), both in [-1, 1], on the CPU
 Draw = Callable[[np.random.Generator], tuple[torch.Tensor, torch.Tensor | None]]
 
@@ -43,6 +44,13 @@ class DenoiserConfig:
     seed: int = 0
     device: str = "cpu"
     precision: str = "bf16"  # autocast dtype on CUDA (fp32 on CPU whatever this says)
+    # what the UNet predicts: ε (the prior), v or the clean sample x0. ε-prediction divides its error by
+    # √ᾱ_t at high noise, where a conditional model must already say what the image is; v stays well scaled
+    prediction: str = "epsilon"
+
+    def __post_init__(self) -> None:
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"prediction must be one of {', '.join(PREDICTIONS)}, not {self.prediction!r}")
 
 
 def build_unet(cfg: DenoiserConfig, in_channels: int = 1) -> Any:
@@ -63,8 +71,10 @@ def build_unet(cfg: DenoiserConfig, in_channels: int = 1) -> Any:
     )
 
 
-def ddim_scheduler(scheduler_config: dict[str, Any]) -> Any:
-    """A DDIM scheduler on a model's noise schedule; it is fed ε, and lands on x0 at the last step."""
+def ddim_scheduler(
+    scheduler_config: dict[str, Any], prediction_type: str = "epsilon", clip_sample: bool = False
+) -> Any:
+    """A DDIM scheduler on a model's noise schedule (fed ``prediction_type``); it lands on x0 at the end."""
     diffusers = require("diffusers")
     keep = {
         k: v
@@ -73,8 +83,8 @@ def ddim_scheduler(scheduler_config: dict[str, Any]) -> Any:
     }
     return diffusers.DDIMScheduler(
         **keep,
-        prediction_type="epsilon",
-        clip_sample=False,
+        prediction_type=prediction_type,
+        clip_sample=clip_sample,
         set_alpha_to_one=True,
         timestep_spacing="trailing",
     )
@@ -121,7 +131,7 @@ def fit_denoiser(
     use_amp = device.type == "cuda" and cfg.precision in ("bf16", "fp16")
     unet = build_unet(cfg, in_channels).to(device).train()
     sched = diffusers.DDPMScheduler(
-        num_train_timesteps=cfg.train_timesteps, beta_schedule="linear", prediction_type="epsilon"
+        num_train_timesteps=cfg.train_timesteps, beta_schedule="linear", prediction_type=cfg.prediction
     )
     ema = EMAModel(unet.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=3 / 4)
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -171,7 +181,13 @@ def fit_denoiser(
             xt = torch.cat([xt, cond.to(device, non_blocking=True)], dim=1)
         with torch.autocast(device.type, dtype=autocast_dtype, enabled=use_amp):
             pred = unet(xt, t).sample
-        loss = torch.nn.functional.mse_loss(pred.float(), noise)
+        if cfg.prediction == "epsilon":
+            target = noise
+        elif cfg.prediction == "v_prediction":
+            target = ab.sqrt() * noise - (1.0 - ab).sqrt() * x0
+        else:
+            target = x0
+        loss = torch.nn.functional.mse_loss(pred.float(), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pytest
@@ -135,3 +137,46 @@ def test_a_sample_does_not_depend_on_the_others_in_its_batch(tiny_pairs: Path, t
     assert both.shape == (2, 1, 40, 56) and 0 <= float(both.min()) <= float(both.max()) <= 1
     torch.testing.assert_close(both[1:], alone, atol=2e-4, rtol=0)  # batched convolutions round apart
     assert not torch.allclose(both[0], both[1])
+
+
+class _Oracle(torch.nn.Module):
+    """A 'UNet' that knows the clean image: it returns the exact ε, v or x0 of any noisy input."""
+
+    def __init__(self, target: torch.Tensor, alphas: torch.Tensor, prediction: str) -> None:
+        super().__init__()
+        self.target, self.alphas, self.prediction = target, alphas, prediction
+        self.weight = torch.nn.Parameter(torch.zeros(1))  # a parameter, for the device
+        self.down_blocks: list[torch.nn.Module] = []
+
+    def forward(self, inp: torch.Tensor, t: torch.Tensor) -> Any:
+        x, ab = inp[:, :1], self.alphas[int(t)]
+        x0 = self.target.expand_as(x)
+        eps = (x - ab.sqrt() * x0) / (1 - ab).sqrt()
+        out = {"epsilon": eps, "v_prediction": ab.sqrt() * eps - (1 - ab).sqrt() * x0, "sample": x0}
+        return SimpleNamespace(sample=out[self.prediction])
+
+
+@pytest.mark.teacher
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction", "sample"])
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_the_sampler_lands_on_what_a_perfect_model_predicts(prediction: str, eta: float) -> None:
+    import diffusers
+
+    from edgefuse.teacher.conditional import ConditionalTeacher
+
+    config = dict(diffusers.DDPMScheduler(beta_schedule="linear", prediction_type=prediction).config)
+    alphas = diffusers.DDPMScheduler.from_config(config).alphas_cumprod
+    target = torch.rand(1, 1, 8, 12, generator=torch.Generator().manual_seed(0)) * 1.6 - 0.8
+    teacher = ConditionalTeacher.__new__(ConditionalTeacher)  # no directory: the sampler alone
+    teacher.unet, teacher.scheduler_config = _Oracle(target, alphas, prediction), config
+    teacher.precision, teacher.multiple, teacher.path = "fp32", 1, Path("oracle")
+    y = teacher.sample(torch.rand(3, 8, 12), torch.rand(1, 8, 12), [0, 1], steps=10, eta=eta)
+    torch.testing.assert_close(y * 2 - 1, target.expand(2, -1, -1, -1), atol=1e-5, rtol=0)
+
+
+def test_a_denoiser_predicts_one_of_three_things() -> None:
+    from edgefuse.teacher.denoiser import DenoiserConfig
+
+    assert DenoiserConfig(prediction="sample").prediction == "sample"
+    with pytest.raises(ValueError, match="prediction must be one of"):
+        DenoiserConfig(prediction="x0")
