@@ -10,7 +10,24 @@ from typing import Annotated
 import typer
 
 from edgefuse.cli._common import cli_command, console
-from edgefuse.cli.teacher import _progress, app, with_progress
+from edgefuse.cli.teacher import (
+    BatchSize,
+    Channels,
+    Crop,
+    LayersPerBlock,
+    LearningRate,
+    Minutes,
+    Precision,
+    Resume,
+    Seed,
+    SplitSeed,
+    Steps,
+    TrainDevice,
+    app,
+    fit_with_bar,
+    unet_widths,
+    with_progress,
+)
 
 
 @app.command("train-cond")
@@ -21,21 +38,19 @@ def train_cond(
     ],
     cache: Annotated[Path, typer.Option(help="Teacher cache whose samples are the targets (any teacher).")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Model directory to write (diffusers layout).")],
-    crop: Annotated[int, typer.Option(min=16, help="Square training crop size.")] = 64,
-    channels: Annotated[str, typer.Option(help="UNet widths per level, comma-separated.")] = "32,64,128,128",
-    layers_per_block: Annotated[int, typer.Option(min=1)] = 2,
-    batch_size: Annotated[int, typer.Option(min=1)] = 64,
-    lr: Annotated[float, typer.Option(min=0.0)] = 5e-4,
-    steps: Annotated[int, typer.Option(min=1, help="Maximum optimiser steps.")] = 20000,
-    minutes: Annotated[
-        float, typer.Option(min=0.0, help="Wall-clock budget (0: none); sizes the schedule.")
-    ] = 0.0,
+    crop: Crop = 64,
+    channels: Channels = "32,64,128,128",
+    layers_per_block: LayersPerBlock = 2,
+    batch_size: BatchSize = 64,
+    lr: LearningRate = 5e-4,
+    steps: Steps = 20000,
+    minutes: Minutes = 0.0,
     val_fraction: Annotated[
         float,
         typer.Option(min=0.0, max=0.9, help="Held-out pairs, never seen (0 for a folder of training pairs)."),
     ] = 0.2,
-    split_seed: Annotated[int, typer.Option(help="Seed of the train/val split (the one `train` uses).")] = 0,
-    seed: Annotated[int, typer.Option()] = 0,
+    split_seed: SplitSeed = 0,
+    seed: Seed = 0,
     prediction: Annotated[
         str,
         typer.Option(
@@ -43,18 +58,15 @@ def train_cond(
             "at high noise, where the model must already say what the fused image is."
         ),
     ] = "v_prediction",
-    device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
-    precision: Annotated[str, typer.Option(help="bf16, fp16 or fp32 (autocast on CUDA only).")] = "bf16",
-    resume: Annotated[
-        bool,
-        typer.Option(help="Continue the schedule saved in <out>.state.pt by an earlier, time-limited call."),
-    ] = False,
+    device: TrainDevice = "cpu",
+    precision: Precision = "bf16",
+    resume: Resume = False,
 ) -> None:
     """Train a conditional diffusion teacher (the Diff-IF route) on a teacher cache's samples.
 
-    A UNet denoises the fused luminance given the visible luminance and the thermal frame (ε-prediction,
-    DDPM schedule, the prior's training loop); its targets are the cache's K samples per training pair, so it
-    learns the teacher's distribution. Sample it with `teacher sample-cond`.
+    A UNet denoises the fused luminance given the visible luminance and the thermal frame (v-prediction by
+    default, DDPM schedule, the prior's training loop); its targets are the cache's K samples per training
+    pair, so it learns the teacher's distribution. Sample it with `teacher sample-cond`.
     """
     from edgefuse.data import find_pairs, split_indices
     from edgefuse.teacher.cache import TeacherCache
@@ -63,11 +75,7 @@ def train_cond(
 
     if prediction not in PREDICTIONS:
         raise typer.BadParameter(f"--prediction must be one of {', '.join(PREDICTIONS)}")
-    widths = tuple(int(c) for c in channels.split(",") if c.strip())
-    if crop % 2 ** (len(widths) - 1):
-        raise typer.BadParameter(
-            f"--crop must be a multiple of {2 ** (len(widths) - 1)} for {len(widths)} levels"
-        )
+    widths = unet_widths(channels, crop)
     source = find_pairs(data)
     teacher_cache = TeacherCache(cache)
     train_idx, val_idx = split_indices(source.pairs, val_fraction=val_fraction, seed=split_seed)
@@ -98,17 +106,11 @@ def train_cond(
         "val_stems": [source.pairs[i].stem for i in val_idx],
         "split_seed": split_seed,
     }
-    with _progress() as bar:
-        task = bar.add_task("conditional teacher", total=steps)
-
-        def on_step(step: int, total: int, loss: float) -> None:
-            bar.update(task, completed=step, total=total, description=f"conditional teacher loss {loss:.4f}")
-
-        info = train_conditional(items, out, cfg, provenance=prov, on_step=on_step, resume=resume)
-    console.print(
-        f"[green]wrote[/] {out} ({info['steps']} of {info['schedule_steps']} steps"
-        f"{'' if info['complete'] else ', resumable'}, {info['seconds']:.0f} s, "
-        f"loss {info['final_loss_ema']:.4f}, sha256 {info['sha256'][:12]})"
+    fit_with_bar(
+        "conditional teacher",
+        steps,
+        out,
+        lambda on_step: train_conditional(items, out, cfg, provenance=prov, on_step=on_step, resume=resume),
     )
 
 

@@ -31,6 +31,49 @@ def _progress():  # type: ignore[no-untyped-def]
     )
 
 
+# the options of both denoiser trainers (train-prior here, train-cond in cli/conditional.py)
+Crop = Annotated[int, typer.Option(min=16, help="Square training crop size.")]
+Channels = Annotated[str, typer.Option(help="UNet widths per level, comma-separated.")]
+LayersPerBlock = Annotated[int, typer.Option(min=1)]
+BatchSize = Annotated[int, typer.Option(min=1)]
+LearningRate = Annotated[float, typer.Option(min=0.0)]
+Steps = Annotated[int, typer.Option(min=1, help="Maximum optimiser steps.")]
+Minutes = Annotated[float, typer.Option(min=0.0, help="Wall-clock budget (0: none); sizes the schedule.")]
+SplitSeed = Annotated[int, typer.Option(help="Seed of the train/val split (the one `train` uses).")]
+Seed = Annotated[int, typer.Option()]
+TrainDevice = Annotated[str, typer.Option(help="cpu or cuda[:N].")]
+Precision = Annotated[str, typer.Option(help="bf16, fp16 or fp32 (autocast on CUDA only).")]
+Resume = Annotated[
+    bool, typer.Option(help="Continue the schedule saved in <out>.state.pt by an earlier, time-limited call.")
+]
+
+
+def unet_widths(channels: str, crop: int) -> tuple[int, ...]:
+    """--channels as widths, checked against --crop (every level halves it)."""
+    widths = tuple(int(c) for c in channels.split(",") if c.strip())
+    if crop % 2 ** (len(widths) - 1):
+        raise typer.BadParameter(
+            f"--crop must be a multiple of {2 ** (len(widths) - 1)} for {len(widths)} levels"
+        )
+    return widths
+
+
+def fit_with_bar(label: str, steps: int, out: Path, fit: Callable[[Callable[..., None]], dict]) -> None:
+    """Run a denoiser trainer under a progress bar and say what it wrote."""
+    with _progress() as bar:
+        task = bar.add_task(label, total=steps)
+
+        def on_step(step: int, total: int, loss: float) -> None:
+            bar.update(task, completed=step, total=total, description=f"{label} loss {loss:.4f}")
+
+        info = fit(on_step)
+    console.print(
+        f"[green]wrote[/] {out} ({info['steps']} of {info['schedule_steps']} steps"
+        f"{'' if info['complete'] else ', resumable'}, {info['seconds']:.0f} s, "
+        f"loss {info['final_loss_ema']:.4f}, sha256 {info['sha256'][:12]})"
+    )
+
+
 @app.command("train-prior")
 @cli_command
 def train_prior(
@@ -38,24 +81,19 @@ def train_prior(
         list[Path], typer.Option(help="Paired folder(s); only their training splits are used (both frames).")
     ],
     out: Annotated[Path, typer.Option("-o", "--out", help="Prior directory to write (diffusers layout).")],
-    crop: Annotated[int, typer.Option(min=16, help="Square luminance crop size.")] = 64,
-    channels: Annotated[str, typer.Option(help="UNet widths per level, comma-separated.")] = "32,64,128,128",
-    layers_per_block: Annotated[int, typer.Option(min=1)] = 2,
-    batch_size: Annotated[int, typer.Option(min=1)] = 64,
-    lr: Annotated[float, typer.Option(min=0.0)] = 5e-4,
-    steps: Annotated[int, typer.Option(min=1, help="Maximum optimiser steps.")] = 20000,
-    minutes: Annotated[
-        float, typer.Option(min=0.0, help="Wall-clock budget (0: none); sizes the schedule.")
-    ] = 0.0,
+    crop: Crop = 64,
+    channels: Channels = "32,64,128,128",
+    layers_per_block: LayersPerBlock = 2,
+    batch_size: BatchSize = 64,
+    lr: LearningRate = 5e-4,
+    steps: Steps = 20000,
+    minutes: Minutes = 0.0,
     val_fraction: Annotated[float, typer.Option(min=0.0, max=0.9, help="Held-out pairs, never seen.")] = 0.2,
-    split_seed: Annotated[int, typer.Option(help="Seed of the train/val split (the one `train` uses).")] = 0,
-    seed: Annotated[int, typer.Option()] = 0,
-    device: Annotated[str, typer.Option(help="cpu or cuda[:N].")] = "cpu",
-    precision: Annotated[str, typer.Option(help="bf16, fp16 or fp32 (autocast on CUDA only).")] = "bf16",
-    resume: Annotated[
-        bool,
-        typer.Option(help="Continue the schedule saved in <out>.state.pt by an earlier, time-limited call."),
-    ] = False,
+    split_seed: SplitSeed = 0,
+    seed: Seed = 0,
+    device: TrainDevice = "cpu",
+    precision: Precision = "bf16",
+    resume: Resume = False,
 ) -> None:
     """Train the unconditional luminance prior (diffusers UNet2DModel, ε-prediction, DDPM schedule).
 
@@ -66,11 +104,7 @@ def train_prior(
     from edgefuse.teacher.prior import PriorTrainConfig, luminance_frames
     from edgefuse.teacher.prior import train_prior as fit
 
-    widths = tuple(int(c) for c in channels.split(",") if c.strip())
-    if crop % 2 ** (len(widths) - 1):
-        raise typer.BadParameter(
-            f"--crop must be a multiple of {2 ** (len(widths) - 1)} for {len(widths)} levels"
-        )
+    widths = unet_widths(channels, crop)
     frames, prov_sets = [], []
     for folder in data:
         source = find_pairs(folder)
@@ -99,18 +133,11 @@ def train_prior(
         "val_stems": [src.pairs[i].stem for src, _, va in prov_sets for i in va],
         "split_seed": split_seed,
     }
-    with _progress() as bar:
-        task = bar.add_task("prior", total=steps)
-
-        def on_step(step: int, total: int, loss: float) -> None:
-            bar.update(task, completed=step, total=total, description=f"prior loss {loss:.4f}")
-
-        info = fit(frames, out, cfg, provenance=prov, on_step=on_step, resume=resume)
-    console.print(
-        f"[green]wrote[/] {out} ({info['steps']} of {info['schedule_steps']} steps"
-        f"{'' if info['complete'] else ', resumable'}, {info['seconds']:.0f} s, "
-        f"loss {info['final_loss_ema']:.4f}, "
-        f"sha256 {info['sha256'][:12]})"
+    fit_with_bar(
+        "prior",
+        steps,
+        out,
+        lambda on_step: fit(frames, out, cfg, provenance=prov, on_step=on_step, resume=resume),
     )
 
 
