@@ -3,13 +3,14 @@ own so that the teacher group's file stays small; it registers on the ``teacher`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from edgefuse.cli._common import cli_command
-from edgefuse.cli.teacher import app, with_progress
+from edgefuse.cli.teacher import app, write_cache
 
 
 @app.command("ascend")
@@ -63,8 +64,6 @@ def ascend(
     import torch
 
     from edgefuse.checkpoint import load_model
-    from edgefuse.data import find_pairs
-    from edgefuse.distributed import init_distributed, rank_and_world, shutdown_distributed
     from edgefuse.errors import DataError
     from edgefuse.teacher.ascent import AscentConfig, ascend_pair
     from edgefuse.teacher.ensemble import write_ensemble
@@ -79,13 +78,11 @@ def ascend(
         jitter=jitter,
         loss_weight=loss_weight,
     )
-    dev = init_distributed(device)
-    rank, _ = rank_and_world()
-    try:
-        source = find_pairs(data, resize_ir=resize_ir)
+    seeds = [seed + j for j in range(k)]
+
+    def run(source: Any, dev: str, on_pair: Callable[[], None]) -> tuple | None:
         loaded = load_model(student, map_location=str(dev))
         model = loaded.model.eval().requires_grad_(False)
-        seeds = [seed + j for j in range(k)]
         teacher = {
             "kind": "ascent",
             "student": loaded.info.path,
@@ -93,23 +90,17 @@ def ascend(
             "ascent": cfg.to_dict(),
             "dtype": dtype,
         }
-        with_progress(
-            "ascent",
-            min(len(source), limit or len(source)),
-            k,
-            rank,
-            lambda on_pair: write_ensemble(
-                source,
-                out,
-                teacher,
-                seeds,
-                lambda v, t: ascend_pair(model, v, t, seeds, cfg, getattr(torch, dtype)),
-                torch.device(dev),
-                limit=limit,
-                save_samples=save_samples,
-                resume=resume,
-                on_pair=on_pair,
-            ),
+        return write_ensemble(
+            source,
+            out,
+            teacher,
+            seeds,
+            lambda v, t: ascend_pair(model, v, t, seeds, cfg, getattr(torch, dtype)),
+            torch.device(dev),
+            limit=limit,
+            save_samples=save_samples,
+            resume=resume,
+            on_pair=on_pair,
         )
-    finally:
-        shutdown_distributed()
+
+    write_cache("ascent", device, data, resize_ir, limit, k, run)

@@ -26,7 +26,7 @@ from edgefuse.cli.teacher import (
     app,
     fit_with_bar,
     unet_widths,
-    with_progress,
+    write_cache,
 )
 
 
@@ -138,32 +138,25 @@ def sample_cond(
     resume: Annotated[bool, typer.Option(help="Keep pairs already written by an interrupted run.")] = False,
 ) -> None:
     """Fuse every pair K times with the conditional teacher; write mean, variance and samples per pair."""
-    from edgefuse.data import find_pairs
-    from edgefuse.distributed import init_distributed, rank_and_world, shutdown_distributed
     from edgefuse.teacher.conditional import ConditionalTeacher, sample_conditional_ensemble
 
-    device = init_distributed(device)
-    rank, _ = rank_and_world()
-    try:
-        source = find_pairs(data, resize_ir=resize_ir)
-        teacher = ConditionalTeacher.load(model, device=device, precision=precision)
-        with_progress(
-            "conditional teacher",
-            min(len(source), limit or len(source)),
-            k,
-            rank,
-            lambda on_pair: sample_conditional_ensemble(
-                teacher,
-                source,
-                out,
-                [seed + j for j in range(k)],
-                steps=steps,
-                eta=eta,
-                limit=limit,
-                save_samples=save_samples,
-                resume=resume,
-                on_pair=on_pair,
-            ),
-        )
-    finally:
-        shutdown_distributed()
+    write_cache(
+        "conditional teacher",
+        device,
+        data,
+        resize_ir,
+        limit,
+        k,
+        lambda source, dev, on_pair: sample_conditional_ensemble(
+            ConditionalTeacher.load(model, device=dev, precision=precision),
+            source,
+            out,
+            [seed + j for j in range(k)],
+            steps=steps,
+            eta=eta,
+            limit=limit,
+            save_samples=save_samples,
+            resume=resume,
+            on_pair=on_pair,
+        ),
+    )

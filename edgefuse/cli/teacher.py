@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -196,8 +196,6 @@ def sample(
     resume: Annotated[bool, typer.Option(help="Keep pairs already written by an interrupted run.")] = False,
 ) -> None:
     """Fuse every pair K times with the diffusion teacher; write mean, variance and samples per pair."""
-    from edgefuse.data import find_pairs
-    from edgefuse.distributed import init_distributed, rank_and_world, shutdown_distributed
     from edgefuse.teacher.ddfm import EMConfig, SamplerConfig
     from edgefuse.teacher.ensemble import sample_ensemble
     from edgefuse.teacher.prior import Prior
@@ -217,40 +215,52 @@ def sample(
             phi_jitter=phi_jitter,
         )
         cfg = SamplerConfig(steps=steps, eta=eta, em=em, max_batch=max_batch)
-    device = init_distributed(device)
+    write_cache(
+        "teacher",
+        device,
+        data,
+        resize_ir,
+        limit,
+        k,
+        lambda source, dev, on_pair: sample_ensemble(
+            Prior.load(prior, device=dev, precision=precision),
+            source,
+            out,
+            cfg,
+            [seed + j for j in range(k)],
+            precision=precision,
+            limit=limit,
+            save_samples=save_samples,
+            resume=resume,
+            on_pair=on_pair,
+        ),
+    )
+
+
+def write_cache(
+    label: str,
+    device: str,
+    data: Path,
+    resize_ir: bool,
+    limit: int,
+    k: int,
+    run: Callable[[Any, str, Callable[[], None]], tuple | None],
+) -> None:
+    """A cache writer's command: ``run(pairs, device, on_pair)`` under torchrun (one GPU per process) and a
+    progress bar shown on rank 0, then what rank 0 wrote."""
+    from edgefuse.data import find_pairs
+    from edgefuse.distributed import init_distributed, rank_and_world, shutdown_distributed
+
+    dev = init_distributed(device)
     rank, _ = rank_and_world()
     try:
         source = find_pairs(data, resize_ir=resize_ir)
-        model = Prior.load(prior, device=device, precision=precision)
-        with_progress(
-            "teacher",
-            min(len(source), limit or len(source)),
-            k,
-            rank,
-            lambda on_pair: sample_ensemble(
-                model,
-                source,
-                out,
-                cfg,
-                [seed + j for j in range(k)],
-                precision=precision,
-                limit=limit,
-                save_samples=save_samples,
-                resume=resume,
-                on_pair=on_pair,
-            ),
-        )
+        total = min(len(source), limit or len(source))
+        with _progress() as bar:
+            task = bar.add_task(f"{label} K={k}", total=total, visible=rank == 0)
+            done = run(source, dev, lambda: bar.advance(task))
     finally:
         shutdown_distributed()
-
-
-def with_progress(
-    label: str, total: int, k: int, rank: int, run: Callable[[Callable[[], None]], tuple | None]
-) -> None:
-    """Run a cache writer under a progress bar (shown on rank 0) and say what rank 0 wrote."""
-    with _progress() as bar:
-        task = bar.add_task(f"{label} K={k}", total=total, visible=rank == 0)
-        done = run(lambda: bar.advance(task))
     if done is not None:
         path, meta = done
         per = meta["seconds_per_pair"]
