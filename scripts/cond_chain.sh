@@ -6,10 +6,11 @@
 #      pairs + night copies, K samples kept) is the conditional teacher's targets; rsval/llvip its own scores;
 #   2. teacher train-cond on the dn cache for COND_MINUTES (resumable);
 #   3. its DDIM steps and η chosen on the 34 tuning pairs of the training split (tune_teacher.py --stage cond);
-#   4. teacher sample-cond with them on RoadScene val and LLVIP, scored by score_cache.py (mean and spread);
+#   4. teacher sample-cond with them on RoadScene val and LLVIP, scored by score_cache.py (mean and spread),
+#      and spread_error.py (does the spread predict the shipped student's error; maps);
 #   5. with COND_DN=1, sample-cond on the dn folder too: the cache a student would distil from.
 #
-#   DRIVER=scripts/cond_chain.sh ROWS=none PACK=cond.tar START=.gpu/start.safetensors \
+#   DRIVER=scripts/cond_chain.sh ROWS=none PACK="cond.tar cond_llvip_spread_maps.jpg" START=.gpu/start.safetensors \
 #       bash scripts/device_ablation.sh 540
 set -euo pipefail
 : "${W:?}" "${SLOTS:=16}" "${JITTER:=0.3}" "${START:?}" "${SEEDS:=0,1,2}"
@@ -69,6 +70,9 @@ for set in rsval llvip; do
     val=$([ $set = rsval ] && echo "--val-split" || true)
     python3 scripts/score_cache.py --cache "$W/cond_$set" --data "$([ $set = rsval ] && echo "$RS" || echo "$LLVIP")" \
         $val --workers 12 --json "$W/cond_teacher_$set.json" >"$W/cond_score_$set.log" 2>&1
+    # item 2: does the spread predict the shipped student's error (Spearman ρ), and where is it (maps)
+    python3 scripts/spread_error.py --cache "$W/cond_$set" --data "$folder" --student d=fusionproxy-s \
+        --json "$W/cond_spread_$set.json" --maps "$W/cond_${set}_spread_maps.jpg" >"$W/cond_spread_$set.log" 2>&1
     log "$set: $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); m=d["metrics"]; s=d["std_levels"]
 print(" ".join(f"{k} {m[k]:.3f}" for k in ("VIF", "Qabf", "SSIM")), "std p50/p90/p99", *(f"{v:.2f}" for v in s.values()))' \
         "$W/cond_teacher_$set.json")"
