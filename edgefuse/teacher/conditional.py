@@ -24,11 +24,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgefuse._optional import require
 from edgefuse.color import BT601_F32
 from edgefuse.errors import CheckpointError, DataError
 from edgefuse.teacher.ddfm import luma, pad_to_multiple, with_visible_chroma
-from edgefuse.teacher.denoiser import DenoiserConfig, ddim_scheduler, fit_denoiser, unet_dir, unet_hash
+from edgefuse.teacher.denoiser import (
+    DenoiserConfig,
+    ddim_scheduler,
+    fit_denoiser,
+    load_unet,
+    size_multiple,
+    unet_hash,
+)
 from edgefuse.teacher.ensemble import write_ensemble
 
 COND_META = "edgefuse_conditional.json"
@@ -106,8 +112,7 @@ class ConditionalTeacher:
         self.path = path
         self.sha256 = unet_hash(path)
         self.precision = precision
-        downs = sum(1 for b in unet.down_blocks if getattr(b, "downsamplers", None) is not None)
-        self.multiple = 2**downs
+        self.multiple = size_multiple(unet)
         self.meta: dict[str, Any] = json.loads((path / COND_META).read_text())
 
     @property
@@ -118,28 +123,16 @@ class ConditionalTeacher:
     def load(
         cls, path: str | os.PathLike[str], device: str = "cpu", precision: str = "fp32"
     ) -> ConditionalTeacher:
-        diffusers = require("diffusers")
         path = Path(path).expanduser()
         if not (path / COND_META).is_file():
             raise CheckpointError(
                 f"{path}: not a conditional teacher (no {COND_META}; train one with train-cond)"
             )
-        where = unet_dir(path)
-        try:
-            unet = diffusers.UNet2DModel.from_pretrained(
-                str(where), local_files_only=True, low_cpu_mem_usage=False
-            )
-        except Exception as exc:  # diffusers raises many types for a foreign or broken directory
-            msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            raise CheckpointError(f"{where}: not a loadable diffusers UNet2DModel ({msg})") from None
+        unet, where, sched_cfg = load_unet(path)
         if (unet.config.in_channels, unet.config.out_channels) != (3, 1):
             raise CheckpointError(
                 f"{where}: a conditional teacher maps 3 channels to 1 (config in/out channels)"
             )
-        sched = path / "scheduler" / "scheduler_config.json"
-        sched_cfg = (
-            json.loads(sched.read_text()) if sched.is_file() else dict(diffusers.DDPMScheduler().config)
-        )
         return cls(unet.to(device), sched_cfg, path, precision)
 
     def record(self, steps: int, eta: float) -> dict[str, Any]:

@@ -1,9 +1,11 @@
-"""The one denoising-diffusion training loop of the teacher's UNets (diffusers ``UNet2DModel``).
+"""The one denoising-diffusion training loop of the teacher's UNets (diffusers ``UNet2DModel``), and their
+loading.
 
-Both the unconditional luminance prior (``prior.py``) and the conditional teacher (``conditional.py``) are
-ε-prediction UNets on a DDPM schedule; they differ only in what a batch is (``draw``) and in the conditioning
-channels concatenated to the noisy input. One loop: AdamW, warm-up + cosine, EMA weights, bf16 autocast on
-CUDA, a resumable state every minute and at a call's time budget, the output directory written atomically.
+Both the unconditional luminance prior (``prior.py``, ε-prediction) and the conditional teacher
+(``conditional.py``, v-prediction by default) are UNets on a DDPM schedule; they differ only in what a batch
+is (``draw``), in the conditioning channels concatenated to the noisy input and in what the UNet predicts.
+One loop: AdamW, warm-up + cosine, EMA weights, bf16 autocast on CUDA, a resumable state every minute and at
+a call's time budget, the output directory written atomically.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 
 from edgefuse._optional import require
+from edgefuse.errors import CheckpointError
 from edgefuse.io import atomic_path, sha256_path
 
 PREDICTIONS = ("epsilon", "v_prediction", "sample")  # diffusers' names
@@ -110,7 +113,8 @@ def fit_denoiser(
     on_step: Callable[[int, int, float], None] | None = None,
     resume: bool = False,
 ) -> dict[str, Any]:
-    """Denoising (ε-prediction) training; writes the EMA UNet + DDPM scheduler + ``meta_name`` atomically.
+    """Denoising training (``cfg.prediction``); writes the EMA UNet, DDPM scheduler and ``meta_name``
+    atomically.
 
     Resumable: the training state (weights, EMA, optimiser, schedule, step, data RNG) is saved atomically
     to ``<out>.state.pt`` every minute and when this call's ``minutes`` budget ends; ``resume=True`` continues
@@ -260,8 +264,6 @@ def save_dir_atomic(out: str | os.PathLike[str], write: Callable[[str], Any]) ->
 
 
 def unet_dir(path: Path) -> Path:
-    from edgefuse.errors import CheckpointError
-
     if (path / "unet" / "config.json").is_file():
         return path / "unet"
     if (path / "config.json").is_file():
@@ -272,3 +274,32 @@ def unet_dir(path: Path) -> Path:
 def unet_hash(path: str | os.PathLike[str]) -> str:
     """sha256 over the UNet directory's files (names and bytes, sorted): identifies the weights."""
     return sha256_path(unet_dir(Path(path)))
+
+
+def load_unet(path: Path) -> tuple[Any, Path, dict[str, Any]]:
+    """(UNet2DModel, its directory, the scheduler config) of a diffusers directory (``unet/`` or bare),
+    read offline; the DDPM defaults when it has none. A foreign or broken one: one CheckpointError line."""
+    diffusers = require("diffusers")
+    where = unet_dir(path)
+    try:
+        unet = diffusers.UNet2DModel.from_pretrained(
+            str(where), local_files_only=True, low_cpu_mem_usage=False
+        )
+    except Exception as exc:  # diffusers raises many types for a foreign or broken directory
+        msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{where}: not a loadable diffusers UNet2DModel ({msg})") from None
+    sched_file = next(
+        (
+            p
+            for p in (path / "scheduler" / "scheduler_config.json", path / "scheduler_config.json")
+            if p.is_file()
+        ),
+        None,
+    )
+    sched_cfg = json.loads(sched_file.read_text()) if sched_file else dict(diffusers.DDPMScheduler().config)
+    return unet, where, sched_cfg
+
+
+def size_multiple(unet: Any) -> int:
+    """What an input's height and width must be a multiple of: 2 per downsampling block."""
+    return 2 ** sum(1 for b in unet.down_blocks if getattr(b, "downsamplers", None) is not None)

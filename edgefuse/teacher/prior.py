@@ -18,10 +18,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from edgefuse._optional import require
 from edgefuse.color import BT601, BT601_F32
 from edgefuse.errors import CheckpointError, DataError
-from edgefuse.teacher.denoiser import DenoiserConfig, ddim_scheduler, fit_denoiser, unet_dir, unet_hash
+from edgefuse.teacher.denoiser import (
+    DenoiserConfig,
+    ddim_scheduler,
+    fit_denoiser,
+    load_unet,
+    size_multiple,
+    unet_hash,
+)
 from edgefuse.teacher.denoiser import build_unet as _build_unet
 
 PRIOR_META = "edgefuse_prior.json"
@@ -101,8 +107,7 @@ class Prior:
         self.sha256 = prior_hash(path)
         self.in_channels = int(unet.config.in_channels)
         self.prediction_type = str(self.scheduler_config.get("prediction_type", "epsilon"))
-        downs = sum(1 for b in unet.down_blocks if getattr(b, "downsamplers", None) is not None)
-        self.multiple = 2**downs
+        self.multiple = size_multiple(unet)
         self.precision = precision
         meta = path / PRIOR_META
         self.meta: dict[str, Any] = json.loads(meta.read_text()) if meta.is_file() else {}
@@ -113,33 +118,14 @@ class Prior:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], device: str = "cpu", precision: str = "fp32") -> Prior:
-        diffusers = require("diffusers")
         path = Path(path).expanduser()
         if not path.is_dir():
             raise CheckpointError(f"{path}: prior directory not found")
-        unet_path = unet_dir(path)
-        try:
-            unet = diffusers.UNet2DModel.from_pretrained(
-                str(unet_path), local_files_only=True, low_cpu_mem_usage=False
-            )
-        except Exception as exc:  # diffusers raises many types for a foreign or broken directory
-            msg = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-            raise CheckpointError(f"{unet_path}: not a loadable diffusers UNet2DModel ({msg})") from None
+        unet, where, sched_cfg = load_unet(path)
         if unet.config.in_channels not in (1, 3) or unet.config.out_channels != unet.config.in_channels:
             raise CheckpointError(
-                f"{unet_path}: UNet must map 1 or 3 channels to as many (config in/out channels)"
+                f"{where}: UNet must map 1 or 3 channels to as many (config in/out channels)"
             )
-        sched_file = next(
-            (
-                p
-                for p in (path / "scheduler" / "scheduler_config.json", path / "scheduler_config.json")
-                if p.is_file()
-            ),
-            None,
-        )
-        sched_cfg = (
-            json.loads(sched_file.read_text()) if sched_file else dict(diffusers.DDPMScheduler().config)
-        )
         unet = unet.to(device)
         if unet.device.type == "cuda":
             unet = unet.to(memory_format=torch.channels_last)  # faster cuDNN convolutions in bf16/fp16
