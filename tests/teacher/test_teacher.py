@@ -331,6 +331,19 @@ def test_train_prior_resumes_where_a_time_limited_call_stopped(
     assert all(torch.allclose(a[k], b[k], atol=atol) for k in a)  # same data, noise, optimiser and EMA
 
 
+def test_time_budget_is_sized_from_the_pace_after_warm_up() -> None:
+    """Slow first steps (autotuning, loaders) must not shrink the schedule: on an H200 they cut a 12-minute
+    budget to 139 s when the pace was taken from step 0."""
+    from edgefuse.teacher.denoiser import SIZE_STEP, WARM_STEP, sized_total
+
+    warm_s, per_step, budget = 10.0, 0.1, 720.0  # 10 s for the first steps, then 0.1 s a step
+    elapsed = warm_s + (SIZE_STEP - WARM_STEP) * per_step
+    total = sized_total(SIZE_STEP, elapsed, warm_s, budget, 100_000)
+    assert total == SIZE_STEP + round((budget - elapsed) / per_step)  # ends at the budget, not 5x early
+    assert sized_total(SIZE_STEP, elapsed, warm_s, budget, 1000) == 1000  # --steps caps it
+    assert sized_total(SIZE_STEP, budget + 5.0, warm_s, budget, 1000) == SIZE_STEP + 1  # budget already spent
+
+
 @pytest.mark.teacher
 def test_sample_cli_writes_a_cache_that_matches_the_data(
     tiny_prior: Path, tiny_pairs: Path, tmp_path: Path
