@@ -1,0 +1,86 @@
+"""Where a conditional-teacher DDIM step spends its time on a GPU: the UNet, and drawing the per-seed noise
+on the CPU (then copying it over) versus on the device. The UNet is untrained (speed does not depend on its
+weights), of the size scripts/cond_chain.sh trains.
+
+    python3 scripts/cond_speed.py --height 1024 --width 1280 --k 6 --steps 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from edgefuse.teacher.conditional import COND_META, ConditionalTeacher
+from edgefuse.teacher.denoiser import DenoiserConfig, build_unet
+
+
+def median_ms(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
+    fn()  # warm-up (autotuning, allocation)
+    times = []
+    for _ in range(repeats):
+        torch.cuda.synchronize(device) if device.type == "cuda" else None
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize(device) if device.type == "cuda" else None
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--height", type=int, default=1024)
+    ap.add_argument("--width", type=int, default=1280)
+    ap.add_argument("--k", type=int, default=6)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--channels", default="32,64,128,128")
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--device", default="cuda")
+    a = ap.parse_args()
+    device = torch.device(a.device)
+    cfg = DenoiserConfig(channels=tuple(int(c) for c in a.channels.split(",")), device=a.device)
+    unet = build_unet(cfg, in_channels=3).to(device).eval()
+    shape = (1, a.height, a.width)
+    x = torch.randn(a.k, 3, a.height, a.width, device=device)
+    t = torch.tensor(500, device=device)
+    amp = device.type == "cuda"
+
+    def forward() -> None:
+        with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            unet(x, t)
+
+    cpu_gens = [torch.Generator().manual_seed(s) for s in range(a.k)]
+    dev_gens = [torch.Generator(device=device).manual_seed(s) for s in range(a.k)]
+    unet_ms = median_ms(forward, device, a.repeats)
+    cpu_ms = median_ms(
+        lambda: torch.stack([torch.randn(shape, generator=g) for g in cpu_gens]).to(device), device, a.repeats
+    )
+    dev_ms = median_ms(
+        lambda: torch.stack([torch.randn(shape, generator=g, device=device) for g in dev_gens]),
+        device,
+        a.repeats,
+    )
+    sched = {"num_train_timesteps": 1000, "prediction_type": "v_prediction"}
+    tmp = Path(tempfile.mkdtemp())
+    unet.save_pretrained(tmp / "unet")  # the teacher records its UNet's hash and meta
+    (tmp / COND_META).write_text("{}")
+    teacher = ConditionalTeacher(unet, sched, tmp, "bf16")
+    vis = torch.rand(3, a.height, a.width)
+    ir = torch.rand(1, a.height, a.width)
+    with torch.no_grad():
+        sample_ms = median_ms(lambda: teacher.sample(vis, ir, range(a.k), a.steps, 1.0), device, 3)
+    name = torch.cuda.get_device_name(device) if amp else "cpu"
+    print(f"{a.height}x{a.width}, K={a.k}, UNet {a.channels}, {name}")
+    print(f"UNet forward (bf16): {unet_ms:.1f} ms median of {a.repeats}")
+    print(f"noise per step, CPU draw + copy: {cpu_ms:.1f} ms; on the device: {dev_ms:.2f} ms")
+    per_step = sample_ms / a.steps
+    print(f"sample(), {a.steps} steps, eta 1, device noise: {sample_ms:.0f} ms ({per_step:.1f} ms a step)")
+
+
+if __name__ == "__main__":
+    main()
