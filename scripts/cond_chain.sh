@@ -21,10 +21,13 @@ K=${K:-6}
 EF=(python3 -m edgefuse)
 log() { echo "[$(date +%T)] $*" >>"$W/progress.txt"; }
 # ASC_EXTRA / COND_EXTRA / TUNE_EXTRA / SAMPLE_EXTRA: options appended for a quick check on a CPU
-if [ ! -f "$W/teacher_llvip.json" ]; then
+# ASC_SETS=dn: only the conditional teacher's training data (the ascent teacher's held-out scores of an
+# earlier run of the same recipe stand; saves ~150 s of a GPU session)
+if [ ! -f "$W/ascent.done" ]; then
     python3 scripts/ascent_ablation.py --work "$W" --rs "$RS" --llvip "$LLVIP" --gpus 1 --slots "$SLOTS" \
-        --rows '' --sets dn,rsval,llvip --thermal-level 0.5 --jitter "$JITTER" --start "$START" --seeds "$SEEDS" \
-        --no-eval --device "$DEVICE" --keep-samples --resume ${ASC_EXTRA:-}
+        --rows '' --sets "${ASC_SETS:-dn,rsval,llvip}" --thermal-level 0.5 --jitter "$JITTER" --start "$START" \
+        --seeds "$SEEDS" --no-eval --device "$DEVICE" --keep-samples --resume ${ASC_EXTRA:-}
+    touch "$W/ascent.done"
 fi
 done_training() {
     python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["complete"] else 1)' \

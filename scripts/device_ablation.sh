@@ -80,7 +80,12 @@ for row in ${ROWS//,/ }; do
     done
 done
 for f in ${PACK:-}; do # other files of the driver's to bring back (e.g. PACK=cond.tar)
-    [ -f "$W/$f" ] && cp "$W/$f" "$OUT/"
+    [ -f "$W/$f" ] || continue
+    if [ "$(stat -c %s "$W/$f")" -gt 15000000 ]; then # files come back at 16 MiB each at most: cat f.part* > f
+        split -b 15000000 -d "$W/$f" "$OUT/$f.part"
+    else
+        cp "$W/$f" "$OUT/"
+    fi
 done
 if [ -f "$W/prior/edgefuse_prior.json" ] && [ ! -f "$W/prior.sent" ]; then
     tar -cf "$OUT/prior.tar" -C "$W" prior && touch "$W/prior.sent"  # (d) resumes only on this backbone
