@@ -2,7 +2,9 @@
 
 For RoadScene only the validation split (``split_pairs`` seed 0, 20 %) is scored; other folders whole. Prints
 and writes every metric of ``edgefuse.metrics`` (mean over pairs) and the per-pixel standard deviation of the
-samples in 8-bit levels (median, 90th, 99th percentile over all pixels).
+samples in 8-bit levels (median, 90th, 99th percentile over all pixels). ``--sample-metrics`` also scores each
+pair's first sample alone (RGB from its luminance and the visible chroma): whether averaging the samples costs
+sharpness, as it does when they differ in fine texture.
 
     python scripts/score_cache.py --cache runs/asc_rs --data ../shared/data/roadscene_train --val-split \
         --json runs/asc_rs_val.json
@@ -24,6 +26,18 @@ def _score(args: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict[str, float]:
     return fusion_metrics(*args)
 
 
+def _sample_rgb(y: np.ndarray, vis: np.ndarray) -> np.ndarray:
+    """A cached luminance sample (float16 in [0, 1], or uint8 in version-1 caches) as RGB with the visible
+    frame's chroma, as the teacher wrote its mean."""
+    import torch
+
+    from edgefuse.teacher.ddfm import with_visible_chroma
+
+    lum = y.astype(np.float32) / (255.0 if y.dtype == np.uint8 else 1.0)
+    v = torch.from_numpy(np.ascontiguousarray(vis)).permute(2, 0, 1)[None]
+    return with_visible_chroma(torch.from_numpy(lum)[None, None], v)[0].permute(1, 2, 0).numpy()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", required=True)
@@ -31,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--val-split", action="store_true", help="score only the validation split (RoadScene)")
     ap.add_argument("--json")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--sample-metrics", action="store_true", help="score each pair's first sample alone too")
     args = ap.parse_args(argv)
 
     from edgefuse.data import find_pairs, split_indices
@@ -40,14 +55,19 @@ def main(argv: list[str] | None = None) -> int:
     source, cache = find_pairs(args.data), TeacherCache(args.cache)
     idx = list(split_indices(source.pairs, 0.2, 0)[1]) if args.val_split else list(range(len(source)))
     idx = [i for i in idx if source.pairs[i].stem in cache.pairs]
-    triples, stds = [], []
+    triples, singles, stds = [], [], []
     for i in idx:
         vis, ir = source[i]
         entry = cache.load(source.pairs[i].stem)
         triples.append((to_uint8(entry.mean), ir, vis))
         stds.append(np.sqrt(entry.var.astype(np.float64)).ravel() * 255.0)
+        if args.sample_metrics:
+            if entry.samples is None:
+                ap.error(f"{args.cache}: no samples kept, so --sample-metrics has nothing to score")
+            singles.append((to_uint8(_sample_rgb(entry.samples[0], vis)), ir, vis))
     with ProcessPoolExecutor(args.workers) as pool:
         rows = list(pool.map(_score, triples))
+        single_rows = list(pool.map(_score, singles))
     metrics = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
     spread = dict(
         zip(("p50", "p90", "p99"), np.percentile(np.concatenate(stds), [50, 90, 99]).tolist(), strict=True)
@@ -59,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         "metrics": metrics,
         "std_levels": spread,
     }
+    if single_rows:
+        out["sample0_metrics"] = {k: float(np.mean([r[k] for r in single_rows])) for k in single_rows[0]}
     print(json.dumps(out, indent=1))
     if args.json:
         with open(args.json, "w") as fh:
