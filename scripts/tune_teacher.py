@@ -83,8 +83,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--limit", type=int, default=0)
-    ap.add_argument("--grid", choices=("full", "tiny"), default="full")
+    ap.add_argument(
+        "--grid",
+        choices=("full", "tiny", "eta1"),
+        default="full",
+        help="eta1 (cond stage): steps 10/20/50 at eta 1 only, best at every step count in the first run",
+    )
     args = ap.parse_args(argv)
+    if args.grid == "eta1" and args.stage != "cond":
+        ap.error("--grid eta1 is the cond stage's")
 
     from edgefuse.checkpoint import load_model
     from edgefuse.data import find_pairs
@@ -114,7 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         from edgefuse.teacher.conditional import ConditionalTeacher
 
         teacher = ConditionalTeacher.load(args.model, device=args.device, precision="bf16")
-        grid = ((10, 20, 50), (0.0, 0.5, 1.0)) if args.grid == "full" else ((2,), (1.0,))
+        grid = {"full": ((10, 20, 50), (0.0, 0.5, 1.0)), "eta1": ((10, 20, 50), (1.0,))}.get(
+            args.grid, ((2,), (1.0,))
+        )
         configs = [{"steps": n, "eta": e} for n, e in itertools.product(*grid)]
     else:
         from edgefuse.teacher.prior import Prior
