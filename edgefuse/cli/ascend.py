@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from edgefuse.cli._common import cli_command
-from edgefuse.cli.teacher import app, write_cache
+from edgefuse.cli._teacher import app, write_cache
 
 
 @app.command("ascend")

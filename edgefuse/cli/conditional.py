@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from edgefuse.cli._common import cli_command, console
-from edgefuse.cli.teacher import (
+from edgefuse.cli._teacher import (
     BatchSize,
     Channels,
     Crop,

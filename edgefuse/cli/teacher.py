@@ -1,77 +1,37 @@
-"""``edgefuse teacher``: train the luminance diffusion prior, sample the DDFM teacher ensemble into a cache,
-or import an external teacher's samples into the same cache format."""
+"""``edgefuse teacher train-prior`` and ``teacher sample``: train the luminance diffusion prior, and sample
+the DDFM teacher ensemble into a cache."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from edgefuse.cli._common import cli_command, console
+from edgefuse.cli._teacher import (
+    BatchSize,
+    Channels,
+    Crop,
+    LayersPerBlock,
+    LearningRate,
+    Minutes,
+    Precision,
+    Resume,
+    Seed,
+    SplitSeed,
+    Steps,
+    TrainDevice,
+    app,
+    fit_with_bar,
+    unet_widths,
+    write_cache,
+)
 from edgefuse.teacher.settings import Objective
 
 if TYPE_CHECKING:
     from edgefuse.teacher.ddfm import SamplerConfig
-
-app = typer.Typer(
-    help="Teachers: train-prior, sample (DDFM K-sample ensemble cache), ascend (metric-ascent), import, "
-    "train-cond / sample-cond (conditional diffusion teacher).",
-    no_args_is_help=True,
-)
-
-
-def _progress():  # type: ignore[no-untyped-def]
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()
-    )
-
-
-# the options of both denoiser trainers (train-prior here, train-cond in cli/conditional.py)
-Crop = Annotated[int, typer.Option(min=16, help="Square training crop size.")]
-Channels = Annotated[str, typer.Option(help="UNet widths per level, comma-separated.")]
-LayersPerBlock = Annotated[int, typer.Option(min=1)]
-BatchSize = Annotated[int, typer.Option(min=1)]
-LearningRate = Annotated[float, typer.Option(min=0.0)]
-Steps = Annotated[int, typer.Option(min=1, help="Maximum optimiser steps.")]
-Minutes = Annotated[float, typer.Option(min=0.0, help="Wall-clock budget (0: none); sizes the schedule.")]
-SplitSeed = Annotated[int, typer.Option(help="Seed of the train/val split (the one `train` uses).")]
-Seed = Annotated[int, typer.Option()]
-TrainDevice = Annotated[str, typer.Option(help="cpu or cuda[:N].")]
-Precision = Annotated[str, typer.Option(help="bf16, fp16 or fp32 (autocast on CUDA only).")]
-Resume = Annotated[
-    bool, typer.Option(help="Continue the schedule saved in <out>.state.pt by an earlier, time-limited call.")
-]
-
-
-def unet_widths(channels: str, crop: int) -> tuple[int, ...]:
-    """--channels as widths, checked against --crop (every level halves it)."""
-    widths = tuple(int(c) for c in channels.split(",") if c.strip())
-    if crop % 2 ** (len(widths) - 1):
-        raise typer.BadParameter(
-            f"--crop must be a multiple of {2 ** (len(widths) - 1)} for {len(widths)} levels"
-        )
-    return widths
-
-
-def fit_with_bar(label: str, steps: int, out: Path, fit: Callable[[Callable[..., None]], dict]) -> None:
-    """Run a denoiser trainer under a progress bar and say what it wrote."""
-    with _progress() as bar:
-        task = bar.add_task(label, total=steps)
-
-        def on_step(step: int, total: int, loss: float) -> None:
-            bar.update(task, completed=step, total=total, description=f"{label} loss {loss:.4f}")
-
-        info = fit(on_step)
-    console.print(
-        f"[green]wrote[/] {out} ({info['steps']} of {info['schedule_steps']} steps"
-        f"{'' if info['complete'] else ', resumable'}, {info['seconds']:.0f} s, "
-        f"loss {info['final_loss_ema']:.4f}, sha256 {info['sha256'][:12]})"
-    )
 
 
 @app.command("train-prior")
@@ -237,37 +197,6 @@ def sample(
     )
 
 
-def write_cache(
-    label: str,
-    device: str,
-    data: Path,
-    resize_ir: bool,
-    limit: int,
-    k: int,
-    run: Callable[[Any, str, Callable[[], None]], tuple | None],
-) -> None:
-    """A cache writer's command: ``run(pairs, device, on_pair)`` under torchrun (one GPU per process) and a
-    progress bar shown on rank 0, then what rank 0 wrote."""
-    from edgefuse.data import find_pairs
-    from edgefuse.distributed import init_distributed, rank_and_world, shutdown_distributed
-
-    dev = init_distributed(device)
-    rank, _ = rank_and_world()
-    try:
-        source = find_pairs(data, resize_ir=resize_ir)
-        total = min(len(source), limit or len(source))
-        with _progress() as bar:
-            task = bar.add_task(f"{label} K={k}", total=total, visible=rank == 0)
-            done = run(source, dev, lambda: bar.advance(task))
-    finally:
-        shutdown_distributed()
-    if done is not None:
-        path, meta = done
-        per = meta["seconds_per_pair"]
-        per_s = f", {per:.2f} s per pair" if per else ""
-        console.print(f"[green]wrote[/] {path} ({total} pairs, K={k}{per_s})")
-
-
 def _sampler_config(path: Path, max_batch: int) -> SamplerConfig:
     from edgefuse.errors import DataError
     from edgefuse.teacher.ddfm import SamplerConfig
@@ -279,61 +208,3 @@ def _sampler_config(path: Path, max_batch: int) -> SamplerConfig:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{path}: not a sampler config ({exc})") from None
     return cfg
-
-
-@app.command("import")
-@cli_command
-def import_samples(
-    samples: Annotated[Path, typer.Option(help="External teacher output: <stem>/*.png or <run>/<stem>.png.")],
-    data: Annotated[Path, typer.Option(help="The paired folder those samples fuse.")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="Cache directory to write.")],
-    save_samples: Annotated[
-        bool, typer.Option(help="Keep the K samples (feature routing needs them).")
-    ] = True,
-    name: Annotated[str, typer.Option(help="Teacher name recorded in the manifest.")] = "external",
-) -> None:
-    """Build a teacher cache from any teacher's K fused samples per pair."""
-    import numpy as np
-
-    from edgefuse.data import find_pairs, read_visible
-    from edgefuse.errors import DataError
-    from edgefuse.teacher.cache import (
-        ensemble_stats,
-        external_samples,
-        pair_size,
-        write_entry,
-        write_manifest,
-    )
-
-    source = find_pairs(data)
-    found = external_samples(samples, [p.stem for p in source.pairs])
-    k = len(next(iter(found.values())))
-    if k < 2:
-        raise DataError(f"{samples}: {k} sample per pair; an ensemble needs K >= 2")
-    index = {p.stem: i for i, p in enumerate(source.pairs)}
-    entries = {}
-    with _progress() as bar:
-        task = bar.add_task(f"import K={k}", total=len(found))
-        for stem, files in sorted(found.items()):
-            hw = pair_size(source, index[stem])
-            imgs = [read_visible(f) for f in files]
-            bad = [f for f, im in zip(files, imgs, strict=True) if im.shape[:2] != hw]
-            if bad:
-                got = imgs[files.index(bad[0])].shape
-                raise DataError(f"{bad[0]}: sample is {got[1]}×{got[0]} but pair {stem!r} is {hw[1]}×{hw[0]}")
-            mean, var, ys = ensemble_stats(np.stack(imgs))
-            entries[stem] = write_entry(out, stem, mean, var, ys if save_samples else None)
-            bar.advance(task)
-    meta = {
-        "teacher": {"kind": "external", "name": name, "samples": str(Path(samples).resolve())},
-        "k": k,
-        "seeds": None,
-        "has_samples": save_samples,
-        "data": {"name": source.name, "root": str(source.root.resolve())},
-        "world_size": 1,
-        "seconds_per_pair": None,
-    }
-    path = write_manifest(out, entries, meta)
-    missing = len(source) - len(entries)
-    note = f"; {missing} pairs of {source.name} have no samples" if missing else ""
-    console.print(f"[green]wrote[/] {path} ({len(entries)} pairs, K={k}{note})")
