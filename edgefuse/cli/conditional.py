@@ -58,23 +58,33 @@ def train_cond(
             "at high noise, where the model must already say what the fused image is."
         ),
     ] = "v_prediction",
+    target: Annotated[
+        str,
+        typer.Option(
+            help="What is denoised: residual (fused minus visible luminance: the visible texture passes "
+            "through, as in the student's form) or fused (the fused luminance: the model redraws texture)."
+        ),
+    ] = "residual",
     device: TrainDevice = "cpu",
     precision: Precision = "bf16",
     resume: Resume = False,
 ) -> None:
     """Train a conditional diffusion teacher (the Diff-IF route) on a teacher cache's samples.
 
-    A UNet denoises the fused luminance given the visible luminance and the thermal frame (v-prediction by
-    default, DDPM schedule, the prior's training loop); its targets are the cache's K samples per training
-    pair, so it learns the teacher's distribution. Sample it with `teacher sample-cond`.
+    A UNet denoises the fused luminance (by default its difference from the visible luminance) given the
+    visible luminance and the thermal frame (v-prediction by default, DDPM schedule, the prior's training
+    loop); its targets are the cache's K samples per training pair, so it learns the teacher's
+    distribution. Sample it with `teacher sample-cond`.
     """
     from edgefuse.data import find_pairs, split_indices
     from edgefuse.teacher.cache import TeacherCache
-    from edgefuse.teacher.conditional import train_conditional, training_items
+    from edgefuse.teacher.conditional import TARGETS, train_conditional, training_items
     from edgefuse.teacher.denoiser import PREDICTIONS, DenoiserConfig
 
     if prediction not in PREDICTIONS:
         raise typer.BadParameter(f"--prediction must be one of {', '.join(PREDICTIONS)}")
+    if target not in TARGETS:
+        raise typer.BadParameter(f"--target must be one of {', '.join(TARGETS)}")
     widths = unet_widths(channels, crop)
     source = find_pairs(data)
     teacher_cache = TeacherCache(cache)
@@ -110,7 +120,9 @@ def train_cond(
         "conditional teacher",
         steps,
         out,
-        lambda on_step: train_conditional(items, out, cfg, provenance=prov, on_step=on_step, resume=resume),
+        lambda on_step: train_conditional(
+            items, out, cfg, provenance=prov, on_step=on_step, resume=resume, target=target
+        ),
     )
 
 

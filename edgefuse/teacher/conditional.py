@@ -9,6 +9,13 @@ imported), so it learns their distribution, not only their mean. Its K samples p
 η > 0) then differ where that distribution is wide and where the model is unsure; they go into the same
 cache format.
 
+What it denoises (``target``): the fused luminance itself (``fused``, in [-1, 1]), or its difference from
+the visible luminance (``residual``: Y_f − Y_v, in [-1, 1], added back after sampling). With ``fused`` the
+model must redraw the visible frame's fine texture, and what it draws is its own: on LLVIP its mean kept the
+texture of a 0.5-px blur but scored the Qabf of a 1-px blur and lower SSIM (docs/distillation.md, sixteenth
+session), and convention-A SSIM and Qabf score exactly the correlation with the sources' texture. With
+``residual`` the visible texture passes through, as the student's form (visible + smooth terms) keeps it.
+
 Model directory: a diffusers ``DDPMPipeline`` layout (``unet/`` with 3 input channels and 1 output channel,
 ``scheduler/``) plus ``edgefuse_conditional.json`` (provenance: the training cache's teacher, steps, pairs).
 """
@@ -39,6 +46,7 @@ from edgefuse.teacher.ensemble import write_ensemble
 
 COND_META = "edgefuse_conditional.json"
 KIND = "edgefuse-conditional-teacher"
+TARGETS = ("residual", "fused")
 
 
 def training_items(source: Any, cache: Any, indices: Sequence[int]) -> list[np.ndarray]:
@@ -60,9 +68,10 @@ def training_items(source: Any, cache: Any, indices: Sequence[int]) -> list[np.n
 
 
 def conditional_crops(
-    items: Sequence[np.ndarray], batch: int, crop: int, rng: np.random.Generator
+    items: Sequence[np.ndarray], batch: int, crop: int, rng: np.random.Generator, target: str = "fused"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(targets B×1×c×c, conditioning B×2×c×c) in [-1, 1]: random pair, position, flip and teacher sample."""
+    """(targets B×1×c×c, conditioning B×2×c×c) in [-1, 1]: random pair, position, flip and teacher sample;
+    the target is the fused luminance or, with ``target="residual"``, its difference from the visible one."""
     x0 = np.empty((batch, 1, crop, crop), dtype=np.float32)
     cond = np.empty((batch, 2, crop, crop), dtype=np.float32)
     for b, k in enumerate(rng.integers(0, len(items), size=batch)):
@@ -76,7 +85,9 @@ def conditional_crops(
         patch = patch[:, :, ::-1] if rng.integers(0, 2) else patch
         j = int(rng.integers(2, arr.shape[0]))
         x0[b, 0], cond[b] = patch[j], patch[:2]
-    return torch.from_numpy(x0) * 2.0 - 1.0, torch.from_numpy(cond) * 2.0 - 1.0
+    x = torch.from_numpy(x0)
+    x = x - torch.from_numpy(cond[:, :1]) if target == "residual" else x * 2.0 - 1.0
+    return x, torch.from_numpy(cond) * 2.0 - 1.0
 
 
 def train_conditional(
@@ -86,18 +97,21 @@ def train_conditional(
     provenance: dict[str, Any] | None = None,
     on_step: Callable[[int, int, float], None] | None = None,
     resume: bool = False,
+    target: str = "residual",
 ) -> dict[str, Any]:
     """Train the conditional teacher on ``training_items`` (the prior's loop: resumable, atomic output)."""
     if not items:
         raise DataError("train-cond: no pairs to train on")
+    if target not in TARGETS:
+        raise DataError(f"train-cond: target must be one of {', '.join(TARGETS)}, not {target!r}")
     return fit_denoiser(
-        lambda rng: conditional_crops(items, cfg.batch_size, cfg.crop, rng),
+        lambda rng: conditional_crops(items, cfg.batch_size, cfg.crop, rng, target),
         out,
         cfg,
         in_channels=3,
         kind=KIND,
         meta_name=COND_META,
-        provenance={"pairs": len(items), **(provenance or {})},
+        provenance={"pairs": len(items), "target": target, **(provenance or {})},
         on_step=on_step,
         resume=resume,
     )
@@ -114,6 +128,9 @@ class ConditionalTeacher:
         self.precision = precision
         self.multiple = size_multiple(unet)
         self.meta: dict[str, Any] = json.loads((path / COND_META).read_text())
+        self.target = str(self.meta.get("target", "fused"))  # models trained before the option: fused
+        if self.target not in TARGETS:
+            raise CheckpointError(f"{path / COND_META}: unknown target {self.target!r}")
 
     @property
     def device(self) -> torch.device:
@@ -144,6 +161,7 @@ class ConditionalTeacher:
             "model_steps": self.meta.get("steps"),
             "trained_on": self.meta.get("cache_teacher"),
             "trained_pairs": self.meta.get("pairs"),
+            "target": self.target,
             "sampler": {"steps": steps, "eta": eta},
             "precision": self.precision if self.device.type == "cuda" else "fp32",
         }
@@ -188,7 +206,10 @@ class ConditionalTeacher:
                 noise = draw()
             step = sched.step(out, t, x, eta=eta, use_clipped_model_output=True, variance_noise=noise)
             x, x0 = step.prev_sample, step.pred_original_sample
-        y = ((x0.clamp(-1.0, 1.0) + 1.0) * 0.5)[..., :h, :w]
+        x0 = x0.clamp(-1.0, 1.0)[..., :h, :w]
+        # residual: Y_f = Y_v + (Y_f − Y_v); fused: [-1, 1] back to [0, 1]
+        residual = self.target == "residual"
+        y = (x0 + (vis_y + 1.0) * 0.5 if residual else (x0 + 1.0) * 0.5).clamp(0.0, 1.0)
         if not torch.isfinite(y).all():
             raise DataError(f"{self.path}: the conditional teacher produced NaN/Inf")
         return y

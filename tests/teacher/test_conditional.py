@@ -35,6 +35,9 @@ def test_crops_pair_the_sources_with_one_teacher_sample_each() -> None:
     assert drawn == {0.3, 0.4, 0.5}  # every teacher sample is a target, never a source plane
     again, _ = conditional_crops(items, 64, 16, np.random.default_rng(0))
     assert torch.equal(x0, again)
+    residual, cond_r = conditional_crops(items, 64, 16, np.random.default_rng(0), target="residual")
+    torch.testing.assert_close(residual, (x0 + 1) / 2 - 0.1, atol=1e-3, rtol=0)  # Y_f − Y_v, same draws
+    assert torch.equal(cond_r, cond)
 
 
 def _cache(root: Path, pairs: Path, k: int, samples: bool) -> TeacherCache:
@@ -92,6 +95,7 @@ def test_train_cond_then_sample_cond_write_a_spread_ensemble(tiny_pairs: Path, t
     assert res.exit_code == 0, res.output
     meta = json.loads((model / COND_META).read_text())
     assert meta["kind"] == "edgefuse-conditional-teacher" and meta["steps"] == 3 and meta["pairs"] == 4
+    assert meta["target"] == "residual"  # the default
     assert meta["cache_sha256"] == cache.sha256 and meta["cache_teacher"] == {"kind": "test"}
     with pytest.raises(CheckpointError, match="1 or 3 channels to as many"):
         Prior.load(model)  # a conditional teacher is not a prior ...
@@ -108,7 +112,7 @@ def test_train_cond_then_sample_cond_write_a_spread_ensemble(tiny_pairs: Path, t
     assert (
         teacher["kind"] == "conditional" and teacher["model_sha256"] == ConditionalTeacher.load(model).sha256
     )
-    assert teacher["sampler"] == {"steps": 3, "eta": 1.0}
+    assert teacher["sampler"] == {"steps": 3, "eta": 1.0} and teacher["target"] == "residual"
     entry = ens.load(ens.stems[0])
     assert entry.mean.shape == (40, 56, 3) and float(entry.var.max()) > 0  # η = 1: the samples differ
     res = runner.invoke(
@@ -116,6 +120,11 @@ def test_train_cond_then_sample_cond_write_a_spread_ensemble(tiny_pairs: Path, t
     )
     assert res.exit_code == 0, res.output
     np.testing.assert_array_equal(TeacherCache(tmp_path / "again").load(ens.stems[0]).samples, entry.samples)
+    res = runner.invoke(app, [*args, "-o", str(tmp_path / "bad"), "--target", "pixels"])
+    assert res.exit_code != 0 and "--target must be one of residual, fused" in res.output
+    # a model from before the option denoised the fused luminance
+    (model / COND_META).write_text(json.dumps({k: v for k, v in meta.items() if k != "target"}))
+    assert ConditionalTeacher.load(model).target == "fused"
 
 
 @pytest.mark.teacher
@@ -159,19 +168,25 @@ class _Oracle(torch.nn.Module):
 @pytest.mark.teacher
 @pytest.mark.parametrize("prediction", ["epsilon", "v_prediction", "sample"])
 @pytest.mark.parametrize("eta", [0.0, 1.0])
-def test_the_sampler_lands_on_what_a_perfect_model_predicts(prediction: str, eta: float) -> None:
+@pytest.mark.parametrize("space", ["fused", "residual"])
+def test_the_sampler_lands_on_what_a_perfect_model_predicts(prediction: str, eta: float, space: str) -> None:
     import diffusers
 
     from edgefuse.teacher.conditional import ConditionalTeacher
+    from edgefuse.teacher.ddfm import luma
 
     config = dict(diffusers.DDPMScheduler(beta_schedule="linear", prediction_type=prediction).config)
     alphas = diffusers.DDPMScheduler.from_config(config).alphas_cumprod
-    target = torch.rand(1, 1, 8, 12, generator=torch.Generator().manual_seed(0)) * 1.6 - 0.8
+    gen = torch.Generator().manual_seed(0)
+    visible = torch.rand(3, 8, 12, generator=gen) * 0.5 + 0.25
+    want = torch.rand(1, 1, 8, 12, generator=gen) * 0.8 + 0.1  # the fused luminance, in [0, 1]
+    target = want - luma(visible[None]) if space == "residual" else want * 2 - 1  # what the model denoises
     teacher = ConditionalTeacher.__new__(ConditionalTeacher)  # no directory: the sampler alone
     teacher.unet, teacher.scheduler_config = _Oracle(target, alphas, prediction), config
     teacher.precision, teacher.multiple, teacher.path = "fp32", 1, Path("oracle")
-    y = teacher.sample(torch.rand(3, 8, 12), torch.rand(1, 8, 12), [0, 1], steps=10, eta=eta)
-    torch.testing.assert_close(y * 2 - 1, target.expand(2, -1, -1, -1), atol=1e-5, rtol=0)
+    teacher.target = space
+    y = teacher.sample(visible, torch.rand(1, 8, 12), [0, 1], steps=10, eta=eta)
+    torch.testing.assert_close(y, want.expand(2, -1, -1, -1), atol=1e-5, rtol=0)
 
 
 def test_a_denoiser_predicts_one_of_three_things() -> None:
