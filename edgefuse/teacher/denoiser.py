@@ -75,9 +75,13 @@ def build_unet(cfg: DenoiserConfig, in_channels: int = 1) -> Any:
 
 
 def ddim_scheduler(
-    scheduler_config: dict[str, Any], prediction_type: str = "epsilon", clip_sample: bool = False
+    scheduler_config: dict[str, Any],
+    prediction_type: str = "epsilon",
+    clip_sample: bool = False,
+    clip_range: float = 1.0,
 ) -> Any:
-    """A DDIM scheduler on a model's noise schedule (fed ``prediction_type``); it lands on x0 at the end."""
+    """A DDIM scheduler on a model's noise schedule (fed ``prediction_type``); it lands on x0 at the end.
+    ``clip_sample`` clips every step's x0 estimate to ±``clip_range``, the data's range."""
     diffusers = require("diffusers")
     keep = {
         k: v
@@ -88,6 +92,7 @@ def ddim_scheduler(
         **keep,
         prediction_type=prediction_type,
         clip_sample=clip_sample,
+        clip_sample_range=clip_range,
         set_alpha_to_one=True,
         timestep_spacing="trailing",
     )
