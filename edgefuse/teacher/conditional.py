@@ -71,10 +71,10 @@ def training_items(source: Any, cache: Any, indices: Sequence[int]) -> list[np.n
 
 
 def conditional_crops(
-    items: Sequence[np.ndarray], batch: int, crop: int, rng: np.random.Generator, target: str = "fused"
+    items: Sequence[np.ndarray], batch: int, crop: int, rng: np.random.Generator, target: str = "residual"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(targets B×1×c×c, conditioning B×2×c×c) in [-1, 1]: random pair, position, flip and teacher sample;
-    the target is the fused luminance or, with ``target="residual"``, its difference from the visible one."""
+    """(targets B×1×c×c, conditioning B×2×c×c in [-1, 1]): random pair, position, flip and teacher sample.
+    The target is 2·(Y_f − Y_v) in [-2, 2] (``residual``) or the fused luminance in [-1, 1] (``fused``)."""
     x0 = np.empty((batch, 1, crop, crop), dtype=np.float32)
     cond = np.empty((batch, 2, crop, crop), dtype=np.float32)
     for b, k in enumerate(rng.integers(0, len(items), size=batch)):

@@ -27,15 +27,15 @@ def _planes(h: int, w: int, values: list[float]) -> np.ndarray:
 
 def test_crops_pair_the_sources_with_one_teacher_sample_each() -> None:
     items = [_planes(20, 24, [0.1, 0.2, 0.3, 0.4, 0.5]), _planes(8, 10, [0.1, 0.2, 0.3, 0.4, 0.5])]
-    x0, cond = conditional_crops(items, 64, 16, np.random.default_rng(0))
+    x0, cond = conditional_crops(items, 64, 16, np.random.default_rng(0), target="fused")
     assert x0.shape == (64, 1, 16, 16) and cond.shape == (64, 2, 16, 16)  # the 8×10 pair is padded
     np.testing.assert_allclose(cond[:, 0].numpy(), 0.1 * 2 - 1, atol=1e-3)
     np.testing.assert_allclose(cond[:, 1].numpy(), 0.2 * 2 - 1, atol=1e-3)
     drawn = {round((float(x.mean()) + 1) / 2, 2) for x in x0}
     assert drawn == {0.3, 0.4, 0.5}  # every teacher sample is a target, never a source plane
-    again, _ = conditional_crops(items, 64, 16, np.random.default_rng(0))
+    again, _ = conditional_crops(items, 64, 16, np.random.default_rng(0), target="fused")
     assert torch.equal(x0, again)
-    residual, cond_r = conditional_crops(items, 64, 16, np.random.default_rng(0), target="residual")
+    residual, cond_r = conditional_crops(items, 64, 16, np.random.default_rng(0))  # the default
     torch.testing.assert_close(residual, 2 * ((x0 + 1) / 2 - 0.1), atol=2e-3, rtol=0)  # 2(Y_f − Y_v)
     assert torch.equal(cond_r, cond)
 
