@@ -43,6 +43,19 @@ Resume = Annotated[
     bool, typer.Option(help="Continue the schedule saved in <out>.state.pt by an earlier, time-limited call.")
 ]
 
+# the options of the cache writers (sample, ascend, sample-cond; import shares the first ones)
+PairedData = Annotated[Path, typer.Option(help="Paired folder to fuse.")]
+CacheOut = Annotated[Path, typer.Option("-o", "--out", help="Cache directory to write.")]
+SamplesPerPair = Annotated[
+    int, typer.Option("--k", min=2, max=64, help="Samples per pair (seeds seed..seed+K-1).")
+]
+KeepSamples = Annotated[bool, typer.Option(help="Keep the K samples (feature routing needs them).")]
+Limit = Annotated[int, typer.Option(min=0, help="Only the first N pairs (0: all).")]
+CacheDevice = Annotated[str, typer.Option(help="cpu or cuda (under torchrun: one GPU per process).")]
+UnetPrecision = Annotated[str, typer.Option(help="UNet autocast on CUDA: bf16, fp16 or fp32.")]
+ResizeIR = Annotated[bool, typer.Option(help="Resize thermal frames to the visible size.")]
+ResumeCache = Annotated[bool, typer.Option(help="Keep pairs already written by an interrupted run.")]
+
 
 def unet_widths(channels: str, crop: int) -> tuple[int, ...]:
     """--channels as widths, checked against --crop (every level halves it)."""

@@ -4,27 +4,36 @@ own so that the teacher group's file stays small; it registers on the ``teacher`
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from edgefuse.cli._common import cli_command
-from edgefuse.cli._teacher import app, write_cache
+from edgefuse.cli._teacher import (
+    CacheDevice,
+    CacheOut,
+    KeepSamples,
+    Limit,
+    PairedData,
+    ResizeIR,
+    ResumeCache,
+    SamplesPerPair,
+    Seed,
+    app,
+    write_cache,
+)
 
 
 @app.command("ascend")
 @cli_command
 def ascend(
-    data: Annotated[Path, typer.Option(help="Paired folder to fuse.")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="Cache directory to write.")],
+    data: PairedData,
+    out: CacheOut,
     student: Annotated[
         str, typer.Option(help="Checkpoint whose form and start the teacher fits (default: the bundled one).")
     ] = "fusionproxy-s",
-    k: Annotated[
-        int, typer.Option("--k", min=2, max=64, help="Samples per pair (seeds seed..seed+K-1).")
-    ] = 3,
-    seed: Annotated[int, typer.Option()] = 0,
+    k: SamplesPerPair = 3,
+    seed: Seed = 0,
     steps: Annotated[int, typer.Option(min=1, max=10000, help="Adam steps per pair.")] = 60,
     lr: Annotated[float, typer.Option(min=1e-6, help="Adam learning rate on the coefficient maps.")] = 0.01,
     ssim_margin: Annotated[
@@ -42,10 +51,8 @@ def ascend(
             "blotches the ascent makes in flat regions, docs/distillation.md).",
         ),
     ] = 0.0,
-    save_samples: Annotated[
-        bool, typer.Option(help="Keep the K samples (feature routing needs them).")
-    ] = True,
-    limit: Annotated[int, typer.Option(min=0, help="Only the first N pairs (0: all).")] = 0,
+    save_samples: KeepSamples = True,
+    limit: Limit = 0,
     dtype: Annotated[
         str,
         typer.Option(
@@ -53,9 +60,9 @@ def ascend(
             "convolutions stay off; on a RoadScene training pair it matched float64's VIF/Qabf/SSIM to 5e-4)."
         ),
     ] = "float64",
-    device: Annotated[str, typer.Option(help="cpu or cuda (under torchrun: one GPU per process).")] = "cpu",
-    resize_ir: Annotated[bool, typer.Option(help="Resize thermal frames to the visible size.")] = False,
-    resume: Annotated[bool, typer.Option(help="Keep pairs already written by an interrupted run.")] = False,
+    device: CacheDevice = "cpu",
+    resize_ir: ResizeIR = False,
+    resume: ResumeCache = False,
 ) -> None:
     """Metric-ascent teacher: fit the student's form to each pair by climbing VIF and Qabf (SSIM held).
 

@@ -12,17 +12,26 @@ import typer
 from edgefuse.cli._common import cli_command, console
 from edgefuse.cli._teacher import (
     BatchSize,
+    CacheDevice,
+    CacheOut,
     Channels,
     Crop,
+    KeepSamples,
     LayersPerBlock,
     LearningRate,
+    Limit,
     Minutes,
+    PairedData,
     Precision,
+    ResizeIR,
     Resume,
+    ResumeCache,
+    SamplesPerPair,
     Seed,
     SplitSeed,
     Steps,
     TrainDevice,
+    UnetPrecision,
     app,
     fit_with_bar,
     unet_widths,
@@ -107,11 +116,9 @@ def sample(
     prior: Annotated[
         Path, typer.Option(help="Prior directory (edgefuse train-prior or any diffusers UNet).")
     ],
-    data: Annotated[Path, typer.Option(help="Paired folder to fuse.")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="Cache directory to write.")],
-    k: Annotated[
-        int, typer.Option("--k", min=2, max=64, help="Samples per pair (seeds seed..seed+K-1).")
-    ] = 6,
+    data: PairedData,
+    out: CacheOut,
+    k: SamplesPerPair = 6,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -123,7 +130,7 @@ def sample(
         Objective, typer.Option(help="Fusion objective: salience (default) or ddfm (thermal intensities).")
     ] = Objective.SALIENCE,
     steps: Annotated[int, typer.Option(min=1, max=1000, help="DDIM steps.")] = 10,
-    seed: Annotated[int, typer.Option()] = 0,
+    seed: Seed = 0,
     eta: Annotated[float, typer.Option(min=0.0, max=1.0, help="DDIM eta (> 0: stochastic DDIM).")] = 0.5,
     phi: Annotated[
         float,
@@ -145,15 +152,13 @@ def sample(
     ] = 0.0,
     jitter: Annotated[float, typer.Option(min=0.0, help="Per-sample salience offset std (diversity).")] = 0.1,
     phi_jitter: Annotated[float, typer.Option(min=0.0, help="Per-sample log-std of φ (diversity).")] = 0.3,
-    save_samples: Annotated[
-        bool, typer.Option(help="Keep the K samples (feature routing needs them).")
-    ] = True,
-    limit: Annotated[int, typer.Option(min=0, help="Only the first N pairs (0: all).")] = 0,
+    save_samples: KeepSamples = True,
+    limit: Limit = 0,
     max_batch: Annotated[int, typer.Option(min=0, help="Samples per UNet call (0: all K).")] = 0,
-    device: Annotated[str, typer.Option(help="cpu or cuda (under torchrun: one GPU per process).")] = "cpu",
-    precision: Annotated[str, typer.Option(help="UNet autocast on CUDA: bf16, fp16 or fp32.")] = "bf16",
-    resize_ir: Annotated[bool, typer.Option(help="Resize thermal frames to the visible size.")] = False,
-    resume: Annotated[bool, typer.Option(help="Keep pairs already written by an interrupted run.")] = False,
+    device: CacheDevice = "cpu",
+    precision: UnetPrecision = "bf16",
+    resize_ir: ResizeIR = False,
+    resume: ResumeCache = False,
 ) -> None:
     """Fuse every pair K times with the diffusion teacher; write mean, variance and samples per pair."""
     from edgefuse.teacher.ddfm import EMConfig, SamplerConfig

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from edgefuse.cli._common import cli_command, console
-from edgefuse.cli._teacher import app, progress
+from edgefuse.cli._teacher import CacheOut, KeepSamples, app, progress
 
 
 @app.command("import")
@@ -16,10 +16,8 @@ from edgefuse.cli._teacher import app, progress
 def import_samples(
     samples: Annotated[Path, typer.Option(help="External teacher output: <stem>/*.png or <run>/<stem>.png.")],
     data: Annotated[Path, typer.Option(help="The paired folder those samples fuse.")],
-    out: Annotated[Path, typer.Option("-o", "--out", help="Cache directory to write.")],
-    save_samples: Annotated[
-        bool, typer.Option(help="Keep the K samples (feature routing needs them).")
-    ] = True,
+    out: CacheOut,
+    save_samples: KeepSamples = True,
     name: Annotated[str, typer.Option(help="Teacher name recorded in the manifest.")] = "external",
 ) -> None:
     """Build a teacher cache from any teacher's K fused samples per pair."""
