@@ -66,13 +66,12 @@ def main() -> None:
         a.repeats,
     )
     sched = {"num_train_timesteps": 1000, "prediction_type": "v_prediction"}
-    tmp = Path(tempfile.mkdtemp())
-    unet.save_pretrained(tmp / "unet")  # the teacher records its UNet's hash and meta
-    (tmp / COND_META).write_text("{}")
-    teacher = ConditionalTeacher(unet, sched, tmp, "bf16")
     vis = torch.rand(3, a.height, a.width)
     ir = torch.rand(1, a.height, a.width)
-    with torch.no_grad():
+    with tempfile.TemporaryDirectory() as tmp, torch.no_grad():
+        unet.save_pretrained(Path(tmp) / "unet")  # the teacher records its UNet's hash and meta
+        (Path(tmp) / COND_META).write_text("{}")
+        teacher = ConditionalTeacher(unet, sched, Path(tmp), "bf16")
         sample_ms = median_ms(lambda: teacher.sample(vis, ir, range(a.k), a.steps, 1.0), device, 3)
     name = torch.cuda.get_device_name(device) if amp else "cpu"
     print(f"{a.height}x{a.width}, K={a.k}, UNet {a.channels}, {name}")
