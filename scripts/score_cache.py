@@ -26,14 +26,13 @@ def _score(args: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict[str, float]:
     return fusion_metrics(*args)
 
 
-def _sample_rgb(y: np.ndarray, vis: np.ndarray) -> np.ndarray:
-    """A cached luminance sample (float16 in [0, 1], or uint8 in version-1 caches) as RGB with the visible
-    frame's chroma, as the teacher wrote its mean."""
+def _sample_rgb(lum: np.ndarray, vis: np.ndarray) -> np.ndarray:
+    """A sample's luminance (H×W float in [0, 1]) as RGB with the visible frame's chroma, as the teacher
+    wrote its mean."""
     import torch
 
     from edgefuse.teacher.ddfm import with_visible_chroma
 
-    lum = y.astype(np.float32) / (255.0 if y.dtype == np.uint8 else 1.0)
     v = torch.from_numpy(np.ascontiguousarray(vis)).permute(2, 0, 1)[None]
     return with_visible_chroma(torch.from_numpy(lum)[None, None], v)[0].permute(1, 2, 0).numpy()
 
@@ -62,9 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         triples.append((to_uint8(entry.mean), ir, vis))
         stds.append(np.sqrt(entry.var.astype(np.float64)).ravel() * 255.0)
         if args.sample_metrics:
-            if entry.samples is None:
+            samples = entry.samples_float()
+            if samples is None:
                 ap.error(f"{args.cache}: no samples kept, so --sample-metrics has nothing to score")
-            singles.append((to_uint8(_sample_rgb(entry.samples[0], vis)), ir, vis))
+            singles.append((to_uint8(_sample_rgb(samples[0], vis)), ir, vis))
     with ProcessPoolExecutor(args.workers) as pool:
         rows = list(pool.map(_score, triples))
         single_rows = list(pool.map(_score, singles))

@@ -47,6 +47,13 @@ class CacheEntry:
     var: np.ndarray  # H×W float32
     samples: np.ndarray | None  # K×H×W luminance: float16 in [0, 1] (v2) or uint8 (v1)
 
+    def samples_float(self) -> np.ndarray | None:
+        """The K samples' luminance as float32 in [0, 1], whichever version stored them."""
+        if self.samples is None:
+            return None
+        s = self.samples.astype(np.float32)
+        return s / 255.0 if self.samples.dtype == np.uint8 else s
+
 
 def ensemble_stats(samples_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(mean RGB H×W×3, luminance variance H×W (ddof=1), luminance K×H×W float16) of K×H×W×3 in [0, 1]."""

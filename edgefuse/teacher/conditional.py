@@ -60,10 +60,8 @@ def training_items(source: Any, cache: Any, indices: Sequence[int]) -> list[np.n
     for i in indices:
         vis, ir = source[i]
         entry = cache.load(source.pairs[i].stem)
-        if entry.samples is not None:
-            s = entry.samples.astype(np.float32)
-            targets = s / 255.0 if entry.samples.dtype == np.uint8 else s
-        else:
+        targets = entry.samples_float()
+        if targets is None:
             targets = np.repeat((entry.mean @ BT601_F32)[None], cache.k, axis=0)
         stack = np.concatenate([(vis @ BT601_F32)[None], ir[None], targets])
         items.append(np.clip(stack, 0.0, 1.0).astype(np.float16))

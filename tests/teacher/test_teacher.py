@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from edgefuse.cli import app
 from edgefuse.errors import DataError
-from edgefuse.teacher.cache import TeacherCache, ensemble_stats, write_entry, write_manifest
+from edgefuse.teacher.cache import CacheEntry, TeacherCache, ensemble_stats, write_entry, write_manifest
 from edgefuse.teacher.objective import (
     EMConfig,
     em_likelihood,
@@ -393,6 +393,10 @@ def test_cache_round_trip(tmp_path: Path) -> None:
     np.testing.assert_allclose(e.var, var, atol=1e-3, rtol=1e-3)
     np.testing.assert_array_equal(e.samples, ys)
     assert len(cache.sha256) == 64
+    np.testing.assert_array_equal(e.samples_float(), ys.astype(np.float32))
+    v1 = CacheEntry("a", mean, var, np.array([[[0, 51, 255]]], dtype=np.uint8))  # version-1 8-bit samples
+    np.testing.assert_allclose(v1.samples_float(), [[[0.0, 0.2, 1.0]]], atol=1e-7)
+    assert CacheEntry("a", mean, var, None).samples_float() is None
 
 
 def test_cache_mismatch_errors_name_the_problem(tiny_pairs: Path, tmp_path: Path) -> None:
