@@ -41,7 +41,7 @@ class DenoiserConfig:
     batch_size: int = 64
     lr: float = 5e-4
     max_steps: int = 20000
-    minutes: float = 0.0  # wall-clock budget (0: none); a fresh cosine schedule is sized to it at step 60
+    minutes: float = 0.0  # wall-clock budget (0: none); a fresh cosine schedule is sized to it (step 60 on)
     ema_decay: float = 0.999
     train_timesteps: int = 1000
     seed: int = 0
@@ -101,12 +101,15 @@ def ddim_scheduler(
 # The budget is sized from the speed between these steps: the first ones pay for cuDNN autotuning, the
 # allocator's growth and the loaders' start (on an H200 they ran 5x slower and a 12-minute budget got 139 s).
 WARM_STEP, SIZE_STEP = 10, 60
+# ...and sized again on the last window's pace every tenth of the budget until half of it: the pace drifts
+# (on an H200 a 12-minute schedule sized at step 60 had 6 % of its steps left when the budget ran out).
+RESIZE_EVERY, RESIZE_UNTIL = 0.1, 0.5
 
 
-def sized_total(step: int, elapsed: float, warm_elapsed: float, budget_s: float, max_steps: int) -> int:
-    """Steps of a schedule that ends at ``budget_s``: ``step`` done after ``elapsed`` seconds, the pace
-    measured since step ``WARM_STEP`` (reached after ``warm_elapsed``)."""
-    rate = (step - WARM_STEP) / max(elapsed - warm_elapsed, 1e-9)
+def sized_total(step: int, elapsed: float, since: tuple[int, float], budget_s: float, max_steps: int) -> int:
+    """Steps of a schedule that ends at ``budget_s``: ``step`` done after ``elapsed`` seconds, at the pace
+    measured since ``since`` (a step and the seconds it was reached at)."""
+    rate = (step - since[0]) / max(elapsed - since[1], 1e-9)
     return max(step + 1, min(max_steps, step + int(max(0.0, budget_s - elapsed) * rate)))
 
 
@@ -190,7 +193,9 @@ def fit_denoiser(
             torch.save(state, tmp)
 
     t0 = last_save = time.perf_counter()
-    start_step, warm_elapsed = step, 0.0
+    budget = cfg.minutes * 60.0
+    sizing = cfg.minutes > 0 and step == 0  # only a fresh schedule: a resumed one keeps its length
+    mark, next_size = (0, 0.0), 0.0  # the pace window's start; when to size again
     while step < plan["total"]:
         x0, cond = draw(rng)
         x0 = x0.to(device, non_blocking=True)
@@ -218,15 +223,18 @@ def fit_denoiser(
         step += 1
         value = float(loss.detach())
         running = value if running is None else 0.98 * running + 0.02 * value
-        if step == WARM_STEP:
-            warm_elapsed = time.perf_counter() - t0
-        if step == SIZE_STEP and cfg.minutes > 0 and start_step == 0:
-            # a fresh schedule is sized to the time budget once the pace is known (recorded in provenance)
+        if sizing and step >= WARM_STEP:
             elapsed = time.perf_counter() - t0
-            plan["total"] = sized_total(step, elapsed, warm_elapsed, cfg.minutes * 60.0, cfg.max_steps)
+            if step == WARM_STEP:
+                mark = (step, elapsed)
+            elif step == SIZE_STEP or (step > SIZE_STEP and elapsed >= next_size):
+                # sized to the budget once the pace is known, then again on each window's own pace
+                plan["total"] = sized_total(step, elapsed, mark, budget, cfg.max_steps)
+                mark, next_size = (step, elapsed), elapsed + RESIZE_EVERY * budget
+                sizing = elapsed + RESIZE_EVERY * budget <= RESIZE_UNTIL * budget
         if on_step is not None:
             on_step(step, plan["total"], running)
-        if cfg.minutes > 0 and time.perf_counter() - t0 > cfg.minutes * 60.0 and step < plan["total"]:
+        if cfg.minutes > 0 and time.perf_counter() - t0 > budget and step < plan["total"]:
             break  # this call's budget is spent: save the state, write the model so far
         if time.perf_counter() - last_save > 60.0:
             save_state()

@@ -338,10 +338,38 @@ def test_time_budget_is_sized_from_the_pace_after_warm_up() -> None:
 
     warm_s, per_step, budget = 10.0, 0.1, 720.0  # 10 s for the first steps, then 0.1 s a step
     elapsed = warm_s + (SIZE_STEP - WARM_STEP) * per_step
-    total = sized_total(SIZE_STEP, elapsed, warm_s, budget, 100_000)
+    total = sized_total(SIZE_STEP, elapsed, (WARM_STEP, warm_s), budget, 100_000)
     assert total == SIZE_STEP + round((budget - elapsed) / per_step)  # ends at the budget, not 5x early
-    assert sized_total(SIZE_STEP, elapsed, warm_s, budget, 1000) == 1000  # --steps caps it
-    assert sized_total(SIZE_STEP, budget + 5.0, warm_s, budget, 1000) == SIZE_STEP + 1  # budget already spent
+    assert sized_total(SIZE_STEP, elapsed, (WARM_STEP, warm_s), budget, 1000) == 1000  # --steps caps it
+    spent = sized_total(SIZE_STEP, budget + 5.0, (WARM_STEP, warm_s), budget, 1000)
+    assert spent == SIZE_STEP + 1  # budget already spent
+
+
+@pytest.mark.teacher
+def test_a_schedule_whose_pace_drifts_still_ends_within_its_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Steps that slow down after the first sizing (an H200 run had 6 % of its schedule left at the end of
+    its 12 minutes) are caught by sizing again. A fake clock that each drawn batch advances: no timing."""
+    from types import SimpleNamespace
+
+    from edgefuse.teacher import denoiser
+
+    clock = [0.0]
+    monkeypatch.setattr(denoiser, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    drawn = [0]
+
+    def draw(rng: np.random.Generator) -> tuple[torch.Tensor, None]:
+        # 0.5 s a step until the warm-up ends, 0.2 s until the first sizing, then 0.3 s
+        clock[0] += 0.5 if drawn[0] < 10 else 0.2 if drawn[0] < 60 else 0.3
+        drawn[0] += 1
+        return torch.from_numpy(rng.random((1, 1, 8, 8), dtype=np.float32)), None
+
+    cfg = denoiser.DenoiserConfig(crop=8, channels=(8, 16), layers_per_block=1, batch_size=1, minutes=1.0)
+    info = denoiser.fit_denoiser(draw, tmp_path / "m", cfg, in_channels=1, kind="test", meta_name="m.json")
+    # sized once at step 60 (15 s in, 5 steps a second) it would plan 285 steps and stop at 210, unfinished
+    assert info["complete"] and info["seconds"] <= 60.0
+    assert 205 <= info["steps"] <= 210 and not Path(str(tmp_path / "m") + ".state.pt").exists()
 
 
 @pytest.mark.teacher
