@@ -27,7 +27,7 @@ from edgefuse.cli import (
     train,
 )
 from edgefuse.cli import conditional as conditional  # registers `teacher train-cond` / `sample-cond`
-from edgefuse.cli import teacher_import as teacher_import  # registers `teacher import`
+from edgefuse.cli import teacher_import as teacher_import  # registers `teacher import` and `mix`
 from edgefuse.cli._common import DEBUG_ENV, debug_enabled, handle_exception, quiet_third_party, set_debug
 
 app = typer.Typer(

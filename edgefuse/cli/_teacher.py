@@ -13,7 +13,7 @@ import typer
 from edgefuse.cli._common import console
 
 app = typer.Typer(
-    help="Teachers: train-prior, sample (DDFM K-sample ensemble cache), ascend (metric-ascent), import, "
+    help="Teachers: train-prior, sample (DDFM K-sample ensemble cache), ascend (metric-ascent), import, mix, "
     "train-cond / sample-cond (conditional diffusion teacher).",
     no_args_is_help=True,
 )

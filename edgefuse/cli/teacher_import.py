@@ -1,4 +1,5 @@
-"""``edgefuse teacher import``: build a teacher cache from any teacher's K fused samples per pair."""
+"""``edgefuse teacher import`` and ``mix``: a teacher cache from any teacher's K fused samples per pair, or
+from the union of several caches' samples."""
 
 from __future__ import annotations
 
@@ -65,3 +66,25 @@ def import_samples(
     missing = len(source) - len(entries)
     note = f"; {missing} pairs of {source.name} have no samples" if missing else ""
     console.print(f"[green]wrote[/] {path} ({len(entries)} pairs, K={k}{note})")
+
+
+@app.command("mix")
+@cli_command
+def mix(
+    caches: Annotated[
+        list[Path], typer.Argument(metavar="CACHE", help="Two or more teacher caches of the same pairs.")
+    ],
+    out: CacheOut,
+    save_samples: KeepSamples = True,
+) -> None:
+    """Mix teacher caches: per pair the union of their samples (each counts once), mean and variance anew."""
+    from edgefuse.teacher.cache import TeacherCache
+    from edgefuse.teacher.mix import mix_caches
+
+    parts = [TeacherCache(c) for c in caches]  # a bad folder fails before the bar
+    with progress() as bar:
+        task = bar.add_task(f"mix {len(parts)} caches", total=None)
+        info = mix_caches(parts, out, keep_samples=save_samples, on_pair=lambda _: bar.advance(task))
+    note = f"; {info['left_out']} pairs not in every cache left out" if info["left_out"] else ""
+    kept = "" if info["has_samples"] else ", no samples kept"
+    console.print(f"[green]wrote[/] {out} ({info['pairs']} pairs, K={info['k']}{kept}{note})")
