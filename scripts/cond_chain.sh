@@ -51,17 +51,7 @@ if [ ! -f "$W/tune_cond.json" ]; then
     log "chosen: $(tail -n 1 "$W/tune_cond.log")"
 fi
 read -r STEPS ETA < <(python3 -c 'import json,sys; c=json.load(open(sys.argv[1]))["best"]["config"]; print(c["steps"], c["eta"])' "$W/tune_cond.json")
-[ -d "$W/data_rsval" ] || python3 - "$RS" "$W/data_rsval" <<'PY'
-import os, sys
-from pathlib import Path
-from edgefuse.data import find_pairs, split_indices
-src, dst = find_pairs(sys.argv[1]), Path(sys.argv[2])
-for sub in ("vi", "ir"):
-    (dst / sub).mkdir(parents=True, exist_ok=True)
-for i in split_indices(src.pairs, 0.2, 0)[1]:  # the validation split `train` holds out
-    for sub, f in (("vi", src.pairs[i].visible), ("ir", src.pairs[i].thermal)):
-        os.symlink(f.resolve(), dst / sub / f.name)
-PY
+[ -d "$W/data_rsval" ] || python3 scripts/val_folder.py "$RS" "$W/data_rsval"
 sample() { # sample NAME FOLDER: the conditional teacher's cache of FOLDER
     "${EF[@]}" teacher sample-cond --model "$W/cond" --data "$2" -o "$W/cond_$1" --k "$K" --steps "$STEPS" \
         --eta "$ETA" --device "$DEVICE" --resume ${SAMPLE_EXTRA:-} 2>&1 | tr '\r' '\n' | sed '/━/d' >>"$W/cond_sample.log"

@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     from edgefuse.augment import dark_thermal, night_visible
     from edgefuse.data import find_pairs, split_indices
     from edgefuse.inference import to_uint8
+    from edgefuse.io import atomic_path
 
     source = find_pairs(args.data)
     train, _ = split_indices(source.pairs, args.val_fraction, args.split_seed)
@@ -51,11 +52,19 @@ def main(argv: list[str] | None = None) -> int:
                 link = out / sub / f"{stem}{path.suffix}"
                 if not link.exists():
                     os.symlink(os.path.relpath(path.resolve(), link.parent.resolve()), link)
+        night = [out / "vi" / f"{pair.stem}_night.png"] + (
+            [out / "ir" / f"{pair.stem}_night.png"] * args.dark_thermal
+        )
+        if all(f.exists() for f in night):
+            continue  # fixed copies, written by an earlier call: a reader never sees a rewrite
         vis, ir = source[i]
         rng = np.random.default_rng(int.from_bytes(hashlib.sha256(pair.stem.encode()).digest()[:8], "little"))
-        Image.fromarray(to_uint8(night_visible(vis, rng))).save(out / "vi" / f"{pair.stem}_night.png")
+        copies = [night_visible(vis, rng)]
         if args.dark_thermal:  # drawn after the visible's gamma, so the visible copies match the default's
-            Image.fromarray(to_uint8(dark_thermal(ir, rng))).save(out / "ir" / f"{pair.stem}_night.png")
+            copies.append(dark_thermal(ir, rng))
+        for path, img in zip(night, copies, strict=True):
+            with atomic_path(path) as tmp:
+                Image.fromarray(to_uint8(img)).save(tmp, format="PNG")
     kind = "night copies (dark thermal too)" if args.dark_thermal else "night copies"
     print(f"{out}: {len(train)} training pairs and their {kind}")
     return 0
