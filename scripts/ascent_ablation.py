@@ -163,6 +163,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="keep the dn cache's samples without a row (d) yet (a later --resume run adds one)",
     )
+    ap.add_argument(
+        "--dn-cache",
+        type=Path,
+        help="distil rows b-d from this cache of the dn folder (e.g. `teacher mix`'s) instead of the ascent "
+        "teacher's; no asc_dn is built",
+    )
     ap.add_argument("--no-eval", action="store_true", help="stop after the students (score them elsewhere)")
     ap.add_argument("--subset", type=int, default=0, help=">0: only the first N RoadScene pairs (checks)")
     ap.add_argument("--limit-llvip", default="0")
@@ -190,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
     per = args.gpus * args.slots
     llvip = args.llvip.resolve()
     wanted = set(args.sets.split(",")) | ({"dn"} if variants else set())
+    if args.dn_cache:
+        wanted.discard("dn")
     sets = {
         name: (shard(work, name, root, stems, n), root)
         for name, root, stems, n in (
@@ -238,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     asc = f"--k 3 --steps {args.steps} --loss-weight {args.loss_weight} --jitter {args.jitter}".split()
     asc += ["--dtype", dtype]
     asc += ["--device", args.device, "--student", args.start]
-    merged: dict[str, Path] = {}
+    merged: dict[str, Path] = {"dn": args.dn_cache.resolve()} if args.dn_cache else {}
 
     def score(name: str, root: Path) -> None:  # a held-out set's teacher row: its ensemble mean, scored
         cmd = [str(ROOT / "scripts/score_cache.py"), "--cache", str(merged[name]), "--data", str(root)]

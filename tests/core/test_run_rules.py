@@ -53,3 +53,31 @@ def test_variants_extend_the_distilled_rows() -> None:
     for bad in ("a=d:--x 1", "c=c:", "e1=e:", "1x=d:"):
         with pytest.raises(SystemExit):
             ascent_ablation.parse_variants(ap, [bad], ["a", "c"])
+
+
+def _scores(rsval: tuple[float, float, float], llvip: tuple[float, float, float]) -> dict:
+    return {
+        n: dict(zip(("VIF", "Qabf", "SSIM"), v, strict=True)) for n, v in (("rsval", rsval), ("llvip", llvip))
+    }
+
+
+def test_teacher_rule_on_the_committed_reference() -> None:
+    """The conditional teacher's rerun fails the bar on LLVIP; the ascent teacher it learnt from is worth
+    distilling (both as recorded in docs/results)."""
+    import json
+
+    import teacher_rule
+
+    refs = teacher_rule.references(json.loads((REPO / "docs/results/session11_heldout.json").read_text()))
+    assert refs["rsval"]["a"]["VIF"] == pytest.approx(0.716, abs=5e-4)
+    assert refs["llvip"]["shipped"]["Qabf"] == pytest.approx(0.691, abs=5e-4)
+    cond = teacher_rule.judge(_scores((0.801, 0.629, 1.025), (1.153, 0.657, 0.953)), refs)
+    assert not cond["meets_bar"] and cond["checks"]["rsval"]["vif_qabf_at_least_shipped"]
+    assert (
+        not cond["checks"]["llvip"]["qabf_above_a"] and not cond["checks"]["llvip"]["ssim_within_slack_of_a"]
+    )
+    ascent = teacher_rule.judge(_scores((0.846, 0.644, 1.027), (1.314, 0.723, 1.018)), refs)
+    assert ascent["meets_bar"] and ascent["worth_distilling"]
+    # above (a) but below the shipped student: the bar without being worth distilling
+    between = teacher_rule.judge(_scores((0.75, 0.61, 1.03), (1.15, 0.68, 1.02)), refs)
+    assert between["meets_bar"] and not between["worth_distilling"]
