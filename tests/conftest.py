@@ -92,3 +92,22 @@ def tiny_pairs(tmp_path: Path) -> Path:
         Image.fromarray(rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)).save(root / "vi" / f"{i:04d}.png")
         Image.fromarray(rng.integers(0, 256, (40, 56), dtype=np.uint8)).save(root / "ir" / f"{i:04d}.png")
     return root
+
+
+def distill_args(cache: Path, data: Path, out: Path, *extra: str) -> list[str]:
+    """`edgefuse distill` of the smallest student for one quick epoch (the teacher tests' runs)."""
+    args = ["distill", "--cache", str(cache), "--data", str(data), "-o", str(out), "--size", "n"]
+    return [
+        *args,
+        "--crop",
+        "32",
+        "--batch-size",
+        "2",
+        "--epochs",
+        "1",
+        "--repeat",
+        "1",
+        "--workers",
+        "0",
+        *extra,
+    ]

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import distill_args
 from typer.testing import CliRunner
 
 from edgefuse.cli import app
@@ -194,35 +195,17 @@ def test_distill_loss_decreases_on_the_trainer(
 # --- the command
 
 
-def _distill_args(cache: Path, data: Path, out: Path, *extra: str) -> list[str]:
-    args = ["distill", "--cache", str(cache), "--data", str(data), "-o", str(out), "--size", "n"]
-    return [
-        *args,
-        "--crop",
-        "32",
-        "--batch-size",
-        "2",
-        "--epochs",
-        "1",
-        "--repeat",
-        "1",
-        "--workers",
-        "0",
-        *extra,
-    ]
-
-
 def test_distill_cli_refuses_a_mismatched_cache_before_training(tiny_pairs: Path, tmp_path: Path) -> None:
     source = find_pairs(tiny_pairs)
     cache = _make_cache(source, tmp_path / "cache")
     (tmp_path / "cache" / f"{source.pairs[0].stem}.npz").unlink()
     out = tmp_path / "s.safetensors"
-    res = runner.invoke(app, _distill_args(tmp_path / "cache", tiny_pairs, out, "--routing", "none"))
+    res = runner.invoke(app, distill_args(tmp_path / "cache", tiny_pairs, out, "--routing", "none"))
     assert res.exit_code == 2 and "cache entry file missing" in res.output and not out.exists()
     manifest = cache.manifest
     del manifest["pairs"][source.pairs[1].stem]
     write_manifest(tmp_path / "cache", manifest["pairs"], {"k": 3, "has_samples": True})
-    res = runner.invoke(app, _distill_args(tmp_path / "cache", tiny_pairs, out, "--routing", "none"))
+    res = runner.invoke(app, distill_args(tmp_path / "cache", tiny_pairs, out, "--routing", "none"))
     assert res.exit_code == 2 and "have no teacher ensemble" in res.output and not out.exists()
     assert len(res.output.strip().splitlines()) <= 3  # one message (wrapped by the terminal width at most)
     with pytest.raises(DataError, match="routing 'sideways'"):
@@ -235,7 +218,7 @@ def test_distill_cli_uniform_no_routing_records_provenance(tiny_pairs: Path, tmp
     source = find_pairs(tiny_pairs)
     cache = _make_cache(source, tmp_path / "cache")
     out = tmp_path / "s.safetensors"
-    args = _distill_args(
+    args = distill_args(
         tmp_path / "cache",
         tiny_pairs,
         out,
@@ -254,7 +237,7 @@ def test_distill_cli_uniform_no_routing_records_provenance(tiny_pairs: Path, tmp
     assert prov["distill"]["w_pixel"] == 4.0
     assert prov["distill"]["tau_used"] > 0 and prov["backbone"] is None
     # feature routing on an external cache needs a backbone it can find
-    res = runner.invoke(app, _distill_args(tmp_path / "cache", tiny_pairs, out))
+    res = runner.invoke(app, distill_args(tmp_path / "cache", tiny_pairs, out))
     assert res.exit_code == 2 and "give --prior DIR" in res.output
 
 
@@ -269,7 +252,7 @@ def test_distill_two_process_gloo(tiny_pairs: Path, tiny_backbone_prior: Path, t
     cmd += [
         "-m",
         "edgefuse",
-        *_distill_args(tmp_path / "cache", tiny_pairs, out, "--prior", str(tiny_backbone_prior)),
+        *distill_args(tmp_path / "cache", tiny_pairs, out, "--prior", str(tiny_backbone_prior)),
     ]
     cmd += ["--val-fraction", "0.25", "--epochs", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import distill_args
 from typer.testing import CliRunner
 
 from edgefuse.cli import app
@@ -89,21 +90,7 @@ def test_mix_cli_and_its_refusals(tiny_pairs: Path, tmp_path: Path) -> None:
     full = tmp_path / "full"
     res = runner.invoke(app, ["teacher", "mix", str(one), str(tmp_path / "three"), "-o", str(full)])
     assert res.exit_code == 0, res.output
-    args = ["distill", "--cache", str(full), "--data", str(tiny_pairs), "-o", str(tmp_path / "s.st")]
-    args += [
-        "--size",
-        "n",
-        "--crop",
-        "32",
-        "--batch-size",
-        "2",
-        "--epochs",
-        "1",
-        "--repeat",
-        "1",
-        "--workers",
-        "0",
-    ]
+    args = distill_args(full, tiny_pairs, tmp_path / "s.st")
     res = runner.invoke(app, args)
     assert res.exit_code == 2 and "give --prior DIR" in res.output
     res = runner.invoke(app, [*args, "--routing", "none"])
