@@ -61,7 +61,7 @@ if [ -n "${ASC_PID:-}" ]; then wait "$ASC_PID" || exit 3; fi
 [ -f "$W/ascent.done" ] || exit 3
 for set in rsval llvip dn; do
     [ -f "$W/mix_$set/manifest.json" ] && continue
-    "${EF[@]}" teacher mix "$W/asc_$set" "$W/cond_$set" -o "$W/mix_$set" 2>&1 | tr '\r' '\n' | sed '/━/d' \
+    "${EF[@]}" teacher mix "$W/asc_$set" "$W/cond_$set" -o "$W/mix_$set" --workers 12 2>&1 | tr '\r' '\n' | sed '/━/d' \
         >>"$W/mix.log"
     log "mixed $set: $(tail -n 1 "$W/mix.log")"
 done

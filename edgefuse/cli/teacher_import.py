@@ -76,6 +76,7 @@ def mix(
     ],
     out: CacheOut,
     save_samples: KeepSamples = True,
+    workers: Annotated[int, typer.Option(min=1, help="Pairs mixed at once (threads).")] = 4,
 ) -> None:
     """Mix teacher caches: per pair the union of their samples (each counts once), mean and variance anew."""
     from edgefuse.teacher.cache import TeacherCache
@@ -84,7 +85,9 @@ def mix(
     parts = [TeacherCache(c) for c in caches]  # a bad folder fails before the bar
     with progress() as bar:
         task = bar.add_task(f"mix {len(parts)} caches", total=None)
-        info = mix_caches(parts, out, keep_samples=save_samples, on_pair=lambda _: bar.advance(task))
+        info = mix_caches(
+            parts, out, keep_samples=save_samples, workers=workers, on_pair=lambda _: bar.advance(task)
+        )
     note = f"; {info['left_out']} pairs not in every cache left out" if info["left_out"] else ""
     kept = "" if info["has_samples"] else ", no samples kept"
     console.print(f"[green]wrote[/] {out} ({info['pairs']} pairs, K={info['k']}{kept}{note})")

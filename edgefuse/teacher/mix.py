@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ def mix_caches(
     out: str | os.PathLike[str],
     *,
     keep_samples: bool = True,
+    workers: int = 1,
     on_pair: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Write the mixed cache of ``parts`` to ``out``; returns its manifest summary (pairs, k, left out)."""
@@ -53,8 +55,8 @@ def mix_caches(
     common = set(parts[0].pairs).intersection(*(p.pairs for p in parts[1:]))
     if not common:
         raise DataError(f"{', '.join(str(p.root) for p in parts)}: the caches share no pair")
-    entries: dict[str, dict[str, Any]] = {}
-    for stem in sorted(common):
+
+    def mix_one(stem: str) -> dict[str, Any]:
         loaded = [p.load(stem) for p in parts]
         sizes = {e.var.shape for e in loaded}
         if len(sizes) > 1:
@@ -64,9 +66,15 @@ def mix_caches(
             e.samples.shape[0] if e.samples is not None else p.k for e, p in zip(loaded, parts, strict=True)
         ]
         mean, var, samples = mix_entries(loaded, ks)
-        entries[stem] = write_entry(out, stem, mean, var, samples if keep_samples else None)
-        if on_pair is not None:
-            on_pair(stem)
+        return write_entry(out, stem, mean, var, samples if keep_samples else None)
+
+    entries: dict[str, dict[str, Any]] = {}
+    # threads: the time goes to zlib and numpy, which release the GIL (0.67 s a 480×640 pair alone, K = 3 + 3)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for stem, entry in zip(sorted(common), pool.map(mix_one, sorted(common)), strict=True):
+            entries[stem] = entry
+            if on_pair is not None:
+                on_pair(stem)
     k = sum(p.k for p in parts)
     has_samples = keep_samples and all(p.has_samples for p in parts)
     # the diffusion prior whose encoder routes the distillation, when the parts that name one agree

@@ -39,7 +39,9 @@ def test_the_mix_is_the_ensemble_of_all_samples(tmp_path: Path) -> None:
     stems = ["a", "b", "c"]
     one, two = _samples(0, 3, stems), _samples(1, 2, stems)
     info = mix_caches(
-        [TeacherCache(_write(tmp_path / n, x)) for n, x in (("one", one), ("two", two))], tmp_path / "mix"
+        [TeacherCache(_write(tmp_path / n, x)) for n, x in (("one", one), ("two", two))],
+        tmp_path / "mix",
+        workers=2,
     )
     assert info == {"pairs": 3, "k": 5, "has_samples": True, "left_out": 0}
     cache = TeacherCache(tmp_path / "mix")
