@@ -72,6 +72,9 @@ for set in rsval llvip; do
     val=$([ $set = rsval ] && echo "--val-split" || true)
     python3 scripts/spread_error.py --cache "$W/mix_$set" --data "$folder" --student d=fusionproxy-s \
         --json "$W/mix_spread_$set.json" --maps "$W/mix_${set}_spread_maps.jpg" >"$W/mix_spread_$set.log" 2>&1
+    # the conditional teacher's K = 3 alone too (the ascent teacher's: teacher_<set>.json of ascent_ablation)
+    python3 scripts/score_cache.py --cache "$W/cond_$set" --data "$data" $val --workers 12 \
+        --json "$W/cond_teacher_$set.json" >"$W/cond_score_$set.log" 2>&1
     python3 scripts/score_cache.py --cache "$W/mix_$set" --data "$data" $val --workers 12 \
         --json "$W/mix_teacher_$set.json.tmp" >"$W/mix_score_$set.log" 2>&1
     mv "$W/mix_teacher_$set.json.tmp" "$W/mix_teacher_$set.json"
