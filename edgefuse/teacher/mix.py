@@ -69,7 +69,7 @@ def mix_caches(
         return write_entry(out, stem, mean, var, samples if keep_samples else None)
 
     entries: dict[str, dict[str, Any]] = {}
-    # threads: the time goes to zlib and numpy, which release the GIL (0.67 s a 480×640 pair alone, K = 3 + 3)
+    # threads: the time goes to zlib and numpy, which release the GIL (~0.6 s a 480×640 pair alone, K = 3 + 3)
     with ThreadPoolExecutor(max(1, workers)) as pool:
         for stem, entry in zip(sorted(common), pool.map(mix_one, sorted(common)), strict=True):
             entries[stem] = entry
