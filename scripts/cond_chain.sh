@@ -66,11 +66,7 @@ for set in rsval llvip; do
     # item 2: does the spread predict the shipped student's error (Spearman ρ), and where is it (maps)
     python3 scripts/spread_error.py --cache "$W/cond_$set" --data "$folder" --student d=fusionproxy-s \
         --json "$W/cond_spread_$set.json" --maps "$W/cond_${set}_spread_maps.jpg" >"$W/cond_spread_$set.log" 2>&1
-    log "$set: $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); m=d["metrics"]; s=d["std_levels"]
-o=d.get("sample0_metrics", {}); h=("VIF", "Qabf", "SSIM")
-print(*(f"{k} {m[k]:.3f}" for k in h), "std p50/p90/p99", *(f"{v:.2f}" for v in s.values()),
-      "one sample:", *(f"{k} {o[k]:.3f}" for k in h if k in o))' \
-        "$W/cond_teacher_$set.json")"
+    log "$set: $(tail -n 1 "$W/cond_score_$set.log")"
 done
 if [ "${COND_DN:-0}" = 1 ] && [ ! -f "$W/cond_dn/manifest.json" ]; then
     sample dn "$W/dn"

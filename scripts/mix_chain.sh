@@ -78,9 +78,7 @@ for set in rsval llvip; do
     python3 scripts/score_cache.py --cache "$W/mix_$set" --data "$data" $val --workers 12 \
         --json "$W/mix_teacher_$set.json.tmp" >"$W/mix_score_$set.log" 2>&1
     mv "$W/mix_teacher_$set.json.tmp" "$W/mix_teacher_$set.json"
-    log "$set mix: $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); m=d["metrics"]; s=d["std_levels"]
-print(*(f"{k} {m[k]:.3f}" for k in ("VIF", "Qabf", "SSIM")), "std p50/p90/p99", *(f"{v:.2f}" for v in s.values()))' \
-        "$W/mix_teacher_$set.json")"
+    log "$set mix: $(tail -n 1 "$W/mix_score_$set.log")"
 done
 if [ ! -f "$W/mix_rule.json" ]; then
     python3 scripts/teacher_rule.py --score "rsval=$W/mix_teacher_rsval.json" --score "llvip=$W/mix_teacher_llvip.json" \

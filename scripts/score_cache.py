@@ -37,6 +37,16 @@ def _sample_rgb(lum: np.ndarray, vis: np.ndarray) -> np.ndarray:
     return with_visible_chroma(torch.from_numpy(lum)[None, None], v)[0].permute(1, 2, 0).numpy()
 
 
+def summary(out: dict) -> str:
+    """One line for a run's log: VIF / Qabf / SSIM of the mean, the spread, the first sample's if scored."""
+    h = ("VIF", "Qabf", "SSIM")
+    words = [f"{k} {out['metrics'][k]:.3f}" for k in h] + ["std p50/p90/p99"]
+    words += [f"{v:.2f}" for v in out["std_levels"].values()]
+    if "sample0_metrics" in out:
+        words += ["one sample:"] + [f"{k} {out['sample0_metrics'][k]:.3f}" for k in h]
+    return " ".join(words)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", required=True)
@@ -82,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     if single_rows:
         out["sample0_metrics"] = {k: float(np.mean([r[k] for r in single_rows])) for k in single_rows[0]}
     print(json.dumps(out, indent=1))
+    print(summary(out))  # the last line: what the GPU chains log
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(out, fh, indent=1)
