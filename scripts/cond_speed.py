@@ -1,6 +1,7 @@
 """Where a conditional-teacher DDIM step spends its time on a GPU: the UNet, and drawing the per-seed noise
-on the CPU (then copying it over) versus on the device. The UNet is untrained (speed does not depend on its
-weights), of the size scripts/cond_chain.sh trains.
+on the CPU (then copying it over) versus on the device; and a whole sample() with the UNet's weights in the
+default (NCHW) layout against channels-last (as Prior.load puts its UNet on CUDA), timed in alternation. The
+UNet is untrained (speed does not depend on its weights), of the size scripts/cond_chain.sh trains.
 
     python3 scripts/cond_speed.py --height 1024 --width 1280 --k 6 --steps 20
 """
@@ -41,12 +42,14 @@ def main() -> None:
     ap.add_argument("--channels", default="32,64,128,128")
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--device", default="cuda")
+    ap.add_argument("--in-channels", type=int, default=3, help="3: the conditional teacher, 1: a prior")
+    ap.add_argument("--forward-only", action="store_true", help="only the UNet forward, by weight layout")
     a = ap.parse_args()
     device = torch.device(a.device)
     cfg = DenoiserConfig(channels=tuple(int(c) for c in a.channels.split(",")), device=a.device)
-    unet = build_unet(cfg, in_channels=3).to(device).eval()
+    unet = build_unet(cfg, in_channels=a.in_channels).to(device).eval()
     shape = (1, a.height, a.width)
-    x = torch.randn(a.k, 3, a.height, a.width, device=device)
+    x = torch.randn(a.k, a.in_channels, a.height, a.width, device=device)
     t = torch.tensor(500, device=device)
     amp = device.type == "cuda"
 
@@ -57,6 +60,17 @@ def main() -> None:
     cpu_gens = [torch.Generator().manual_seed(s) for s in range(a.k)]
     dev_gens = [torch.Generator(device=device).manual_seed(s) for s in range(a.k)]
     unet_ms = median_ms(forward, device, a.repeats)
+    forward_by_layout = {}
+    for name, fmt in (("NCHW", torch.contiguous_format), ("channels-last", torch.channels_last)):
+        unet.to(memory_format=fmt)
+        forward_by_layout[name] = median_ms(forward, device, a.repeats)
+    unet.to(memory_format=torch.contiguous_format)
+    if a.forward_only:  # the prior's shape: --in-channels 1 --channels 16,32,64,128
+        by = ", ".join(f"{n} {v:.1f} ms" for n, v in forward_by_layout.items())
+        print(
+            f"{a.height}x{a.width}, batch {a.k}, UNet {a.in_channels} ch {a.channels}, forward (bf16): {by}"
+        )
+        return
     cpu_ms = median_ms(
         lambda: torch.stack([torch.randn(shape, generator=g) for g in cpu_gens]).to(device), device, a.repeats
     )
@@ -73,12 +87,30 @@ def main() -> None:
         (Path(tmp) / COND_META).write_text("{}")
         teacher = ConditionalTeacher(unet, sched, Path(tmp), "bf16")
         sample_ms = median_ms(lambda: teacher.sample(vis, ir, range(a.k), a.steps, 1.0), device, 3)
+        layouts: dict[str, list[float]] = {"NCHW": [], "channels-last": []}
+        outs = {}
+        for _ in range(a.repeats // 2 or 1):  # alternate, so a drifting clock hits both layouts alike
+            for name, fmt in (("NCHW", torch.contiguous_format), ("channels-last", torch.channels_last)):
+                teacher.unet.to(memory_format=fmt)
+                torch.cuda.synchronize(device) if amp else None
+                t0 = time.perf_counter()
+                outs[name] = teacher.sample(vis, ir, range(a.k), a.steps, 1.0)
+                torch.cuda.synchronize(device) if amp else None
+                layouts[name].append((time.perf_counter() - t0) * 1e3)
+        delta = float((outs["NCHW"] - outs["channels-last"]).abs().max()) * 255
     name = torch.cuda.get_device_name(device) if amp else "cpu"
     print(f"{a.height}x{a.width}, K={a.k}, UNet {a.channels}, {name}")
     print(f"UNet forward (bf16): {unet_ms:.1f} ms median of {a.repeats}")
     print(f"noise per step, CPU draw + copy: {cpu_ms:.1f} ms; on the device: {dev_ms:.2f} ms")
     per_step = sample_ms / a.steps
     print(f"sample(), {a.steps} steps, eta 1, device noise: {sample_ms:.0f} ms ({per_step:.1f} ms a step)")
+    med = {n: statistics.median(v) for n, v in layouts.items()}
+    print(
+        f"sample() by weight layout, median of {len(layouts['NCHW'])} alternating: "
+        f"NCHW {med['NCHW']:.0f} ms, "
+        f"channels-last {med['channels-last']:.0f} ms (x{med['NCHW'] / med['channels-last']:.2f}); "
+        f"max |diff| {delta:.3f} levels"
+    )
 
 
 if __name__ == "__main__":
