@@ -1,9 +1,11 @@
 """Where a conditional-teacher DDIM step spends its time on a GPU: the UNet, and drawing the per-seed noise
-on the CPU (then copying it over) versus on the device; and a whole sample() with the UNet's weights in the
-default (NCHW) layout against channels-last (as Prior.load puts its UNet on CUDA), timed in alternation. The
-UNet is untrained (speed does not depend on its weights), of the size scripts/cond_chain.sh trains.
+on the CPU (then copying it over) versus on the device; and the UNet's forward and a whole sample() with its
+weights in the default (NCHW) layout against channels-last, the latter timed in alternation (channels-last was
+1.2-1.6x slower on an H200, so neither teacher uses it). The UNet is untrained (speed does not depend on its
+weights), of the size scripts/cond_chain.sh trains; `--in-channels 1 --forward-only` times a prior's instead.
 
     python3 scripts/cond_speed.py --height 1024 --width 1280 --k 6 --steps 20
+    python3 scripts/cond_speed.py --in-channels 1 --channels 16,32,64,128 --forward-only
 """
 
 from __future__ import annotations
@@ -65,8 +67,8 @@ def main() -> None:
         unet.to(memory_format=fmt)
         forward_by_layout[name] = median_ms(forward, device, a.repeats)
     unet.to(memory_format=torch.contiguous_format)
-    if a.forward_only:  # the prior's shape: --in-channels 1 --channels 16,32,64,128
-        by = ", ".join(f"{n} {v:.1f} ms" for n, v in forward_by_layout.items())
+    by = ", ".join(f"{n} {v:.1f} ms" for n, v in forward_by_layout.items())
+    if a.forward_only:
         print(
             f"{a.height}x{a.width}, batch {a.k}, UNet {a.in_channels} ch {a.channels}, forward (bf16): {by}"
         )
@@ -100,7 +102,7 @@ def main() -> None:
         delta = float((outs["NCHW"] - outs["channels-last"]).abs().max()) * 255
     name = torch.cuda.get_device_name(device) if amp else "cpu"
     print(f"{a.height}x{a.width}, K={a.k}, UNet {a.channels}, {name}")
-    print(f"UNet forward (bf16): {unet_ms:.1f} ms median of {a.repeats}")
+    print(f"UNet forward (bf16): {unet_ms:.1f} ms median of {a.repeats}; by weight layout: {by}")
     print(f"noise per step, CPU draw + copy: {cpu_ms:.1f} ms; on the device: {dev_ms:.2f} ms")
     per_step = sample_ms / a.steps
     print(f"sample(), {a.steps} steps, eta 1, device noise: {sample_ms:.0f} ms ({per_step:.1f} ms a step)")
