@@ -16,23 +16,28 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
 from edgefuse.teacher.conditional import COND_META, ConditionalTeacher
 from edgefuse.teacher.denoiser import DenoiserConfig, build_unet
 
+T = TypeVar("T")
+
+
+def timed(fn: Callable[[], T], device: torch.device) -> tuple[float, T]:
+    """(milliseconds, result) of one call, the device's queue drained before and after."""
+    torch.cuda.synchronize(device) if device.type == "cuda" else None
+    t0 = time.perf_counter()
+    out = fn()
+    torch.cuda.synchronize(device) if device.type == "cuda" else None
+    return (time.perf_counter() - t0) * 1e3, out
+
 
 def median_ms(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
     fn()  # warm-up (autotuning, allocation)
-    times = []
-    for _ in range(repeats):
-        torch.cuda.synchronize(device) if device.type == "cuda" else None
-        t0 = time.perf_counter()
-        fn()
-        torch.cuda.synchronize(device) if device.type == "cuda" else None
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return statistics.median(timed(fn, device)[0] for _ in range(repeats))
 
 
 def main() -> None:
@@ -61,7 +66,6 @@ def main() -> None:
 
     cpu_gens = [torch.Generator().manual_seed(s) for s in range(a.k)]
     dev_gens = [torch.Generator(device=device).manual_seed(s) for s in range(a.k)]
-    unet_ms = median_ms(forward, device, a.repeats)
     forward_by_layout = {}
     for name, fmt in (("NCHW", torch.contiguous_format), ("channels-last", torch.channels_last)):
         unet.to(memory_format=fmt)
@@ -88,25 +92,25 @@ def main() -> None:
         unet.save_pretrained(Path(tmp) / "unet")  # the teacher records its UNet's hash and meta
         (Path(tmp) / COND_META).write_text("{}")
         teacher = ConditionalTeacher(unet, sched, Path(tmp), "bf16")
-        sample_ms = median_ms(lambda: teacher.sample(vis, ir, range(a.k), a.steps, 1.0), device, 3)
         layouts: dict[str, list[float]] = {"NCHW": [], "channels-last": []}
+        formats = {"NCHW": torch.contiguous_format, "channels-last": torch.channels_last}
         outs = {}
+        for fmt in formats.values():  # warm-up of each layout (cuDNN picks its kernels per layout)
+            teacher.unet.to(memory_format=fmt)
+            teacher.sample(vis, ir, range(a.k), a.steps, 1.0)
         for _ in range(a.repeats // 2 or 1):  # alternate, so a drifting clock hits both layouts alike
-            for name, fmt in (("NCHW", torch.contiguous_format), ("channels-last", torch.channels_last)):
+            for name, fmt in formats.items():
                 teacher.unet.to(memory_format=fmt)
-                torch.cuda.synchronize(device) if amp else None
-                t0 = time.perf_counter()
-                outs[name] = teacher.sample(vis, ir, range(a.k), a.steps, 1.0)
-                torch.cuda.synchronize(device) if amp else None
-                layouts[name].append((time.perf_counter() - t0) * 1e3)
+                ms, outs[name] = timed(lambda: teacher.sample(vis, ir, range(a.k), a.steps, 1.0), device)
+                layouts[name].append(ms)
         delta = float((outs["NCHW"] - outs["channels-last"]).abs().max()) * 255
-    name = torch.cuda.get_device_name(device) if amp else "cpu"
-    print(f"{a.height}x{a.width}, K={a.k}, UNet {a.channels}, {name}")
-    print(f"UNet forward (bf16): {unet_ms:.1f} ms median of {a.repeats}; by weight layout: {by}")
+    gpu = torch.cuda.get_device_name(device) if amp else "cpu"
+    print(f"{a.height}x{a.width}, K={a.k}, UNet {a.channels}, {gpu}")
+    print(f"UNet forward (bf16), median of {a.repeats}: {by}")
     print(f"noise per step, CPU draw + copy: {cpu_ms:.1f} ms; on the device: {dev_ms:.2f} ms")
-    per_step = sample_ms / a.steps
-    print(f"sample(), {a.steps} steps, eta 1, device noise: {sample_ms:.0f} ms ({per_step:.1f} ms a step)")
     med = {n: statistics.median(v) for n, v in layouts.items()}
+    per_step = med["NCHW"] / a.steps
+    print(f"sample(), {a.steps} steps, eta 1, device noise: {med['NCHW']:.0f} ms ({per_step:.1f} ms a step)")
     print(
         f"sample() by weight layout, median of {len(layouts['NCHW'])} alternating: "
         f"NCHW {med['NCHW']:.0f} ms, "
