@@ -164,6 +164,11 @@ def main(argv: list[str] | None = None) -> int:
         help="keep the dn cache's samples without a row (d) yet (a later --resume run adds one)",
     )
     ap.add_argument(
+        "--keep-coefficients",
+        action="store_true",
+        help="store the dn cache's coefficient maps (targets of `teacher train-cond --target coefficients`)",
+    )
+    ap.add_argument(
         "--dn-cache",
         type=Path,
         help="distil rows b-d from this cache of the dn folder (e.g. `teacher mix`'s) instead of the ascent "
@@ -264,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         limit = args.limit_llvip if name == "llvip" else "0"
         for d in shards:
             opts = [*asc, "--limit", limit, *([] if keep else ["--no-save-samples"])]
+            opts += ["--keep-coefficients"] if name == "dn" and args.keep_coefficients else []
             q.add(
                 d.name, [*EF, "teacher", "ascend", "--data", str(d), "-o", str(work / f"asc_{d.name}"), *opts]
             )

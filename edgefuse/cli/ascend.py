@@ -52,6 +52,13 @@ def ascend(
         ),
     ] = 0.0,
     save_samples: KeepSamples = True,
+    keep_coefficients: Annotated[
+        bool,
+        typer.Option(
+            help="Store each pair's start and climbed 1/4-resolution coefficient maps in its cache entry "
+            "(float32): the targets of `teacher train-cond --target coefficients`."
+        ),
+    ] = False,
     limit: Limit = 0,
     dtype: Annotated[
         str,
@@ -72,7 +79,7 @@ def ascend(
 
     from edgefuse.checkpoint import load_model
     from edgefuse.errors import DataError
-    from edgefuse.teacher.ascent import AscentConfig, ascend_pair
+    from edgefuse.teacher.ascent import AscentConfig, ascend_coefficients
     from edgefuse.teacher.ensemble import write_ensemble
 
     if dtype not in ("float64", "float32"):
@@ -96,13 +103,21 @@ def ascend(
             "student_weights_sha256": loaded.info.weights_sha256,
             "ascent": cfg.to_dict(),
             "dtype": dtype,
+            **({"coefficients": True} if keep_coefficients else {}),
         }
+
+        def fuse_pair(v: torch.Tensor, t: torch.Tensor) -> Any:
+            start, coef, fused = ascend_coefficients(model, v, t, seeds, cfg, getattr(torch, dtype))
+            if not keep_coefficients:
+                return fused
+            return fused, {"start": start[0].cpu().numpy(), "coefficients": coef.cpu().numpy()}
+
         return write_ensemble(
             source,
             out,
             teacher,
             seeds,
-            lambda v, t: ascend_pair(model, v, t, seeds, cfg, getattr(torch, dtype)),
+            fuse_pair,
             torch.device(dev),
             limit=limit,
             save_samples=save_samples,

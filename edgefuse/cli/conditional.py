@@ -4,6 +4,7 @@ registers on the ``teacher`` command group."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -15,7 +16,6 @@ from edgefuse.cli._teacher import (
     CacheDevice,
     CacheOut,
     Channels,
-    Crop,
     KeepSamples,
     LayersPerBlock,
     LearningRate,
@@ -47,7 +47,12 @@ def train_cond(
     ],
     cache: Annotated[Path, typer.Option(help="Teacher cache whose samples are the targets (any teacher).")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Model directory to write (diffusers layout).")],
-    crop: Crop = 64,
+    crop: Annotated[
+        int,
+        typer.Option(
+            min=4, help="Square training crop size (with --target coefficients: on the 1/4-resolution grid)."
+        ),
+    ] = 64,
     channels: Channels = "32,64,128,128",
     layers_per_block: LayersPerBlock = 2,
     batch_size: BatchSize = 64,
@@ -71,7 +76,9 @@ def train_cond(
         str,
         typer.Option(
             help="What is denoised: residual (fused minus visible luminance: the visible texture passes "
-            "through, as in the student's form) or fused (the fused luminance: the model redraws texture)."
+            "through, as in the student's form), fused (the fused luminance: the model redraws texture) or "
+            "coefficients (the student's 1/4-resolution coefficient maps, from an ascent cache written with "
+            "--keep-coefficients: every sample keeps the student's form)."
         ),
     ] = "residual",
     device: TrainDevice = "cpu",
@@ -83,22 +90,28 @@ def train_cond(
     A UNet denoises the fused luminance (by default its difference from the visible luminance) given the
     visible luminance and the thermal frame (v-prediction by default, DDPM schedule, the prior's training
     loop); its targets are the cache's K samples per training pair, so it learns the teacher's
-    distribution. Sample it with `teacher sample-cond`.
+    distribution. With --target coefficients it denoises the ascent teacher's coefficient maps instead, given
+    the sources and the ascent's start maps at 1/4 resolution. Sample it with `teacher sample-cond`.
     """
     from edgefuse.data import find_pairs, split_indices
+    from edgefuse.teacher import coefficient
     from edgefuse.teacher.cache import TeacherCache
     from edgefuse.teacher.conditional import TARGETS, train_conditional, training_items
     from edgefuse.teacher.denoiser import PREDICTIONS, DenoiserConfig
 
     if prediction not in PREDICTIONS:
         raise typer.BadParameter(f"--prediction must be one of {', '.join(PREDICTIONS)}")
-    if target not in TARGETS:
-        raise typer.BadParameter(f"--target must be one of {', '.join(TARGETS)}")
+    targets = (*TARGETS, coefficient.TARGET)
+    if target not in targets:
+        raise typer.BadParameter(f"--target must be one of {', '.join(targets)}")
     widths = unet_widths(channels, crop)
     source = find_pairs(data)
     teacher_cache = TeacherCache(cache)
     train_idx, val_idx = split_indices(source.pairs, val_fraction=val_fraction, seed=split_seed)
-    items = training_items(source, teacher_cache, train_idx)
+    coef = target == coefficient.TARGET
+    start = coefficient.start_checkpoint(teacher_cache) if coef else None
+    read_items = coefficient.coefficient_items if coef else training_items
+    items: list = read_items(source, teacher_cache, train_idx)
     console.print(
         f"conditional teacher data: {source.name}: {len(items)} training pairs, K={teacher_cache.k}"
     )
@@ -125,14 +138,16 @@ def train_cond(
         "val_stems": [source.pairs[i].stem for i in val_idx],
         "split_seed": split_seed,
     }
-    fit_with_bar(
-        "conditional teacher",
-        steps,
-        out,
-        lambda on_step: train_conditional(
+
+    def fit(on_step: Callable[..., None]) -> dict:
+        if start is not None:
+            prov["start"] = str(start)
+            return coefficient.train_coefficients(items, out, cfg, start, prov, on_step, resume)
+        return train_conditional(
             items, out, cfg, provenance=prov, on_step=on_step, resume=resume, target=target
-        ),
-    )
+        )
+
+    fit_with_bar("conditional teacher", steps, out, fit)
 
 
 @app.command("sample-cond")
@@ -155,7 +170,7 @@ def sample_cond(
     resume: ResumeCache = False,
 ) -> None:
     """Fuse every pair K times with the conditional teacher; write mean, variance and samples per pair."""
-    from edgefuse.teacher.conditional import ConditionalTeacher, sample_conditional_ensemble
+    from edgefuse.teacher.conditional import load_conditional, sample_conditional_ensemble
 
     write_cache(
         "conditional teacher",
@@ -165,7 +180,7 @@ def sample_cond(
         limit,
         k,
         lambda source, dev, on_pair: sample_conditional_ensemble(
-            ConditionalTeacher.load(model, device=dev, precision=precision),
+            load_conditional(model, device=dev, precision=precision),
             source,
             out,
             [seed + j for j in range(k)],

@@ -68,25 +68,33 @@ def ascend_pair(
     dtype: torch.dtype = torch.float64,
 ) -> torch.Tensor:
     """K = len(seeds) fused RGB frames (K×3×H×W float32 in [0, 1]) for one pair (3×H×W and 1×H×W, [0, 1])."""
+    return ascend_coefficients(model, visible, thermal, seeds, cfg, dtype)[2]
+
+
+def ascend_coefficients(
+    model: FusionProxy,
+    visible: torch.Tensor,
+    thermal: torch.Tensor,
+    seeds: list[int],
+    cfg: AscentConfig,
+    dtype: torch.dtype = torch.float64,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(start 1×3×h×w, climbed K×3×h×w coefficient maps, float32, at 1/4 of the frame padded to a multiple
+    of 16 as :func:`pad16` pads it; the fused frames K×3×H×W of :func:`ascend_pair`)."""
     # cuDNN runs float32 convolutions in TF32 by default on Ampere and later (10 mantissa bits); the metrics'
     # local variances E[x²] − E[x]² of 0..255 levels would lose whole levels, and VIF and the samples' spread
     # with them, so the ascent keeps full float32 convolutions (docs/distillation.md, sixth session)
     tf32 = torch.backends.cudnn.allow_tf32
     torch.backends.cudnn.allow_tf32 = False
     try:
-        return _ascend_pair(model, visible, thermal, seeds, cfg, dtype)
+        return _ascend(model, visible, thermal, seeds, cfg, dtype)
     finally:
         torch.backends.cudnn.allow_tf32 = tf32
 
 
-def _ascend_pair(
-    model: FusionProxy,
-    visible: torch.Tensor,
-    thermal: torch.Tensor,
-    seeds: list[int],
-    cfg: AscentConfig,
-    dtype: torch.dtype,
-) -> torch.Tensor:
+def pad16(visible: torch.Tensor, thermal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """1×3×H'×W' and 1×1×H'×W' float32: one pair padded at the bottom and right to multiples of 16 (the
+    student's stride), reflected where the frame allows it."""
     if thermal.shape[-2:] != visible.shape[-2:]:
         raise DataError(f"visible {tuple(visible.shape[-2:])} and thermal {tuple(thermal.shape[-2:])} differ")
     h, w = visible.shape[-2:]
@@ -94,6 +102,19 @@ def _ascend_pair(
     pad = "reflect" if max(ph, pw) < min(h, w) else "replicate"
     v = F.pad(visible[None].float(), (0, pw, 0, ph), mode=pad)
     t = F.pad(thermal[None].float(), (0, pw, 0, ph), mode=pad)
+    return v, t
+
+
+def _ascend(
+    model: FusionProxy,
+    visible: torch.Tensor,
+    thermal: torch.Tensor,
+    seeds: list[int],
+    cfg: AscentConfig,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    h, w = visible.shape[-2:]
+    v, t = pad16(visible, thermal)
     with torch.no_grad():
         start = model.coefficients(v, t).to(dtype)
     k = len(seeds)
@@ -140,4 +161,4 @@ def _ascend_pair(
         out = fused(coef).float()
     if not torch.isfinite(out).all():
         raise DataError("metric ascent produced NaN or Inf values")
-    return out
+    return start.float(), coef.detach().float(), out

@@ -8,6 +8,8 @@ Layout of a cache directory::
                          var:  H×W float32, sample variance (ddof=1) over K of the luminance in [0, 1]
                          samples: K×H×W float16 luminance of every sample (kept so that the distillation can
                          compute feature statistics with whatever backbone it is given)
+                         start, coefficients (optional, `teacher ascend --keep-coefficients`): float32
+                         3×h×w and K×3×h×w, the ascent's start and climbed 1/4-resolution maps
 
 Version 2 stores the variance in float32 and the samples in float16 (resolution ~1/16 of an 8-bit level at
 mid-grey): with 8-bit samples a per-pixel spread below one grey level was rounded away. Version-1 caches
@@ -69,15 +71,24 @@ def ensemble_stats(samples_rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
 
 
 def write_entry(
-    root: str | os.PathLike[str], stem: str, mean: np.ndarray, var: np.ndarray, samples: np.ndarray | None
+    root: str | os.PathLike[str],
+    stem: str,
+    mean: np.ndarray,
+    var: np.ndarray,
+    samples: np.ndarray | None,
+    extra: dict[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Write ``<stem>.npz`` atomically; returns its manifest entry."""
+    """Write ``<stem>.npz`` atomically; returns its manifest entry. ``extra``: more arrays stored as they
+    are (the ascent teacher's coefficient maps), read back with :meth:`TeacherCache.load_arrays`."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     h, w = var.shape
     if mean.shape != (h, w, 3) or (samples is not None and samples.shape[1:] != (h, w)):
         raise DataError(f"{stem}: inconsistent ensemble shapes mean {mean.shape}, var {var.shape}")
-    arrays = {"mean": mean.astype(np.float16), "var": var.astype(np.float32)}
+    clash = set(extra or {}) & {"mean", "var", "samples"}
+    if clash:
+        raise DataError(f"{stem}: extra cache arrays may not be named {', '.join(sorted(clash))}")
+    arrays = {**(extra or {}), "mean": mean.astype(np.float16), "var": var.astype(np.float32)}
     if samples is not None:
         arrays["samples"] = samples if samples.dtype == np.uint8 else samples.astype(np.float16)
     path = root / f"{stem}.npz"
@@ -181,6 +192,25 @@ class TeacherCache:
         if var.shape != hw or mean.shape != (*hw, 3) or (samples is not None and samples.shape[1:] != hw):
             raise DataError(f"{path}: arrays do not match the manifest size {hw[1]}×{hw[0]}")
         return CacheEntry(stem, mean, var, samples)
+
+    def load_arrays(self, stem: str, names: Sequence[str], hint: str = "") -> dict[str, np.ndarray]:
+        """Extra arrays of a pair's entry (``write_entry(extra=...)``); a missing one is one DataError line
+        ending in ``hint`` (how to write a cache that has it)."""
+        if stem not in self.pairs:
+            raise DataError(f"{self.root / MANIFEST}: no teacher ensemble for pair {stem!r}")
+        path = self._entry_path(stem, self.pairs[stem])
+        try:
+            with np.load(path) as z:
+                missing = [n for n in names if n not in z.files]
+                if missing:
+                    raise DataError(f"{path}: no {', '.join(missing)} in this cache entry{hint}")
+                out = {n: z[n] for n in names}
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{path}: unreadable teacher cache entry ({exc})") from None
+        bad = [n for n, a in out.items() if a.dtype.kind == "f" and not np.isfinite(a).all()]
+        if bad:
+            raise DataError(f"{path}: {', '.join(bad)} hold NaN/Inf")
+        return out
 
     def _entry_path(self, stem: str, meta: Any) -> Path:
         """The entry's file, refusing names that leave the cache folder or wrongly typed fields."""

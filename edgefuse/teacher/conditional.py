@@ -46,7 +46,7 @@ from edgefuse.teacher.ensemble import write_ensemble
 
 COND_META = "edgefuse_conditional.json"
 KIND = "edgefuse-conditional-teacher"
-TARGETS = ("residual", "fused")
+TARGETS = ("residual", "fused")  # "coefficients": edgefuse.teacher.coefficient
 # Y_f − Y_v has std 0.136 on the ascent teacher's RoadScene means, the fused luminance in [-1, 1] 0.372: at
 # its own scale the residual would sit 7.5x lower in signal-to-noise at every timestep of the same schedule
 RESIDUAL_SCALE = 2.0
@@ -182,43 +182,81 @@ class ConditionalTeacher:
         vis_y = luma(visible[None].to(device).float()) * 2.0 - 1.0
         ir = thermal[None].to(device).float() * 2.0 - 1.0
         cond = pad_to_multiple(torch.cat([vis_y, ir], dim=1), self.multiple)
-        # one generator per seed on the device: on the CPU, 6 frames of noise a step took 68 ms at 1024x1280
-        # (an H200, scripts/cond_speed.py), mostly hidden behind the UNet's 176 ms but a busy core per sampler
-        gens = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
-        shape = (1, *cond.shape[-2:])
-
-        def draw() -> torch.Tensor:
-            return torch.stack([torch.randn(shape, generator=g, device=device) for g in gens])
-
-        x = draw()
-        cond = cond.expand(len(seeds), -1, -1, -1)
-        # x0 clipped to the data range at every step, and the step taken from the clipped x0
-        prediction = str(self.scheduler_config.get("prediction_type", "epsilon"))
         residual = self.target == "residual"
         limit = RESIDUAL_SCALE if residual else 1.0
-        sched = ddim_scheduler(self.scheduler_config, prediction, clip_sample=True, clip_range=limit)
-        sched.set_timesteps(steps, device=device)
-        amp = device.type == "cuda" and self.precision in ("bf16", "fp16")
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        x0 = x
-        for t in sched.timesteps:
-            with torch.autocast(device.type, dtype=dtype, enabled=amp):
-                out = self.unet(torch.cat([x, cond], dim=1), t).sample.float()
-            noise = None
-            if eta > 0:  # per-seed noise: a sample does not depend on which others run beside it
-                noise = draw()
-            step = sched.step(out, t, x, eta=eta, use_clipped_model_output=True, variance_noise=noise)
-            x, x0 = step.prev_sample, step.pred_original_sample
-        x0 = x0.clamp(-limit, limit)[..., :h, :w]
+        x0 = ddim_sample(self.unet, self.scheduler_config, cond, 1, seeds, steps, eta, limit, self.precision)
+        x0 = x0[..., :h, :w]
         # residual: Y_f = Y_v + (Y_f − Y_v); fused: [-1, 1] back to [0, 1]
         y = (x0 / RESIDUAL_SCALE + (vis_y + 1.0) * 0.5 if residual else (x0 + 1.0) * 0.5).clamp(0.0, 1.0)
         if not torch.isfinite(y).all():
             raise DataError(f"{self.path}: the conditional teacher produced NaN/Inf")
         return y
 
+    def fuse(
+        self, visible: torch.Tensor, thermal: torch.Tensor, seeds: Sequence[int], steps: int, eta: float
+    ) -> torch.Tensor:
+        """K fused RGB frames K×3×H×W: the sampled luminance with the visible frame's chroma."""
+        return with_visible_chroma(self.sample(visible, thermal, seeds, steps, eta), visible[None])
+
+
+def ddim_sample(
+    unet: Any,
+    scheduler_config: dict[str, Any],
+    cond: torch.Tensor,
+    channels: int,
+    seeds: Sequence[int],
+    steps: int,
+    eta: float,
+    limit: float,
+    precision: str,
+) -> torch.Tensor:
+    """Stochastic DDIM of a conditional UNet: K = len(seeds) clean samples K×channels×H×W in ±``limit``
+    given the conditioning 1×C×H×W (H, W a multiple of the UNet's); x0 is clipped to ±``limit`` at every
+    step and the step taken from the clipped x0."""
+    device = cond.device
+    # one generator per seed on the device: on the CPU, 6 frames of noise a step took 68 ms at 1024x1280
+    # (an H200, scripts/cond_speed.py), mostly hidden behind the UNet's 176 ms but a busy core per sampler
+    gens = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+    shape = (channels, *cond.shape[-2:])
+
+    def draw() -> torch.Tensor:
+        return torch.stack([torch.randn(shape, generator=g, device=device) for g in gens])
+
+    x = draw()
+    cond = cond.expand(len(seeds), -1, -1, -1)
+    prediction = str(scheduler_config.get("prediction_type", "epsilon"))
+    sched = ddim_scheduler(scheduler_config, prediction, clip_sample=True, clip_range=limit)
+    sched.set_timesteps(steps, device=device)
+    amp = device.type == "cuda" and precision in ("bf16", "fp16")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    x0 = x
+    for t in sched.timesteps:
+        with torch.autocast(device.type, dtype=dtype, enabled=amp):
+            out = unet(torch.cat([x, cond], dim=1), t).sample.float()
+        noise = None
+        if eta > 0:  # per-seed noise: a sample does not depend on which others run beside it
+            noise = draw()
+        step = sched.step(out, t, x, eta=eta, use_clipped_model_output=True, variance_noise=noise)
+        x, x0 = step.prev_sample, step.pred_original_sample
+    return x0.clamp(-limit, limit)
+
+
+def load_conditional(path: str | os.PathLike[str], device: str = "cpu", precision: str = "fp32") -> Any:
+    """A trained conditional teacher of whichever target (its ``edgefuse_conditional.json`` says)."""
+    where = Path(path).expanduser() / COND_META
+    try:
+        target = json.loads(where.read_text()).get("target", "fused")
+    except (OSError, ValueError, AttributeError):
+        target = None  # ConditionalTeacher.load says what is wrong
+    if target == "coefficients":
+        from edgefuse.teacher.coefficient import CoefficientTeacher
+
+        return CoefficientTeacher.load(path, device, precision)
+    return ConditionalTeacher.load(path, device, precision)
+
 
 def sample_conditional_ensemble(
-    teacher: ConditionalTeacher,
+    teacher: Any,
     source: Any,
     out: str | Path,
     seeds: Sequence[int],
@@ -232,15 +270,12 @@ def sample_conditional_ensemble(
 ) -> tuple[Path, dict[str, Any]] | None:
     """K samples per pair into a teacher cache (``ensemble.write_ensemble``: resumable, torchrun-aware)."""
 
-    def fuse_pair(v: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return with_visible_chroma(teacher.sample(v, t, seeds, steps, eta), v[None])
-
     return write_ensemble(
         source,
         out,
         teacher.record(steps, eta),
         seeds,
-        fuse_pair,
+        lambda v, t: teacher.fuse(v, t, seeds, steps, eta),
         teacher.device,
         limit=limit,
         save_samples=save_samples,

@@ -56,15 +56,15 @@ class DenoiserConfig:
             raise ValueError(f"prediction must be one of {', '.join(PREDICTIONS)}, not {self.prediction!r}")
 
 
-def build_unet(cfg: DenoiserConfig, in_channels: int = 1) -> Any:
-    """A fully convolutional UNet (no attention: it runs at any size) to one output channel."""
+def build_unet(cfg: DenoiserConfig, in_channels: int = 1, out_channels: int = 1) -> Any:
+    """A fully convolutional UNet (no attention: it runs at any size)."""
     diffusers = require("diffusers")
     n = len(cfg.channels)
     groups = math.gcd(32, *cfg.channels)
     return diffusers.UNet2DModel(
         sample_size=cfg.crop,
         in_channels=in_channels,
-        out_channels=1,
+        out_channels=out_channels,
         block_out_channels=tuple(cfg.channels),
         layers_per_block=cfg.layers_per_block,
         down_block_types=("DownBlock2D",) * n,
@@ -129,12 +129,14 @@ def fit_denoiser(
     in_channels: int,
     kind: str,
     meta_name: str,
+    out_channels: int = 1,
     provenance: dict[str, Any] | None = None,
+    files: dict[str, Path] | None = None,
     on_step: Callable[[int, int, float], None] | None = None,
     resume: bool = False,
 ) -> dict[str, Any]:
-    """Denoising training (``cfg.prediction``); writes the EMA UNet, DDPM scheduler and ``meta_name``
-    atomically.
+    """Denoising training (``cfg.prediction``); writes the EMA UNet, DDPM scheduler, ``meta_name`` and
+    copies of ``files`` (name in the directory -> source file) atomically.
 
     Resumable: the training state (weights, EMA, optimiser, schedule, step, data RNG) is saved atomically
     to ``<out>.state.pt`` every minute and when this call's ``minutes`` budget ends; ``resume=True`` continues
@@ -153,7 +155,7 @@ def fit_denoiser(
         torch.backends.cudnn.benchmark = True
     autocast_dtype = torch.bfloat16 if cfg.precision == "bf16" else torch.float16
     use_amp = device.type == "cuda" and cfg.precision in ("bf16", "fp16")
-    unet = build_unet(cfg, in_channels).to(device).train()
+    unet = build_unet(cfg, in_channels, out_channels).to(device).train()
     sched = diffusers.DDPMScheduler(
         num_train_timesteps=cfg.train_timesteps, beta_schedule="linear", prediction_type=cfg.prediction
     )
@@ -243,7 +245,7 @@ def fit_denoiser(
     if not finished:
         save_state()
     seconds = done_before + time.perf_counter() - t0
-    final = build_unet(cfg, in_channels)
+    final = build_unet(cfg, in_channels, out_channels)
     ema.copy_to(final.parameters())
     info = {
         "kind": kind,
@@ -262,6 +264,8 @@ def fit_denoiser(
     def write(tmp: str) -> None:
         pipe.save_pretrained(tmp)
         (Path(tmp) / meta_name).write_text(json.dumps(info, indent=2, default=str) + "\n")
+        for name, src in (files or {}).items():
+            shutil.copyfile(src, Path(tmp) / name)
 
     save_dir_atomic(out, write)
     if finished and state_path.is_file():

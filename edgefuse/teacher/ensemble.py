@@ -78,7 +78,7 @@ def write_ensemble(
     out: str | Path,
     teacher: dict[str, Any],
     seeds: Sequence[int],
-    fuse_pair: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    fuse_pair: Callable[[torch.Tensor, torch.Tensor], Any],
     device: torch.device,
     *,
     limit: int = 0,
@@ -86,7 +86,8 @@ def write_ensemble(
     resume: bool = False,
     on_pair: Callable[[], None] | None = None,
 ) -> tuple[Path, dict[str, Any]] | None:
-    """Any teacher's cache: ``fuse_pair(visible 3×H×W, thermal 1×H×W) -> K×3×H×W`` RGB in [0, 1] per pair."""
+    """Any teacher's cache: ``fuse_pair(visible 3×H×W, thermal 1×H×W) -> K×3×H×W`` RGB in [0, 1] per pair,
+    or (that, {name: array}) to store more arrays in the pair's entry."""
     out = Path(out)
     rank, world = rank_and_world()
     out.mkdir(parents=True, exist_ok=True)
@@ -109,12 +110,14 @@ def write_ensemble(
             v = torch.from_numpy(np.ascontiguousarray(vis.transpose(2, 0, 1))).to(device)
             t = torch.from_numpy(ir[None].copy()).to(device)
             t0 = time.perf_counter()
-            rgb = fuse_pair(v, t)
+            rgb, extra = fuse_pair(v, t), None
+            if isinstance(rgb, tuple):
+                rgb, extra = rgb
             if device.type == "cuda":
                 torch.cuda.synchronize()
             seconds.append(time.perf_counter() - t0)
             mean, var, ys = ensemble_stats(rgb.permute(0, 2, 3, 1).cpu().numpy())
-            entries[stem] = write_entry(out, stem, mean, var, ys if save_samples else None)
+            entries[stem] = write_entry(out, stem, mean, var, ys if save_samples else None, extra)
         if on_pair is not None:
             on_pair()
     all_entries: dict[str, dict[str, Any]] = {}

@@ -89,7 +89,12 @@ def test_ascent_turns_tf32_convolutions_off_and_restores_the_setting(monkeypatch
     from edgefuse.teacher import ascent
 
     seen = []
-    monkeypatch.setattr(ascent, "_ascend_pair", lambda *a: seen.append(torch.backends.cudnn.allow_tf32))
+
+    def spy(*a: object) -> tuple:
+        seen.append(torch.backends.cudnn.allow_tf32)
+        return None, None, None
+
+    monkeypatch.setattr(ascent, "_ascend", spy)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
     ascent.ascend_pair(create_model("n"), torch.rand(3, 16, 16), torch.rand(1, 16, 16), [0], AscentConfig())
     assert seen == [False] and torch.backends.cudnn.allow_tf32 is True

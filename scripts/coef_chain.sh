@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# The coefficient-space conditional diffusion teacher, start to end on one GPU machine, as the DRIVER of
+# scripts/device_ablation.sh (called again until it exits 0; every stage skips what an earlier call finished).
+# The plan and its rules, written before the run: docs/results/session19_coefficient_plan.md.
+#   1. the ascent teacher of the bundled recipe on dn (RoadScene's training pairs + night copies), keeping each
+#      pair's start and climbed coefficient maps (ascent_ablation --rows '' --keep-coefficients);
+#   2. teacher train-cond --target coefficients on them for COEF_MINUTES (resumable);
+#   3. teacher sample-cond (K, 50 DDIM steps, eta 1: fixed in the plan) on RoadScene val and LLVIP, scored
+#      (score_cache.py, spread_error.py) and judged by scripts/teacher_rule.py;
+#   4. only if it is worth distilling: its dn cache (samples kept), row (d) students, SEEDS, the bundled
+#      recipe (ascent_ablation --dn-cache), scored with scripts/evaluate_students.py.
+#
+#   mkdir -p /tmp/w && { [ -d /tmp/w/prior ] || tar -xf .gpu/prior1540.tar -C /tmp/w; } && \
+#   DRIVER=scripts/coef_chain.sh ROWS=d PACK="coef.tar coef_llvip_spread_maps.jpg coef_rsval_spread_maps.jpg" \
+#       START=.gpu/start.safetensors bash scripts/device_ablation.sh 540
+set -euo pipefail
+: "${W:?}" "${SLOTS:=16}" "${JITTER:=0.3}" "${START:?}" "${SEEDS:=0,1,2}"
+RS=${RS:-/tmp/data/roadscene_train}
+LLVIP=${LLVIP:-/tmp/data/llvip_sample}
+DEVICE=${DEVICE:-cuda}
+K=${K:-6}
+STEPS=${STEPS:-50} ETA=${ETA:-1} # fixed by the plan (the seventeenth session's choice for the pixel model)
+EF=(python3 -m edgefuse)
+log() { echo "[$(date +%T)] $*" >>"$W/progress.txt"; }
+# ASC_EXTRA / COEF_EXTRA / SAMPLE_EXTRA / STUDENT_EXTRA: options appended for a quick check on a CPU;
+# GATE=off (checks only) starts the students whatever the rule says
+if [ ! -f "$W/ascent.done" ]; then
+    python3 scripts/ascent_ablation.py --work "$W" --rs "$RS" --llvip "$LLVIP" --gpus 1 --slots "$SLOTS" \
+        --rows '' --sets dn --thermal-level 0.5 --jitter "$JITTER" --start "$START" --seeds "$SEEDS" \
+        --no-eval --device "$DEVICE" --keep-coefficients --resume ${ASC_EXTRA:-} >>"$W/ascent_chain.log" 2>&1
+    touch "$W/ascent.done"
+    log "ascent dn done"
+fi
+done_training() {
+    python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["complete"] else 1)' \
+        "$W/coef/edgefuse_conditional.json" 2>/dev/null
+}
+if ! done_training; then
+    R=()
+    [ -f "$W/coef.state.pt" ] && R=(--resume) # a first call sizes the schedule to the minutes
+    log "train-cond --target coefficients ${R[*]}"
+    "${EF[@]}" teacher train-cond --data "$W/dn" --cache "$W/asc_dn" -o "$W/coef" --val-fraction 0 \
+        --target coefficients --crop "${COEF_CROP:-32}" --channels "${COEF_CHANNELS:-32,64,128,256}" \
+        --batch-size "${COEF_BATCH:-128}" --minutes "${COEF_MINUTES:-7}" --device "$DEVICE" --precision bf16 \
+        --seed 0 "${R[@]}" ${COEF_EXTRA:-} 2>&1 | tr '\r' '\n' | sed '/━/d' >>"$W/coef_train.log"
+    done_training || exit 3 # a time-limited part: the next call resumes it
+    tar -cf "$W/coef.tar" -C "$W" coef
+    log "trained: $(tail -n 1 "$W/coef_train.log")"
+fi
+[ -d "$W/data_rsval" ] || python3 scripts/val_folder.py "$RS" "$W/data_rsval"
+sample() { # sample NAME FOLDER: the coefficient teacher's cache of FOLDER
+    "${EF[@]}" teacher sample-cond --model "$W/coef" --data "$2" -o "$W/coef_$1" --k "$K" --steps "$STEPS" \
+        --eta "$ETA" --device "$DEVICE" --resume ${SAMPLE_EXTRA:-} 2>&1 | tr '\r' '\n' | sed '/━/d' >>"$W/coef_sample.log"
+    [ -f "$W/coef_$1/manifest.json" ]
+}
+for set in rsval llvip; do
+    [ -f "$W/coef_teacher_$set.json" ] && continue
+    folder=$([ $set = rsval ] && echo "$W/data_rsval" || echo "$LLVIP")
+    data=$([ $set = rsval ] && echo "$RS" || echo "$LLVIP")
+    val=$([ $set = rsval ] && echo "--val-split" || true)
+    sample $set "$folder"
+    log "sampled $set: $(grep wrote "$W/coef_sample.log" | tail -n 1)"
+    # item 2: does the spread predict the shipped student's error (Spearman rho), and where is it (maps)
+    python3 scripts/spread_error.py --cache "$W/coef_$set" --data "$folder" --student d=fusionproxy-s \
+        --json "$W/coef_spread_$set.json" --maps "$W/coef_${set}_spread_maps.jpg" >"$W/coef_spread_$set.log" 2>&1
+    python3 scripts/score_cache.py --cache "$W/coef_$set" --data "$data" $val --workers 12 --sample-metrics \
+        --json "$W/coef_teacher_$set.json.tmp" >"$W/coef_score_$set.log" 2>&1
+    mv "$W/coef_teacher_$set.json.tmp" "$W/coef_teacher_$set.json"
+    log "$set: $(tail -n 1 "$W/coef_score_$set.log")"
+done
+if [ ! -f "$W/coef_rule.json" ]; then
+    python3 scripts/teacher_rule.py --score "rsval=$W/coef_teacher_rsval.json" \
+        --score "llvip=$W/coef_teacher_llvip.json" --json "$W/coef_rule.json" >"$W/coef_rule.log" 2>&1 || true
+    log "rule: $(tail -n 1 "$W/coef_rule.log")"
+fi
+worth=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["worth_distilling"]))' "$W/coef_rule.json")
+if [ "$worth" != 1 ] && [ "${GATE:-on}" != off ]; then
+    log "coef chain done: not worth distilling, no students"
+    exit 0
+fi
+if [ ! -f "$W/coef_dn/manifest.json" ]; then
+    sample dn "$W/dn"
+    log "sampled dn"
+fi
+if [ ! -f "$W/students.done" ]; then
+    python3 scripts/ascent_ablation.py --work "$W" --rs "$RS" --llvip "$LLVIP" --gpus 1 --slots "$SLOTS" \
+        --rows d --sets '' --dn-cache "$W/coef_dn" --prior "$W/prior" --thermal-level 0.5 --jitter "$JITTER" \
+        --start "$START" --seeds "$SEEDS" --no-eval --device "$DEVICE" --resume ${STUDENT_EXTRA:-} \
+        >>"$W/students_chain.log" 2>&1 || exit 3
+    touch "$W/students.done"
+    log "students done"
+fi
+if [ ! -f "$W/coef_students.json" ]; then
+    students=()
+    for f in "$W"/d_s*.safetensors; do students+=(--student "$(basename "$f" .safetensors)=$f"); done
+    python3 scripts/evaluate_students.py --rs "$RS" --extra "$LLVIP" --student shipped=fusionproxy-s \
+        "${students[@]}" --workers 12 --json "$W/coef_students.json" >"$W/coef_students.log" 2>&1
+    log "students scored"
+fi
+log "coef chain done"
