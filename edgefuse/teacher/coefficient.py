@@ -16,7 +16,6 @@ the start student (kept in the model directory), stochastic DDIM at 1/4 resoluti
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -30,9 +29,9 @@ import torch.nn.functional as F
 
 from edgefuse.errors import CheckpointError, DataError
 from edgefuse.teacher.ascent import pad16
-from edgefuse.teacher.conditional import COND_META, KIND, ddim_sample
+from edgefuse.teacher.conditional import COND_META, KIND, DiffusionTeacher, ddim_sample
 from edgefuse.teacher.ddfm import luma, pad_to_multiple
-from edgefuse.teacher.denoiser import DenoiserConfig, fit_denoiser, load_unet, size_multiple, unet_hash
+from edgefuse.teacher.denoiser import DenoiserConfig, fit_denoiser
 
 TARGET = "coefficients"
 START_FILE = "start.safetensors"  # the ascent's start student: its maps condition, its blend renders
@@ -191,8 +190,12 @@ def train_coefficients(
     )
 
 
-class CoefficientTeacher:
+class CoefficientTeacher(DiffusionTeacher):
     """A loaded coefficient-space teacher: ``fuse(visible, thermal, seeds, steps, eta)`` -> K fused frames."""
+
+    CHANNELS = (3 + COND_CHANNELS, 3)
+    LABEL = "coefficient teacher"
+    target = TARGET
 
     def __init__(
         self,
@@ -203,23 +206,13 @@ class CoefficientTeacher:
         student: Any,
         start_sha: str,
     ) -> None:
-        self.unet = unet.eval().requires_grad_(False)
-        self.scheduler_config = dict(scheduler_config)
-        self.path = path
-        self.sha256 = unet_hash(path)
-        self.precision = precision
-        self.multiple = size_multiple(unet)
+        super().__init__(unet, scheduler_config, path, precision)
         self.student = student.eval().requires_grad_(False)
         self.start_sha256 = start_sha
-        self.meta: dict[str, Any] = json.loads((path / COND_META).read_text())
         try:
             self.scale = CoefficientScale.from_dict(self.meta["scale"])
         except (KeyError, TypeError, ValueError):
             raise CheckpointError(f"{path / COND_META}: no valid coefficient scale") from None
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.unet.parameters()).device
 
     @classmethod
     def load(
@@ -228,30 +221,14 @@ class CoefficientTeacher:
         from edgefuse.checkpoint import load_model
 
         path = Path(path).expanduser()
+        unet, sched_cfg = cls._load_unet(path)
         if not (path / START_FILE).is_file():
             raise CheckpointError(f"{path}: a coefficient teacher needs its start student {START_FILE}")
-        unet, where, sched_cfg = load_unet(path)
-        if (unet.config.in_channels, unet.config.out_channels) != (3 + COND_CHANNELS, 3):
-            raise CheckpointError(
-                f"{where}: a coefficient teacher maps {3 + COND_CHANNELS} channels to 3 (config in/out)"
-            )
         start = load_model(path / START_FILE, map_location=device)
         return cls(unet.to(device), sched_cfg, path, precision, start.model, start.info.weights_sha256)
 
     def record(self, steps: int, eta: float) -> dict[str, Any]:
-        """What identifies this teacher in a cache manifest (and the student's provenance)."""
-        return {
-            "kind": "conditional",
-            "model": str(self.path.resolve()),
-            "model_sha256": self.sha256,
-            "model_steps": self.meta.get("steps"),
-            "trained_on": self.meta.get("cache_teacher"),
-            "trained_pairs": self.meta.get("pairs"),
-            "target": TARGET,
-            "start_weights_sha256": self.start_sha256,
-            "sampler": {"steps": steps, "eta": eta},
-            "precision": self.precision if self.device.type == "cuda" else "fp32",
-        }
+        return {**super().record(steps, eta), "start_weights_sha256": self.start_sha256}
 
     @torch.no_grad()
     def coefficients(

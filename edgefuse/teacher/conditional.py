@@ -118,8 +118,12 @@ def train_conditional(
     )
 
 
-class ConditionalTeacher:
-    """A loaded conditional teacher: ``sample(visible, thermal, seeds)`` -> K fused luminance samples."""
+class DiffusionTeacher:
+    """What the conditional teachers share: the UNet, its schedule, its directory and what identifies it."""
+
+    CHANNELS = (3, 1)  # the UNet's (in, out) channels
+    LABEL = "conditional teacher"
+    target = "fused"
 
     def __init__(self, unet: Any, scheduler_config: dict[str, Any], path: Path, precision: str) -> None:
         self.unet = unet.eval().requires_grad_(False)
@@ -129,29 +133,24 @@ class ConditionalTeacher:
         self.precision = precision
         self.multiple = size_multiple(unet)
         self.meta: dict[str, Any] = json.loads((path / COND_META).read_text())
-        self.target = str(self.meta.get("target", "fused"))  # models trained before the option: fused
-        if self.target not in TARGETS:
-            raise CheckpointError(f"{path / COND_META}: unknown target {self.target!r}")
 
     @property
     def device(self) -> torch.device:
         return next(self.unet.parameters()).device
 
     @classmethod
-    def load(
-        cls, path: str | os.PathLike[str], device: str = "cpu", precision: str = "fp32"
-    ) -> ConditionalTeacher:
-        path = Path(path).expanduser()
+    def _load_unet(cls, path: Path) -> tuple[Any, dict[str, Any]]:
         if not (path / COND_META).is_file():
             raise CheckpointError(
                 f"{path}: not a conditional teacher (no {COND_META}; train one with train-cond)"
             )
         unet, where, sched_cfg = load_unet(path)
-        if (unet.config.in_channels, unet.config.out_channels) != (3, 1):
+        if (unet.config.in_channels, unet.config.out_channels) != cls.CHANNELS:
             raise CheckpointError(
-                f"{where}: a conditional teacher maps 3 channels to 1 (config in/out channels)"
+                f"{where}: a {cls.LABEL} maps {cls.CHANNELS[0]} channels to {cls.CHANNELS[1]} "
+                "(config in/out channels)"
             )
-        return cls(unet.to(device), sched_cfg, path, precision)
+        return unet, sched_cfg
 
     def record(self, steps: int, eta: float) -> dict[str, Any]:
         """What identifies this teacher in a cache manifest (and the student's provenance)."""
@@ -166,6 +165,25 @@ class ConditionalTeacher:
             "sampler": {"steps": steps, "eta": eta},
             "precision": self.precision if self.device.type == "cuda" else "fp32",
         }
+
+
+class ConditionalTeacher(DiffusionTeacher):
+    """A loaded pixel-space conditional teacher: ``sample(visible, thermal, seeds)`` -> K fused luminance
+    samples."""
+
+    def __init__(self, unet: Any, scheduler_config: dict[str, Any], path: Path, precision: str) -> None:
+        super().__init__(unet, scheduler_config, path, precision)
+        self.target = str(self.meta.get("target", "fused"))  # models trained before the option: fused
+        if self.target not in TARGETS:
+            raise CheckpointError(f"{path / COND_META}: unknown target {self.target!r}")
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], device: str = "cpu", precision: str = "fp32"
+    ) -> ConditionalTeacher:
+        path = Path(path).expanduser()
+        unet, sched_cfg = cls._load_unet(path)
+        return cls(unet.to(device), sched_cfg, path, precision)
 
     @torch.no_grad()
     def sample(
