@@ -16,6 +16,9 @@ texture of a 0.5-px blur but scored the Qabf of a 1-px blur and lower SSIM (docs
 session), and convention-A SSIM and Qabf score exactly the correlation with the sources' texture. With
 ``residual`` the visible texture passes through, as the student's form (visible + smooth terms) keeps it.
 
+A third target, the student's own coefficient maps, is edgefuse.teacher.coefficient; ``DiffusionTeacher``
+holds what the two teachers share and ``load_conditional`` opens either.
+
 Model directory: a diffusers ``DDPMPipeline`` layout (``unet/`` with 3 input channels and 1 output channel,
 ``scheduler/``) plus ``edgefuse_conditional.json`` (provenance: the training cache's teacher, steps, pairs).
 """
