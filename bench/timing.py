@@ -87,6 +87,24 @@ def cuda_clock() -> Clock:
     return clock
 
 
+def capture_graph(fn: Callable[..., Any], *args: Any, device: Any = None, warmup: int = 3) -> tuple[Any, Any]:
+    """(CUDA graph, its static output) of ``fn(*args)``. The warm-up calls run on a side stream first, so
+    cuDNN autotuning and Triton compilation happen outside the capture. Replays read ``args`` by address:
+    they must outlive the graph."""
+    import torch
+
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(stream):
+        for _ in range(warmup):
+            fn(*args)
+    torch.cuda.current_stream(device).wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = fn(*args)
+    return graph, out
+
+
 @dataclass
 class Timed:
     """One target under measurement: what to call, how to clock it, and what was measured."""

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from edgefuse.bench.timing import capture_graph
 from edgefuse.errors import RuntimeUnavailableError
 
 if TYPE_CHECKING:
@@ -48,7 +49,8 @@ def cuda_variants(
         out.append(Variant("fp16", "compile"))
     if triton:  # batch 1, the target it was written for
         out.append(Variant("fp16", "triton"))
-    for i, b in enumerate(batches):
+    # batch 1 is there in every mode already, and a size given twice adds nothing (a report's ids are unique)
+    for i, b in enumerate(b for b in dict.fromkeys(batches) if b > 1):
         out += [Variant("fp32", "cuda_graph", b), Variant("fp16", "cuda_graph", b)]
         if compile and i == 0:
             out.append(Variant("fp16", "compile", b))
@@ -127,17 +129,7 @@ class TorchVariant:
 
     def _capture(self) -> None:
         """Record one forward pass into a CUDA graph; replays reuse the static input/output buffers."""
-        import torch
-
-        stream = torch.cuda.Stream(self.device)
-        stream.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(stream):
-            for _ in range(3):  # cuDNN picks its algorithms before capture
-                self.net(self.visible, self.thermal)
-        torch.cuda.current_stream(self.device).wait_stream(stream)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.output = self.net(self.visible, self.thermal)
+        self.graph, self.output = capture_graph(self.net, self.visible, self.thermal, device=self.device)
 
     def step(self) -> None:
         """One timed call on the preloaded buffers (asynchronous on CUDA: the clock waits)."""

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import torch
 
+from edgefuse.bench.timing import capture_graph
 from edgefuse.model import CONFIGS, FusionProxy, count_macs
 
 torch.backends.cudnn.benchmark = True
@@ -18,16 +19,7 @@ for _rnd in range(3):  # interleaved rounds
             cfg = replace(CONFIGS[name], select=select)
             m = FusionProxy(cfg).cuda().half().eval()
             with torch.inference_mode():
-                for _ in range(20):
-                    m(v, t)
-                g = torch.cuda.CUDAGraph()
-                s = torch.cuda.Stream()
-                s.wait_stream(torch.cuda.current_stream())
-                with torch.cuda.stream(s):
-                    m(v, t)
-                torch.cuda.current_stream().wait_stream(s)
-                with torch.cuda.graph(g):
-                    m(v, t)
+                g, _ = capture_graph(m, v, t, warmup=20)
                 times = []
                 for _ in range(300):
                     a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)

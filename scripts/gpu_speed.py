@@ -13,6 +13,7 @@ import time
 
 import torch
 
+from edgefuse.bench.timing import capture_graph
 from edgefuse.checkpoint import load_model
 from edgefuse.spec import parse_size
 
@@ -46,15 +47,7 @@ def timed(fn, iters: int, warmup: int) -> list[float]:
 def graphed(fn, v: torch.Tensor, t: torch.Tensor):
     """A CUDA graph of fn(v, t) on static inputs: (replay, output). The replay holds v and t: the graph
     reads them by address, so they must outlive it."""
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        for _ in range(3):  # cuDNN autotuning / Triton compilation happen here, outside the capture
-            fn(v, t)
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        out = fn(v, t)
+    g, out = capture_graph(fn, v, t)
 
     def replay(_inputs=(v, t)) -> None:
         g.replay()
