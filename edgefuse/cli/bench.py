@@ -163,7 +163,9 @@ def bench(
         raise DataError(f"--timing must be one of {', '.join(PRESETS)}, got {timing!r}")
     try:
         hw = parse_size(size) if size else None
-        batch_sizes = tuple(int(b) for b in batches.split(",") if b.strip())
+        batch_sizes = tuple(int(b) if b.strip().isdigit() else 0 for b in batches.split(",") if b.strip())
+        if any(b < 1 for b in batch_sizes):
+            raise ValueError(f"--batches must be comma-separated positive batch sizes, got {batches!r}")
     except ValueError as exc:
         raise DataError(str(exc)) from None
     regression = parse_percent(max_regression)

@@ -250,6 +250,8 @@ def test_unknown_profile_suggests_and_exits_2() -> None:
         (["--max-regression", "ten"], "--max-regression must look like 10%"),
         (["--latency-budgets", "maybe"], "--latency-budgets must be one of"),
         (["--timing", "slow"], "--timing must be one of"),
+        (["--batches", "16,0"], "--batches must be comma-separated positive batch sizes"),
+        (["--batches", "16,x"], "--batches must be comma-separated positive batch sizes"),
         (["--max-regression", "inf"], "--max-regression must be a percentage in"),
         (["--max-regression", "nan%"], "--max-regression must be a percentage in"),
         (["--max-regression", "-5%"], "--max-regression must be a percentage in"),
@@ -381,6 +383,9 @@ def test_torch_variants_cpu_path_matches_the_model() -> None:
     full = cuda_variants((16, 64))
     assert {(v.dtype, v.batch) for v in full if v.mode == "compile"} == {("fp16", 1), ("fp16", 16)}
     assert {v.dtype for v in plan if v.batch == 1} == {"fp32", "fp16"}
+    # `--batches 1,16,16` ran every variant and then failed on the report's repeated ids (an H200, 12-01)
+    again = cuda_variants((1, 16, 16, 64))
+    assert again == full and len({v.key("cuda") for v in again}) == len(again)
 
 
 @pytest.mark.onnxruntime
