@@ -170,7 +170,8 @@ def sample_cond(
     resume: ResumeCache = False,
 ) -> None:
     """Fuse every pair K times with the conditional teacher; write mean, variance and samples per pair."""
-    from edgefuse.teacher.conditional import load_conditional, sample_conditional_ensemble
+    from edgefuse.teacher.coefficient import load_conditional
+    from edgefuse.teacher.conditional import sample_conditional_ensemble
 
     write_cache(
         "conditional teacher",

@@ -16,6 +16,7 @@ the start student (kept in the model directory), stochastic DDIM at 1/4 resoluti
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -29,7 +30,7 @@ import torch.nn.functional as F
 
 from edgefuse.errors import CheckpointError, DataError
 from edgefuse.teacher.ascent import pad16
-from edgefuse.teacher.conditional import COND_META, KIND, DiffusionTeacher, ddim_sample
+from edgefuse.teacher.conditional import COND_META, KIND, ConditionalTeacher, DiffusionTeacher, ddim_sample
 from edgefuse.teacher.ddfm import luma, pad_to_multiple
 from edgefuse.teacher.denoiser import DenoiserConfig, fit_denoiser
 
@@ -264,3 +265,15 @@ class CoefficientTeacher(DiffusionTeacher):
         if not torch.isfinite(out).all():
             raise DataError(f"{self.path}: the coefficient teacher produced NaN/Inf")
         return out.float()
+
+
+def load_conditional(path: str | os.PathLike[str], device: str = "cpu", precision: str = "fp32") -> Any:
+    """A trained conditional teacher of either kind: pixels or coefficients, as its metadata says."""
+    where = Path(path).expanduser() / COND_META
+    try:
+        target = json.loads(where.read_text()).get("target", "fused")
+    except (OSError, ValueError, AttributeError):
+        target = None  # ConditionalTeacher.load says what is wrong
+    if target == TARGET:
+        return CoefficientTeacher.load(path, device, precision)
+    return ConditionalTeacher.load(path, device, precision)

@@ -17,7 +17,7 @@ session), and convention-A SSIM and Qabf score exactly the correlation with the 
 ``residual`` the visible texture passes through, as the student's form (visible + smooth terms) keeps it.
 
 A third target, the student's own coefficient maps, is edgefuse.teacher.coefficient; ``DiffusionTeacher``
-holds what the two teachers share and ``load_conditional`` opens either.
+holds what the two teachers share and ``coefficient.load_conditional`` opens either.
 
 Model directory: a diffusers ``DDPMPipeline`` layout (``unet/`` with 3 input channels and 1 output channel,
 ``scheduler/``) plus ``edgefuse_conditional.json`` (provenance: the training cache's teacher, steps, pairs).
@@ -260,20 +260,6 @@ def ddim_sample(
         step = sched.step(out, t, x, eta=eta, use_clipped_model_output=True, variance_noise=noise)
         x, x0 = step.prev_sample, step.pred_original_sample
     return x0.clamp(-limit, limit)
-
-
-def load_conditional(path: str | os.PathLike[str], device: str = "cpu", precision: str = "fp32") -> Any:
-    """A trained conditional teacher of whichever target (its ``edgefuse_conditional.json`` says)."""
-    where = Path(path).expanduser() / COND_META
-    try:
-        target = json.loads(where.read_text()).get("target", "fused")
-    except (OSError, ValueError, AttributeError):
-        target = None  # ConditionalTeacher.load says what is wrong
-    if target == "coefficients":
-        from edgefuse.teacher.coefficient import CoefficientTeacher
-
-        return CoefficientTeacher.load(path, device, precision)
-    return ConditionalTeacher.load(path, device, precision)
 
 
 def sample_conditional_ensemble(
