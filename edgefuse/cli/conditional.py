@@ -45,7 +45,13 @@ def train_cond(
     data: Annotated[
         Path, typer.Option(help="Paired folder the cache fuses; only its training split is used.")
     ],
-    cache: Annotated[Path, typer.Option(help="Teacher cache whose samples are the targets (any teacher).")],
+    cache: Annotated[
+        Path,
+        typer.Option(
+            help="Teacher cache whose samples are the targets (any teacher; with --target coefficients an "
+            "ascent cache written with --keep-coefficients, whose start checkpoint must still be there)."
+        ),
+    ],
     out: Annotated[Path, typer.Option("-o", "--out", help="Model directory to write (diffusers layout).")],
     crop: Annotated[
         int,
