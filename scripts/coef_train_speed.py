@@ -1,7 +1,7 @@
 """Training pace of the coefficient-space teacher by batch size: steps a second of the real training loop
 (`train_coefficients`, the settings of scripts/coef_chain.sh) on random items of RoadScene's size, and the
-crop loader's share of it. The nineteenth session trained 9.6 steps a second at batch 128 on an H200; its
-written-down rerun assumes a 4x batch costs little a step, which this checks.
+crop loader's share of it. The nineteenth session trained 9.6 steps a second at batch 128 on an H200. Run
+there after it (warm): batch 128 10.8 steps a second, batch 512 4.5, so a 4x batch gives 1.7x the crops.
 
     python3 scripts/coef_train_speed.py --batches 128,512 --steps 300
 """
