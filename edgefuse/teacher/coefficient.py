@@ -55,17 +55,25 @@ class CoefficientScale:
 
     @classmethod
     def fit(cls, items: Sequence[Item]) -> CoefficientScale:
-        starts = np.concatenate([s.reshape(3, -1) for _, s, _ in items], axis=1).astype(np.float64)
-        deltas = np.concatenate(
-            [(c - s[None]).transpose(1, 0, 2, 3).reshape(3, -1) for _, s, c in items], axis=1
-        ).astype(np.float64)
-        delta_std = np.maximum(deltas.std(axis=1), 1e-4)
-        peak = float(np.abs(deltas / (2.0 * delta_std[:, None])).max())
+        # one pass of per-channel sums (float64): the targets of 268 pairs would take ~400 MB as one array
+        moments = np.zeros((2, 3, 3))  # (start, change) × (count, sum, sum of squares) × channel
+        peak = np.zeros(3)
+        for _, start, coef in items:
+            a = start.reshape(3, -1).astype(np.float64)
+            d = (coef - start[None]).transpose(1, 0, 2, 3).reshape(3, -1).astype(np.float64)
+            for m, x in zip(moments, (a, d), strict=True):
+                m += (np.full(3, x.shape[1]), x.sum(axis=1), (x * x).sum(axis=1))
+            peak = np.maximum(peak, np.abs(d).max(axis=1))
+        (n_a, s_a, q_a), (n_d, s_d, q_d) = moments
+        start_mean = s_a / n_a
+        start_std = np.maximum(np.sqrt(np.maximum(q_a / n_a - start_mean**2, 0.0)), 1e-4)
+        delta_std = np.maximum(np.sqrt(np.maximum(q_d / n_d - (s_d / n_d) ** 2, 0.0)), 1e-4)
+        limit = float((peak / (2.0 * delta_std)).max())
         return cls(
-            tuple(float(x) for x in starts.mean(axis=1)),
-            tuple(float(x) for x in np.maximum(starts.std(axis=1), 1e-4)),
+            tuple(float(x) for x in start_mean),
+            tuple(float(x) for x in start_std),
             tuple(float(x) for x in delta_std),
-            max(1.0, math.ceil(peak * 2.0) / 2.0),
+            max(1.0, math.ceil(limit * 2.0) / 2.0),
         )
 
     def to_dict(self) -> dict[str, Any]:

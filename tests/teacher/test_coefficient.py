@@ -58,6 +58,11 @@ def _item(h4: int, w4: int, thermal: float, k: int = 2) -> tuple[np.ndarray, np.
 def test_crops_cut_sources_and_maps_at_the_same_place() -> None:
     items = [_item(12, 20, 0.0), _item(6, 7, 1.0)]  # the second, smaller than the crop, is mirrored
     scale = CoefficientScale.fit(items)
+    starts = np.concatenate([s.reshape(3, -1) for _, s, _ in items], axis=1)
+    deltas = np.concatenate([(c - s[None]).transpose(1, 0, 2, 3).reshape(3, -1) for _, s, c in items], axis=1)
+    np.testing.assert_allclose(scale.start_mean, starts.mean(axis=1), rtol=1e-6)
+    np.testing.assert_allclose(scale.start_std, starts.std(axis=1), rtol=1e-5)
+    np.testing.assert_allclose(scale.delta_std, np.maximum(deltas.std(axis=1), 1e-4), rtol=1e-5)
     x0, cond = coefficient_crops(items, 32, 8, np.random.default_rng(0), scale)
     assert x0.shape == (32, 3, 8, 8) and cond.shape == (32, 2 * FOLD * FOLD + 3, 8, 8)
     luma_mean = (cond[:, : FOLD * FOLD].mean(dim=1) + 1) / 2  # the folded visible luminance, per cell
