@@ -27,6 +27,7 @@ import torch
 from edgefuse._optional import require
 from edgefuse.errors import CheckpointError
 from edgefuse.io import atomic_path, sha256_path
+from edgefuse.teacher.prefetch import Prefetch
 
 PREDICTIONS = ("epsilon", "v_prediction", "sample")  # diffusers' names
 # draw(rng) -> (clean targets B×1×c×c, conditioning B×C×c×c or None), both in [-1, 1], on the CPU
@@ -188,7 +189,7 @@ def fit_denoiser(
             "total": plan["total"],
             "running": running,
             "seconds": done_before + time.perf_counter() - t0,
-            "rng": json.dumps(rng.bit_generator.state),
+            "rng": batches.state,  # after the last batch trained on, not the ones drawn ahead
             "torch_rng": torch.get_rng_state(),
         }
         with atomic_path(state_path, mode=None) as tmp:
@@ -198,52 +199,57 @@ def fit_denoiser(
     budget = cfg.minutes * 60.0
     sizing = cfg.minutes > 0 and step == 0  # only a fresh schedule: a resumed one keeps its length
     mark, next_size = (0, 0.0), 0.0  # the pace window's start; when to size again
-    while step < plan["total"]:
-        x0, cond = draw(rng)
-        x0 = x0.to(device, non_blocking=True)
-        noise = torch.randn_like(x0)
-        t = torch.randint(0, cfg.train_timesteps, (x0.shape[0],), device=device)
-        ab = alphas[t].view(-1, 1, 1, 1)
-        xt = ab.sqrt() * x0 + (1.0 - ab).sqrt() * noise
-        if cond is not None:
-            xt = torch.cat([xt, cond.to(device, non_blocking=True)], dim=1)
-        with torch.autocast(device.type, dtype=autocast_dtype, enabled=use_amp):
-            pred = unet(xt, t).sample
-        if cfg.prediction == "epsilon":
-            target = noise
-        elif cfg.prediction == "v_prediction":
-            target = ab.sqrt() * noise - (1.0 - ab).sqrt() * x0
-        else:
-            target = x0
-        loss = torch.nn.functional.mse_loss(pred.float(), target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
-        lr_sched.step()
-        ema.step(unet.parameters())
-        step += 1
-        value = float(loss.detach())
-        running = value if running is None else 0.98 * running + 0.02 * value
-        if sizing and step >= WARM_STEP:
-            elapsed = time.perf_counter() - t0
-            if step == WARM_STEP:
-                mark = (step, elapsed)
-            elif step == SIZE_STEP or (step > SIZE_STEP and elapsed >= next_size):
-                # sized to the budget once the pace is known, then again on each window's own pace
-                plan["total"] = sized_total(step, elapsed, mark, budget, cfg.max_steps)
-                mark, next_size = (step, elapsed), elapsed + RESIZE_EVERY * budget
-                sizing = elapsed + RESIZE_EVERY * budget <= RESIZE_UNTIL * budget
-        if on_step is not None:
-            on_step(step, plan["total"], running)
-        if cfg.minutes > 0 and time.perf_counter() - t0 > budget and step < plan["total"]:
-            break  # this call's budget is spent: save the state, write the model so far
-        if time.perf_counter() - last_save > 60.0:
+    batches = Prefetch(draw, rng)  # the crops of the next steps are drawn while the GPU trains
+    try:
+        while step < plan["total"]:
+            x0, cond = batches.next()
+            x0 = x0.to(device, non_blocking=True)
+            noise = torch.randn_like(x0)
+            t = torch.randint(0, cfg.train_timesteps, (x0.shape[0],), device=device)
+            ab = alphas[t].view(-1, 1, 1, 1)
+            xt = ab.sqrt() * x0 + (1.0 - ab).sqrt() * noise
+            if cond is not None:
+                xt = torch.cat([xt, cond.to(device, non_blocking=True)], dim=1)
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=use_amp):
+                pred = unet(xt, t).sample
+            if cfg.prediction == "epsilon":
+                target = noise
+            elif cfg.prediction == "v_prediction":
+                target = ab.sqrt() * noise - (1.0 - ab).sqrt() * x0
+            else:
+                target = x0
+            loss = torch.nn.functional.mse_loss(pred.float(), target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+            opt.step()
+            lr_sched.step()
+            ema.step(unet.parameters())
+            step += 1
+            value = float(loss.detach())
+            running = value if running is None else 0.98 * running + 0.02 * value
+            if sizing and step >= WARM_STEP:
+                elapsed = time.perf_counter() - t0
+                if step == WARM_STEP:
+                    mark = (step, elapsed)
+                elif step == SIZE_STEP or (step > SIZE_STEP and elapsed >= next_size):
+                    # sized to the budget once the pace is known, then again on each window's own pace
+                    plan["total"] = sized_total(step, elapsed, mark, budget, cfg.max_steps)
+                    mark, next_size = (step, elapsed), elapsed + RESIZE_EVERY * budget
+                    sizing = elapsed + RESIZE_EVERY * budget <= RESIZE_UNTIL * budget
+            if on_step is not None:
+                on_step(step, plan["total"], running)
+            if cfg.minutes > 0 and time.perf_counter() - t0 > budget and step < plan["total"]:
+                break  # this call's budget is spent: save the state, write the model so far
+            if time.perf_counter() - last_save > 60.0:
+                save_state()
+                last_save = time.perf_counter()
+        finished = step >= plan["total"]
+        if not finished:
             save_state()
-            last_save = time.perf_counter()
-    finished = step >= plan["total"]
-    if not finished:
-        save_state()
+    finally:
+        batches.close()
+
     seconds = done_before + time.perf_counter() - t0
     final = build_unet(cfg, in_channels, out_channels)
     ema.copy_to(final.parameters())
