@@ -4,7 +4,8 @@
 # The plan and its rules, written before the run: docs/results/session19_coefficient_plan.md.
 #   1. the ascent teacher of the bundled recipe on dn (RoadScene's training pairs + night copies), keeping each
 #      pair's start and climbed coefficient maps (ascent_ablation --rows '' --keep-coefficients);
-#   2. teacher train-cond --target coefficients on them for COEF_MINUTES (resumable);
+#   2. teacher train-cond --target coefficients on them for COEF_MINUTES (resumable); with FIT_GATE=1 the
+#      training-pair gate of the written-down rerun (scripts/coef_fit_check.sh, scripts/fit_gate.py);
 #   3. teacher sample-cond (K, 50 DDIM steps, eta 1: fixed in the plan) on RoadScene val and LLVIP, scored
 #      (score_cache.py, spread_error.py) and judged by scripts/teacher_rule.py;
 #   4. only if it is worth distilling: its dn cache (samples kept), row (d) students, SEEDS, the bundled
@@ -46,6 +47,20 @@ if ! done_training; then
     done_training || exit 3 # a time-limited part: the next call resumes it
     tar -cf "$W/coef.tar" -C "$W" coef
     log "trained: $(tail -n 1 "$W/coef_train.log")"
+fi
+# FIT_GATE=1 (the written-down rerun, not the nineteenth session's run): sample the held-out sets only if the
+# teacher keeps enough of the ascent's gain on 12 training pairs it learnt from (scripts/fit_gate.py)
+if [ "${FIT_GATE:-0}" = 1 ]; then
+    if [ ! -f "$W/fit_gate.json" ]; then
+        COEF=$W/coef START=$START DEVICE=$DEVICE WORKERS=12 bash scripts/coef_fit_check.sh "$RS" "$W/fit" \
+            >"$W/fit_check.log" 2>&1
+        python3 scripts/fit_gate.py "$W/fit" --json "$W/fit_gate.json" >>"$W/fit_check.log" 2>&1 || true
+        log "fit gate: $(tail -n 1 "$W/fit_check.log")"
+    fi
+    if [ "$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["pass"]))' "$W/fit_gate.json")" != 1 ]; then
+        log "coef chain done: the fit gate stops it before the held-out sets"
+        exit 0
+    fi
 fi
 [ -d "$W/data_rsval" ] || python3 scripts/val_folder.py "$RS" "$W/data_rsval"
 sample() { # sample NAME FOLDER: the coefficient teacher's cache of FOLDER

@@ -1,0 +1,44 @@
+"""The written-down coefficient rerun's gate, on training pairs only (docs/results/
+session19_coefficient_plan.md): from scripts/coef_fit_check.sh's scores, the share of the ascent teacher's
+gain over the start that the coefficient teacher keeps, on VIF and on Qabf. Exit 0 when both shares clear
+their floors (the held-out sets may be sampled), 1 when not.
+
+    python scripts/fit_gate.py /tmp/w/fit --vif 0.60 --qabf 0.49
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def kept(folder: Path) -> dict[str, float]:
+    """Per metric, (coefficient − start) / (ascent − start) on the check's pairs."""
+    start = json.loads((folder / "start.json").read_text())
+    coef = json.loads((folder / "coef.json").read_text())["metrics"]
+    asc = json.loads((folder / "asc.json").read_text())["metrics"]
+    return {m: (coef[m] - start[m]) / (asc[m] - start[m]) for m in ("VIF", "Qabf")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("folder", type=Path, help="coef_fit_check.sh's work folder")
+    ap.add_argument("--vif", type=float, default=0.60, help="VIF share floor (0.50 kept in session 19)")
+    ap.add_argument("--qabf", type=float, default=0.49, help="Qabf share floor (0.39 kept in session 19)")
+    ap.add_argument("--json", type=Path)
+    a = ap.parse_args(argv)
+    shares = kept(a.folder)
+    ok = shares["VIF"] > a.vif and shares["Qabf"] > a.qabf
+    verdict = {"kept": shares, "floors": {"VIF": a.vif, "Qabf": a.qabf}, "pass": ok}
+    if a.json:
+        a.json.write_text(json.dumps(verdict, indent=1) + "\n")
+    vif, qabf = shares["VIF"], shares["Qabf"]
+    word = "pass" if ok else "stop"
+    print(f"kept VIF {vif:.0%} (floor {a.vif:.0%}), Qabf {qabf:.0%} (floor {a.qabf:.0%}): {word}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
