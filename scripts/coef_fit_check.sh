@@ -30,8 +30,10 @@ for i in tuning_indices(src)[::3]:
 EOF
 [ -f "$W/coef/manifest.json" ] || "${EF[@]}" teacher sample-cond --model "$COEF" --data "$W/pairs" -o "$W/coef" \
     --k "$K" --steps 50 --eta 1 --device "$DEVICE" --resume
+# the dtype ascent_ablation.py gives the ascent: float64 on a CPU, float32 on a GPU (they agree to 5e-4)
+DTYPE=$([ "$DEVICE" = cpu ] && echo float64 || echo float32)
 [ -f "$W/asc/manifest.json" ] || "${EF[@]}" teacher ascend --data "$W/pairs" -o "$W/asc" --student "$START" --k 3 \
-    --steps 60 --loss-weight 5 --jitter 0.3 --device "$DEVICE" --no-save-samples --resume
+    --steps 60 --loss-weight 5 --jitter 0.3 --dtype "$DTYPE" --device "$DEVICE" --no-save-samples --resume
 [ -d "$W/start" ] || "${EF[@]}" fuse --data "$W/pairs" -o "$W/start" --checkpoint "$START"
 for c in coef asc; do
     python scripts/score_cache.py --cache "$W/$c" --data "$W/pairs" --workers "$WORKERS" --json "$W/$c.json" | tail -n 1
