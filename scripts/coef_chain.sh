@@ -22,7 +22,7 @@ DEVICE=${DEVICE:-cuda}
 K=${K:-6}
 STEPS=${STEPS:-50} ETA=${ETA:-1} # fixed by the plan (the seventeenth session's choice for the pixel model)
 EF=(python3 -m edgefuse)
-log() { echo "[$(date +%T)] $*" >>"$W/progress.txt"; }
+source scripts/chain_lib.sh # log, trained, judge_teacher, score_students
 # ASC_EXTRA / COEF_EXTRA / SAMPLE_EXTRA / STUDENT_EXTRA: options appended for a quick check on a CPU;
 # GATE=off (checks only) starts the students whatever the rule says
 if [ ! -f "$W/ascent.done" ]; then
@@ -32,11 +32,7 @@ if [ ! -f "$W/ascent.done" ]; then
     touch "$W/ascent.done"
     log "ascent dn done"
 fi
-done_training() {
-    python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["complete"] else 1)' \
-        "$W/coef/edgefuse_conditional.json" 2>/dev/null
-}
-if ! done_training; then
+if ! trained "$W/coef"; then
     R=()
     [ -f "$W/coef.state.pt" ] && R=(--resume) # a first call sizes the schedule to the minutes
     log "train-cond --target coefficients ${R[*]}"
@@ -44,7 +40,7 @@ if ! done_training; then
         --target coefficients --crop "${COEF_CROP:-32}" --channels "${COEF_CHANNELS:-32,64,128,256}" \
         --batch-size "${COEF_BATCH:-128}" --minutes "${COEF_MINUTES:-7}" --device "$DEVICE" --precision bf16 \
         --seed 0 "${R[@]}" ${COEF_EXTRA:-} 2>&1 | tr '\r' '\n' | sed '/━/d' >>"$W/coef_train.log"
-    done_training || exit 3 # a time-limited part: the next call resumes it
+    trained "$W/coef" || exit 3 # a time-limited part: the next call resumes it
     tar -cf "$W/coef.tar" -C "$W" coef
     log "trained: $(tail -n 1 "$W/coef_train.log")"
 fi
@@ -57,7 +53,7 @@ if [ "${FIT_GATE:-0}" = 1 ]; then
         python3 scripts/fit_gate.py "$W/fit" --json "$W/fit_gate.json" >>"$W/fit_check.log" 2>&1 || true
         log "fit gate: $(tail -n 1 "$W/fit_check.log")"
     fi
-    if [ "$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["pass"]))' "$W/fit_gate.json")" != 1 ]; then
+    if ! json_true "$W/fit_gate.json" pass; then
         log "coef chain done: the fit gate stops it before the held-out sets"
         exit 0
     fi
@@ -83,16 +79,7 @@ for set in rsval llvip; do
     mv "$W/coef_teacher_$set.json.tmp" "$W/coef_teacher_$set.json"
     log "$set: $(tail -n 1 "$W/coef_score_$set.log")"
 done
-if [ ! -f "$W/coef_rule.json" ]; then
-    python3 scripts/teacher_rule.py --score "rsval=$W/coef_teacher_rsval.json" \
-        --score "llvip=$W/coef_teacher_llvip.json" --json "$W/coef_rule.json" >"$W/coef_rule.log" 2>&1 || true
-    log "rule: $(tail -n 1 "$W/coef_rule.log")"
-fi
-worth=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["worth_distilling"]))' "$W/coef_rule.json")
-if [ "$worth" != 1 ] && [ "${GATE:-on}" != off ]; then
-    log "coef chain done: not worth distilling, no students"
-    exit 0
-fi
+judge_teacher coef
 if [ ! -f "$W/coef_dn/manifest.json" ]; then
     sample dn "$W/dn"
     log "sampled dn"
@@ -105,11 +92,5 @@ if [ ! -f "$W/students.done" ]; then
     touch "$W/students.done"
     log "students done"
 fi
-if [ ! -f "$W/coef_students.json" ]; then
-    students=()
-    for f in "$W"/d_s*.safetensors; do students+=(--student "$(basename "$f" .safetensors)=$f"); done
-    python3 scripts/evaluate_students.py --rs "$RS" --extra "$LLVIP" --student shipped=fusionproxy-s \
-        "${students[@]}" --workers 12 --json "$W/coef_students.json" >"$W/coef_students.log" 2>&1
-    log "students scored"
-fi
+score_students coef d
 log "coef chain done"

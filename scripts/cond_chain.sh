@@ -19,7 +19,7 @@ LLVIP=${LLVIP:-/tmp/data/llvip_sample}
 DEVICE=${DEVICE:-cuda}
 K=${K:-6}
 EF=(python3 -m edgefuse)
-log() { echo "[$(date +%T)] $*" >>"$W/progress.txt"; }
+source scripts/chain_lib.sh # log, trained
 # ASC_EXTRA / COND_EXTRA / TUNE_EXTRA / SAMPLE_EXTRA: options appended for a quick check on a CPU
 # ASC_SETS=dn: only the conditional teacher's training data (the ascent teacher's held-out scores of an
 # earlier run of the same recipe stand; saves ~150 s of a GPU session)
@@ -29,11 +29,7 @@ if [ ! -f "$W/ascent.done" ]; then
         --seeds "$SEEDS" --no-eval --device "$DEVICE" --keep-samples --resume ${ASC_EXTRA:-}
     touch "$W/ascent.done"
 fi
-done_training() {
-    python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))["complete"] else 1)' \
-        "$W/cond/edgefuse_conditional.json" 2>/dev/null
-}
-if ! done_training; then
+if ! trained "$W/cond"; then
     R=()
     [ -f "$W/cond.state.pt" ] && R=(--resume) # a first call sizes the schedule to the minutes
     log "train-cond ${R[*]}"
@@ -41,7 +37,7 @@ if ! done_training; then
         --crop "${COND_CROP:-128}" --channels "${COND_CHANNELS:-32,64,128,128}" --batch-size "${COND_BATCH:-64}" \
         --minutes "${COND_MINUTES:-12}" --device "$DEVICE" --precision bf16 --seed 0 "${R[@]}" ${COND_EXTRA:-} \
         2>&1 | tr '\r' '\n' | sed '/━/d' >>"$W/cond_train.log"
-    done_training || exit 3 # a time-limited part: the next call resumes it
+    trained "$W/cond" || exit 3 # a time-limited part: the next call resumes it
     tar -cf "$W/cond.tar" -C "$W" cond
     log "trained: $(tail -n 1 "$W/cond_train.log")"
 fi

@@ -22,7 +22,7 @@ GPUS=${GPUS:-1}
 K_COND=${K_COND:-3}                               # the ascent teacher's K is 3: equal shares
 COND_STEPS=${COND_STEPS:-50} COND_ETA=${COND_ETA:-1} # chosen on the tuning pairs in the seventeenth session
 EF=(python3 -m edgefuse)
-log() { echo "[$(date +%T)] $*" >>"$W/progress.txt"; }
+source scripts/chain_lib.sh # log, trained, judge_teacher, score_students
 # ASC_EXTRA / SAMPLE_EXTRA / STUDENT_EXTRA: options appended for a quick check on a CPU;
 # GATE=off (checks only) starts the students whatever the rule says
 [ -d "$W/cond" ] || tar -xf "$COND_MODEL" -C "$W"
@@ -80,16 +80,7 @@ for set in rsval llvip; do
     mv "$W/mix_teacher_$set.json.tmp" "$W/mix_teacher_$set.json"
     log "$set mix: $(tail -n 1 "$W/mix_score_$set.log")"
 done
-if [ ! -f "$W/mix_rule.json" ]; then
-    python3 scripts/teacher_rule.py --score "rsval=$W/mix_teacher_rsval.json" --score "llvip=$W/mix_teacher_llvip.json" \
-        --json "$W/mix_rule.json" >"$W/mix_rule.log" 2>&1 || true
-    log "rule: $(tail -n 1 "$W/mix_rule.log")"
-fi
-worth=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["worth_distilling"]))' "$W/mix_rule.json")
-if [ "$worth" != 1 ] && [ "${GATE:-on}" != off ]; then
-    log "mix chain done: not worth distilling, no students"
-    exit 0
-fi
+judge_teacher mix
 if [ ! -f "$W/students.done" ]; then
     python3 scripts/ascent_ablation.py --work "$W" --rs "$RS" --llvip "$LLVIP" --gpus "$GPUS" --slots "$SLOTS" \
         --rows c,d --sets '' --dn-cache "$W/mix_dn" --prior "$W/prior" --thermal-level 0.5 --jitter "$JITTER" \
@@ -98,11 +89,5 @@ if [ ! -f "$W/students.done" ]; then
     touch "$W/students.done"
     log "students done"
 fi
-if [ ! -f "$W/mix_students.json" ]; then
-    students=()
-    for f in "$W"/[cd]_s*.safetensors; do students+=(--student "$(basename "$f" .safetensors)=$f"); done
-    python3 scripts/evaluate_students.py --rs "$RS" --extra "$LLVIP" --student shipped=fusionproxy-s \
-        "${students[@]}" --workers 12 --json "$W/mix_students.json" >"$W/mix_students.log" 2>&1
-    log "students scored"
-fi
+score_students mix cd
 log "mix chain done"

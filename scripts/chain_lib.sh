@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# What the device chains (cond_chain.sh, mix_chain.sh, coef_chain.sh) share; source it after setting W (the
+# work folder), and RS / LLVIP for score_students.
+log() { echo "[$(date +%T)] $*" >>"$W/progress.txt"; }
+# json_true FILE KEY: succeeds when FILE holds a JSON object whose KEY is true (fails if FILE is missing)
+json_true() {
+    python3 -c 'import json,sys; sys.exit(0 if json.load(open(sys.argv[1]))[sys.argv[2]] else 1)' "$1" "$2" 2>/dev/null
+}
+# trained DIR: a train-cond model directory whose schedule is complete (a time-limited call leaves it partial)
+trained() { json_true "$1/edgefuse_conditional.json" complete; }
+# judge_teacher NAME: scripts/teacher_rule.py on $W/NAME_teacher_{rsval,llvip}.json into $W/NAME_rule.json;
+# ends the chain (exit 0, no students) unless the teacher is worth distilling or GATE=off
+judge_teacher() {
+    if [ ! -f "$W/$1_rule.json" ]; then
+        python3 scripts/teacher_rule.py --score "rsval=$W/$1_teacher_rsval.json" \
+            --score "llvip=$W/$1_teacher_llvip.json" --json "$W/$1_rule.json" >"$W/$1_rule.log" 2>&1 || true
+        log "rule: $(tail -n 1 "$W/$1_rule.log")"
+    fi
+    if ! json_true "$W/$1_rule.json" worth_distilling && [ "${GATE:-on}" != off ]; then
+        log "$1 chain done: not worth distilling, no students"
+        exit 0
+    fi
+}
+# score_students NAME ROWS: the students $W/<row>_s*.safetensors of ROWS (a glob class, e.g. cd) beside the
+# shipped one, on RoadScene val and LLVIP, into $W/NAME_students.json
+score_students() {
+    [ -f "$W/$1_students.json" ] && return 0
+    local students=() f
+    for f in "$W"/["$2"]_s*.safetensors; do students+=(--student "$(basename "$f" .safetensors)=$f"); done
+    python3 scripts/evaluate_students.py --rs "$RS" --extra "$LLVIP" --student shipped=fusionproxy-s \
+        "${students[@]}" --workers 12 --json "$W/$1_students.json" >"$W/$1_students.log" 2>&1
+    log "students scored"
+}
