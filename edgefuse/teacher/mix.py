@@ -24,14 +24,15 @@ from edgefuse.teacher.cache import BT601, CacheEntry, TeacherCache, write_entry,
 def mix_entries(
     entries: Sequence[CacheEntry], ks: Sequence[int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(mean RGB, luminance variance, samples or None) of the union of ``entries``' samples."""
+    """(mean RGB, luminance variance, float32 samples or None) of the union of ``entries``' samples
+    (``write_entry`` stores kept samples at float16, their precision in the parts)."""
     w = np.asarray(ks, dtype=np.float32)
     means = np.stack([e.mean for e in entries])  # P×H×W×3
     mean = np.tensordot(w, means, axes=1) / w.sum()
     pooled = [e.samples_float() for e in entries]
     if all(s is not None for s in pooled):
         ys = np.concatenate([s for s in pooled if s is not None])
-        return mean, ys.var(axis=0, ddof=1), ys.astype(np.float16)
+        return mean, ys.var(axis=0, ddof=1), ys
     within = np.tensordot(w - 1.0, np.stack([e.var for e in entries]), axes=1)
     between = np.tensordot(w, np.square(means @ BT601 - mean @ BT601), axes=1)
     return mean, (within + between) / (w.sum() - 1.0), None
