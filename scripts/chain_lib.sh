@@ -31,3 +31,29 @@ score_students() {
         "${students[@]}" --workers 12 --json "$W/$1_students.json" >"$W/$1_students.log" 2>&1
     log "students scored"
 }
+# train_teacher NAME ARGS...: teacher train-cond on the dn folder's ascent cache into $W/NAME (resumable over
+# calls; exits 3 while its schedule is not complete, so the next call resumes it), then $W/NAME.tar
+train_teacher() {
+    local name=$1 r=()
+    shift
+    trained "$W/$name" && return 0
+    [ -f "$W/$name.state.pt" ] && r=(--resume) # a first call sizes the schedule to the minutes
+    log "train-cond $name ${r[*]}"
+    python3 -m edgefuse teacher train-cond --data "$W/dn" --cache "$W/asc_dn" -o "$W/$name" --val-fraction 0 \
+        --device "$DEVICE" --precision bf16 --seed 0 "$@" "${r[@]}" 2>&1 | tr '\r' '\n' | sed '/━/d' \
+        >>"$W/${name}_train.log"
+    trained "$W/$name" || exit 3
+    tar -cf "$W/$name.tar" -C "$W" "$name"
+    log "trained: $(tail -n 1 "$W/${name}_train.log")"
+}
+# distil_students ROWS CACHE [GPUS]: ascent_ablation.py's students of ROWS (e.g. c,d) from the dn CACHE, with
+# the bundled recipe and the diffusion prior $W/prior routing row (d); resumable, exits 3 until done
+distil_students() {
+    [ -f "$W/students.done" ] && return 0
+    python3 scripts/ascent_ablation.py --work "$W" --rs "$RS" --llvip "$LLVIP" --gpus "${3:-1}" --slots "$SLOTS" \
+        --rows "$1" --sets '' --dn-cache "$2" --prior "$W/prior" --thermal-level 0.5 --jitter "$JITTER" \
+        --start "$START" --seeds "$SEEDS" --no-eval --device "$DEVICE" --resume ${STUDENT_EXTRA:-} \
+        >>"$W/students_chain.log" 2>&1 || exit 3
+    touch "$W/students.done"
+    log "students done"
+}

@@ -22,7 +22,7 @@ DEVICE=${DEVICE:-cuda}
 K=${K:-6}
 STEPS=${STEPS:-50} ETA=${ETA:-1} # fixed by the plan (the seventeenth session's choice for the pixel model)
 EF=(python3 -m edgefuse)
-source scripts/chain_lib.sh # log, trained, judge_teacher, score_students
+source scripts/chain_lib.sh # log, train_teacher, judge_teacher, distil_students, score_students
 # ASC_EXTRA / COEF_EXTRA / SAMPLE_EXTRA / STUDENT_EXTRA: options appended for a quick check on a CPU;
 # GATE=off (checks only) starts the students whatever the rule says
 if [ ! -f "$W/ascent.done" ]; then
@@ -32,18 +32,8 @@ if [ ! -f "$W/ascent.done" ]; then
     touch "$W/ascent.done"
     log "ascent dn done"
 fi
-if ! trained "$W/coef"; then
-    R=()
-    [ -f "$W/coef.state.pt" ] && R=(--resume) # a first call sizes the schedule to the minutes
-    log "train-cond --target coefficients ${R[*]}"
-    "${EF[@]}" teacher train-cond --data "$W/dn" --cache "$W/asc_dn" -o "$W/coef" --val-fraction 0 \
-        --target coefficients --crop "${COEF_CROP:-32}" --channels "${COEF_CHANNELS:-32,64,128,256}" \
-        --batch-size "${COEF_BATCH:-128}" --minutes "${COEF_MINUTES:-7}" --device "$DEVICE" --precision bf16 \
-        --seed 0 "${R[@]}" ${COEF_EXTRA:-} 2>&1 | tr '\r' '\n' | sed '/━/d' >>"$W/coef_train.log"
-    trained "$W/coef" || exit 3 # a time-limited part: the next call resumes it
-    tar -cf "$W/coef.tar" -C "$W" coef
-    log "trained: $(tail -n 1 "$W/coef_train.log")"
-fi
+train_teacher coef --target coefficients --crop "${COEF_CROP:-32}" --channels "${COEF_CHANNELS:-32,64,128,256}" \
+    --batch-size "${COEF_BATCH:-128}" --minutes "${COEF_MINUTES:-7}" ${COEF_EXTRA:-}
 # FIT_GATE=1 (the written-down rerun, not the nineteenth session's run): sample the held-out sets only if the
 # teacher keeps enough of the ascent's gain on 12 training pairs it learnt from (scripts/fit_gate.py)
 if [ "${FIT_GATE:-0}" = 1 ]; then
@@ -84,13 +74,6 @@ if [ ! -f "$W/coef_dn/manifest.json" ]; then
     sample dn "$W/dn"
     log "sampled dn"
 fi
-if [ ! -f "$W/students.done" ]; then
-    python3 scripts/ascent_ablation.py --work "$W" --rs "$RS" --llvip "$LLVIP" --gpus 1 --slots "$SLOTS" \
-        --rows d --sets '' --dn-cache "$W/coef_dn" --prior "$W/prior" --thermal-level 0.5 --jitter "$JITTER" \
-        --start "$START" --seeds "$SEEDS" --no-eval --device "$DEVICE" --resume ${STUDENT_EXTRA:-} \
-        >>"$W/students_chain.log" 2>&1 || exit 3
-    touch "$W/students.done"
-    log "students done"
-fi
+distil_students d "$W/coef_dn"
 score_students coef d
 log "coef chain done"

@@ -19,7 +19,7 @@ LLVIP=${LLVIP:-/tmp/data/llvip_sample}
 DEVICE=${DEVICE:-cuda}
 K=${K:-6}
 EF=(python3 -m edgefuse)
-source scripts/chain_lib.sh # log, trained
+source scripts/chain_lib.sh # log, train_teacher
 # ASC_EXTRA / COND_EXTRA / TUNE_EXTRA / SAMPLE_EXTRA: options appended for a quick check on a CPU
 # ASC_SETS=dn: only the conditional teacher's training data (the ascent teacher's held-out scores of an
 # earlier run of the same recipe stand; saves ~150 s of a GPU session)
@@ -29,18 +29,8 @@ if [ ! -f "$W/ascent.done" ]; then
         --seeds "$SEEDS" --no-eval --device "$DEVICE" --keep-samples --resume ${ASC_EXTRA:-}
     touch "$W/ascent.done"
 fi
-if ! trained "$W/cond"; then
-    R=()
-    [ -f "$W/cond.state.pt" ] && R=(--resume) # a first call sizes the schedule to the minutes
-    log "train-cond ${R[*]}"
-    "${EF[@]}" teacher train-cond --data "$W/dn" --cache "$W/asc_dn" -o "$W/cond" --val-fraction 0 \
-        --crop "${COND_CROP:-128}" --channels "${COND_CHANNELS:-32,64,128,128}" --batch-size "${COND_BATCH:-64}" \
-        --minutes "${COND_MINUTES:-12}" --device "$DEVICE" --precision bf16 --seed 0 "${R[@]}" ${COND_EXTRA:-} \
-        2>&1 | tr '\r' '\n' | sed '/━/d' >>"$W/cond_train.log"
-    trained "$W/cond" || exit 3 # a time-limited part: the next call resumes it
-    tar -cf "$W/cond.tar" -C "$W" cond
-    log "trained: $(tail -n 1 "$W/cond_train.log")"
-fi
+train_teacher cond --crop "${COND_CROP:-128}" --channels "${COND_CHANNELS:-32,64,128,128}" \
+    --batch-size "${COND_BATCH:-64}" --minutes "${COND_MINUTES:-12}" ${COND_EXTRA:-}
 if [ ! -f "$W/tune_cond.json" ]; then
     python3 scripts/tune_teacher.py --stage cond --rs "$RS" --model "$W/cond" --k "$K" --device "$DEVICE" \
         --workers 12 --json "$W/tune_cond.json" ${TUNE_EXTRA:-} >"$W/tune_cond.log" 2>&1

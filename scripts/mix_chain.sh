@@ -22,7 +22,7 @@ GPUS=${GPUS:-1}
 K_COND=${K_COND:-3}                               # the ascent teacher's K is 3: equal shares
 COND_STEPS=${COND_STEPS:-50} COND_ETA=${COND_ETA:-1} # chosen on the tuning pairs in the seventeenth session
 EF=(python3 -m edgefuse)
-source scripts/chain_lib.sh # log, trained, judge_teacher, score_students
+source scripts/chain_lib.sh # log, judge_teacher, distil_students, score_students
 # ASC_EXTRA / SAMPLE_EXTRA / STUDENT_EXTRA: options appended for a quick check on a CPU;
 # GATE=off (checks only) starts the students whatever the rule says
 [ -d "$W/cond" ] || tar -xf "$COND_MODEL" -C "$W"
@@ -81,13 +81,6 @@ for set in rsval llvip; do
     log "$set mix: $(tail -n 1 "$W/mix_score_$set.log")"
 done
 judge_teacher mix
-if [ ! -f "$W/students.done" ]; then
-    python3 scripts/ascent_ablation.py --work "$W" --rs "$RS" --llvip "$LLVIP" --gpus "$GPUS" --slots "$SLOTS" \
-        --rows c,d --sets '' --dn-cache "$W/mix_dn" --prior "$W/prior" --thermal-level 0.5 --jitter "$JITTER" \
-        --start "$START" --seeds "$SEEDS" --no-eval --device "$DEVICE" --resume ${STUDENT_EXTRA:-} \
-        >>"$W/students_chain.log" 2>&1 || exit 3
-    touch "$W/students.done"
-    log "students done"
-fi
+distil_students c,d "$W/mix_dn" "$GPUS"
 score_students mix cd
 log "mix chain done"
