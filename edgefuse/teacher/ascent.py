@@ -20,6 +20,8 @@ It optimises the evaluation metrics themselves: its gains on them say as much ab
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -81,13 +83,20 @@ def ascend_coefficients(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(start 1×3×h×w, climbed K×3×h×w coefficient maps, float32, at 1/4 of the frame padded to a multiple
     of 16 as :func:`pad16` pads it; the fused frames K×3×H×W of :func:`ascend_pair`)."""
+    with full_float32():
+        return _ascend(model, visible, thermal, seeds, cfg, dtype)
+
+
+@contextmanager
+def full_float32() -> Iterator[None]:
+    """cuDNN off TF32 for the ascent's metrics."""
     # cuDNN runs float32 convolutions in TF32 by default on Ampere and later (10 mantissa bits); the metrics'
     # local variances E[x²] − E[x]² of 0..255 levels would lose whole levels, and VIF and the samples' spread
     # with them, so the ascent keeps full float32 convolutions (docs/distillation.md, sixth session)
     tf32 = torch.backends.cudnn.allow_tf32
     torch.backends.cudnn.allow_tf32 = False
     try:
-        return _ascend(model, visible, thermal, seeds, cfg, dtype)
+        yield
     finally:
         torch.backends.cudnn.allow_tf32 = tf32
 
@@ -105,6 +114,66 @@ def pad16(visible: torch.Tensor, thermal: torch.Tensor) -> tuple[torch.Tensor, t
     return v, t
 
 
+class AscentObjective:
+    """The ascent's objective for one pair: ``loss(coef)`` (to minimise, summed over the K samples of
+    K×3×h×w maps) and the start's own maps ``start`` (1×3×h×w). Built once per pair; the conditional
+    coefficient teacher steps it inside DDIM too (coefficient.py, ``--guide-steps``)."""
+
+    def __init__(
+        self,
+        model: FusionProxy,
+        visible: torch.Tensor,
+        thermal: torch.Tensor,
+        seeds: list[int],
+        cfg: AscentConfig,
+        dtype: torch.dtype,
+    ) -> None:
+        self.model, self.cfg, self.dtype = model, cfg, dtype
+        self.h, self.w = h, w = visible.shape[-2:]
+        v, t = pad16(visible, thermal)
+        self.v, self.t = v, t
+        with torch.no_grad():
+            self.start = model.coefficients(v, t).to(dtype)
+        logw = (
+            torch.tensor(
+                [float(torch.randn((), generator=torch.Generator().manual_seed(s))) for s in seeds],
+                dtype=dtype,
+            ).to(v.device)
+            * cfg.jitter
+        )
+        self.weight = torch.exp(logw)
+        self.vd, self.td = v.to(dtype), t.to(dtype)
+        # the sources as edgefuse.metrics reads them: 8-bit levels (its BT.601 gray rounds to integers)
+        self.scorer = MetricScorer(
+            torch.round(self.td[..., :h, :w] * 255.0), torch.round(_gray255(self.vd[..., :h, :w]))
+        )
+        with torch.no_grad():
+            f0 = self.fused(self.start)
+            ref = self.scorer(_gray255(f0))
+            ref["loss"] = self._own_loss(f0) if cfg.loss_weight > 0 else torch.ones(())
+        self.ref = {name: value.clamp_min(1e-6) for name, value in ref.items()}
+
+    def fused(self, coef: torch.Tensor) -> torch.Tensor:
+        n = coef.shape[0]
+        out = self.model.blend(coef, self.vd.expand(n, -1, -1, -1), self.td.expand(n, -1, -1, -1))
+        return out[..., : self.h, : self.w]
+
+    def _own_loss(self, f: torch.Tensor) -> torch.Tensor:  # per sample; the bundled recipe's weights
+        v0, t0 = self.vd[..., : self.h, : self.w], self.td[..., : self.h, : self.w]
+        return torch.stack([fusion_loss(f[j : j + 1], v0, t0, 0.5, 10.0, 1.0)[0] for j in range(f.shape[0])])
+
+    def loss(self, coef: torch.Tensor) -> torch.Tensor:
+        cfg, ref = self.cfg, self.ref
+        f = self.fused(coef)
+        s = self.scorer(_gray255(f))
+        gain = s["VIF"] / ref["VIF"] + self.weight * s["Qabf"] / ref["Qabf"]
+        short = torch.relu(ref["SSIM"] - cfg.ssim_margin - s["SSIM"]) / ref["SSIM"]
+        loss = -gain + cfg.ssim_weight * short
+        if cfg.loss_weight > 0:
+            loss = loss + cfg.loss_weight * torch.relu(self._own_loss(f) - ref["loss"]) / ref["loss"]
+        return loss.sum()
+
+
 def _ascend(
     model: FusionProxy,
     visible: torch.Tensor,
@@ -113,52 +182,16 @@ def _ascend(
     cfg: AscentConfig,
     dtype: torch.dtype,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    h, w = visible.shape[-2:]
-    v, t = pad16(visible, thermal)
-    with torch.no_grad():
-        start = model.coefficients(v, t).to(dtype)
-    k = len(seeds)
-    logw = (
-        torch.tensor(
-            [float(torch.randn((), generator=torch.Generator().manual_seed(s))) for s in seeds], dtype=dtype
-        ).to(v.device)
-        * cfg.jitter
-    )
-    weight = torch.exp(logw)
-    vd, td = v.to(dtype), t.to(dtype)
-    # the sources as edgefuse.metrics reads them: 8-bit levels (its BT.601 gray rounds to integers)
-    scorer = MetricScorer(torch.round(td[..., :h, :w] * 255.0), torch.round(_gray255(vd[..., :h, :w])))
-
-    def fused(coef: torch.Tensor) -> torch.Tensor:
-        n = coef.shape[0]
-        return model.blend(coef, vd.expand(n, -1, -1, -1), td.expand(n, -1, -1, -1))[..., :h, :w]
-
-    v0, t0 = vd[..., :h, :w], td[..., :h, :w]
-
-    def own_loss(f: torch.Tensor) -> torch.Tensor:  # per sample; the bundled recipe's weights
-        return torch.stack([fusion_loss(f[j : j + 1], v0, t0, 0.5, 10.0, 1.0)[0] for j in range(f.shape[0])])
-
-    with torch.no_grad():
-        f0 = fused(start)
-        ref = scorer(_gray255(f0))
-        ref["loss"] = own_loss(f0) if cfg.loss_weight > 0 else torch.ones(())
-    ref = {name: value.clamp_min(1e-6) for name, value in ref.items()}
-    coef = start.expand(k, -1, -1, -1).clone().requires_grad_(True)
+    objective = AscentObjective(model, visible, thermal, seeds, cfg, dtype)
+    coef = objective.start.expand(len(seeds), -1, -1, -1).clone().requires_grad_(True)
     opt = torch.optim.Adam([coef], lr=cfg.lr)
     for _ in range(cfg.steps):
-        f = fused(coef)
-        s = scorer(_gray255(f))
-        gain = s["VIF"] / ref["VIF"] + weight * s["Qabf"] / ref["Qabf"]
-        short = torch.relu(ref["SSIM"] - cfg.ssim_margin - s["SSIM"]) / ref["SSIM"]
-        loss = -gain + cfg.ssim_weight * short
-        if cfg.loss_weight > 0:
-            loss = loss + cfg.loss_weight * torch.relu(own_loss(f) - ref["loss"]) / ref["loss"]
-        loss = loss.sum()
+        loss = objective.loss(coef)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
     with torch.no_grad():
-        out = fused(coef).float()
+        out = objective.fused(coef).float()
     if not torch.isfinite(out).all():
         raise DataError("metric ascent produced NaN or Inf values")
-    return start.float(), coef.detach().float(), out
+    return objective.start.float(), coef.detach().float(), out
