@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -174,10 +174,27 @@ def sample_cond(
     precision: UnetPrecision = "bf16",
     resize_ir: ResizeIR = False,
     resume: ResumeCache = False,
+    guide_steps: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Coefficient teachers only: Adam steps of the metric ascent on every DDIM step's clean "
+            "estimate (DDFM's likelihood step; the ascent settings its targets were climbed with). 0: off.",
+        ),
+    ] = 0,
 ) -> None:
     """Fuse every pair K times with the conditional teacher; write mean, variance and samples per pair."""
-    from edgefuse.teacher.coefficient import load_conditional
+    from edgefuse.errors import DataError
+    from edgefuse.teacher.coefficient import CoefficientTeacher, load_conditional
     from edgefuse.teacher.conditional import sample_conditional_ensemble
+
+    def teacher(dev: str) -> Any:
+        loaded = load_conditional(model, device=dev, precision=precision)
+        if not guide_steps:
+            return loaded
+        if not isinstance(loaded, CoefficientTeacher):
+            raise DataError("--guide-steps: for coefficient teachers only (train-cond --target coefficients)")
+        return loaded.guided(guide_steps)
 
     write_cache(
         "conditional teacher",
@@ -187,7 +204,7 @@ def sample_cond(
         limit,
         k,
         lambda source, dev, on_pair: sample_conditional_ensemble(
-            load_conditional(model, device=dev, precision=precision),
+            teacher(dev),
             source,
             out,
             [seed + j for j in range(k)],

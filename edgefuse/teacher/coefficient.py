@@ -33,6 +33,7 @@ from edgefuse.teacher.ascent import pad16
 from edgefuse.teacher.conditional import COND_META, KIND, ConditionalTeacher, DiffusionTeacher, ddim_sample
 from edgefuse.teacher.ddfm import luma, pad_to_multiple
 from edgefuse.teacher.denoiser import DenoiserConfig, fit_denoiser
+from edgefuse.teacher.guide import ascent_refine, ascent_settings
 
 TARGET = "coefficients"
 START_FILE = "start.safetensors"  # the ascent's start student: its maps condition, its blend renders
@@ -205,6 +206,7 @@ class CoefficientTeacher(DiffusionTeacher):
     CHANNELS = (3 + COND_CHANNELS, 3)
     LABEL = "coefficient teacher"
     target = TARGET
+    guide_steps = 0  # Adam steps of the metric ascent per DDIM step (guided(); 0: the model alone)
 
     def __init__(
         self,
@@ -223,6 +225,17 @@ class CoefficientTeacher(DiffusionTeacher):
         except (KeyError, TypeError, ValueError):
             raise CheckpointError(f"{path / COND_META}: no valid coefficient scale") from None
 
+    def guided(self, steps: int) -> CoefficientTeacher:
+        """Guide every DDIM step with ``steps`` Adam steps of the metric ascent (0: off; guide.py)."""
+        if steps < 0:
+            raise DataError(f"guide steps {steps}: must be 0 or more")
+        if steps and ascent_settings(self.meta) is None:
+            raise CheckpointError(
+                f"{self.path / COND_META}: no ascent settings in its provenance to guide with"
+            )
+        self.guide_steps = steps
+        return self
+
     @classmethod
     def load(
         cls, path: str | os.PathLike[str], device: str = "cpu", precision: str = "fp32"
@@ -237,7 +250,10 @@ class CoefficientTeacher(DiffusionTeacher):
         return cls(unet.to(device), sched_cfg, path, precision, start.model, start.info.weights_sha256)
 
     def record(self, steps: int, eta: float) -> dict[str, Any]:
-        return {**super().record(steps, eta), "start_weights_sha256": self.start_sha256}
+        rec = {**super().record(steps, eta), "start_weights_sha256": self.start_sha256}
+        if self.guide_steps:
+            rec["sampler"]["guide_steps"] = self.guide_steps
+        return rec
 
     @torch.no_grad()
     def coefficients(
@@ -248,6 +264,9 @@ class CoefficientTeacher(DiffusionTeacher):
         start = self.student.coefficients(v, t).float()
         cond = torch.cat([fold(torch.cat([luma(v), t], dim=1)), self.scale.condition(start)], dim=1)
         h, w = start.shape[-2:]
+        refine = None
+        if self.guide_steps:
+            refine = ascent_refine(self, visible.to(self.device), thermal.to(self.device), seeds, start)
         x0 = ddim_sample(
             self.unet,
             self.scheduler_config,
@@ -258,6 +277,7 @@ class CoefficientTeacher(DiffusionTeacher):
             eta,
             self.scale.limit,
             self.precision,
+            refine,
         )
         return v, t, self.scale.decode(x0[..., :h, :w], start)
 

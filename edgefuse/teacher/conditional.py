@@ -230,10 +230,12 @@ def ddim_sample(
     eta: float,
     limit: float,
     precision: str,
+    refine: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Stochastic DDIM of a conditional UNet: K = len(seeds) clean samples K×channels×H×W in ±``limit``
     given the conditioning 1×C×H×W (H, W a multiple of the UNet's); x0 is clipped to ±``limit`` at every
-    step and the step taken from the clipped x0."""
+    step and the step taken from the clipped x0. ``refine`` (DDFM's likelihood step) maps every step's
+    clipped x0 estimate to the one the step is taken from."""
     device = cond.device
     # one generator per seed on the device: on the CPU, 6 frames of noise a step took 68 ms at 1024x1280
     # (an H200, scripts/cond_speed.py), mostly hidden behind the UNet's 176 ms but a busy core per sampler
@@ -254,12 +256,37 @@ def ddim_sample(
     for t in sched.timesteps:
         with torch.autocast(device.type, dtype=dtype, enabled=amp):
             out = unet(torch.cat([x, cond], dim=1), t).sample.float()
+        if refine is not None:
+            a = sched.alphas_cumprod[t].to(device)
+            x0 = refine(clean_estimate(out, x, a, prediction).clamp(-limit, limit))
+            out = model_output(x0, x, a, prediction)
         noise = None
         if eta > 0:  # per-seed noise: a sample does not depend on which others run beside it
             noise = draw()
         step = sched.step(out, t, x, eta=eta, use_clipped_model_output=True, variance_noise=noise)
         x, x0 = step.prev_sample, step.pred_original_sample
     return x0.clamp(-limit, limit)
+
+
+def clean_estimate(out: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor, prediction: str) -> torch.Tensor:
+    """x0 from a UNet output at x_t, ᾱ_t = ``alpha`` (ε-, v- or sample-prediction)."""
+    a, b = alpha.sqrt(), (1 - alpha).sqrt()
+    if prediction == "v_prediction":
+        return a * x - b * out
+    if prediction == "epsilon":
+        return (x - b * out) / a
+    return out
+
+
+def model_output(x0: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor, prediction: str) -> torch.Tensor:
+    """The UNet output that :func:`clean_estimate` maps to ``x0`` at x_t: the noise is the one x_t implies."""
+    a, b = alpha.sqrt(), (1 - alpha).sqrt()
+    eps = (x - a * x0) / b
+    if prediction == "v_prediction":
+        return a * eps - b * x0
+    if prediction == "epsilon":
+        return eps
+    return x0
 
 
 def sample_conditional_ensemble(

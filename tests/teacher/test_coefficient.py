@@ -150,6 +150,11 @@ def test_ascend_train_and_sample_in_coefficient_space(tiny_pairs: Path, tmp_path
     assert teacher["target"] == "coefficients" and teacher["start_weights_sha256"]
     entry = out.load(out.stems[0])
     assert entry.mean.shape == (40, 56, 3) and float(entry.var.max()) > 0  # η = 1: the samples differ
+    guided = tmp_path / "guided"
+    guide = ["--k", "2", "--steps", "2", "--limit", "1", "--guide-steps", "1"]
+    res = runner.invoke(app, [*sample[:-2], "-o", str(guided), *guide])
+    assert res.exit_code == 0, res.output
+    assert TeacherCache(guided).manifest["teacher"]["sampler"]["guide_steps"] == 1
 
     # a cache without maps, and a start checkpoint that changed since, are one line each
     plain = tmp_path / "plain"

@@ -120,6 +120,9 @@ def test_train_cond_then_sample_cond_write_a_spread_ensemble(tiny_pairs: Path, t
     )
     assert res.exit_code == 0, res.output
     np.testing.assert_array_equal(TeacherCache(tmp_path / "again").load(ens.stems[0]).samples, entry.samples)
+    res = runner.invoke(app, [*sample, "--k", "2", "--guide-steps", "1", "-o", str(tmp_path / "guided")])
+    assert res.exit_code == 2 and "for coefficient teachers only" in res.output
+    assert not (tmp_path / "guided" / "manifest.json").exists()
     res = runner.invoke(app, [*args, "-o", str(tmp_path / "bad"), "--target", "pixels"])
     assert res.exit_code != 0 and "--target must be one of residual, fused" in res.output
     # a model from before the option denoised the fused luminance

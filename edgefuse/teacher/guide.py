@@ -1,0 +1,62 @@
+"""The metric ascent as DDFM's likelihood step inside the coefficient teacher's DDIM (``sample-cond
+--guide-steps``).
+
+DDFM samples an unconditional prior and, at every DDIM step, moves the step's clean estimate x̂0 towards the
+pair's own likelihood before the step is taken from it. Here the prior is the conditional coefficient model
+(coefficient.py), which learnt where the metric ascent goes on RoadScene's training pairs, and the
+likelihood step is that ascent itself: a few Adam steps of its objective (ascent.py) on x̂0, decoded to
+maps. The model proposes and spreads; the pair's own metrics, SSIM floor included, hold every sample to the
+pair in front of it, whatever domain it comes from. The objective is the one the model's targets were climbed
+with (the ascent settings in the model's provenance), so guiding adds one setting only: the Adam steps per
+DDIM step. With the diffusion off (no model) it is the ascent teacher; with the guide off, the model alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from edgefuse.teacher.ascent import AscentConfig, AscentObjective, full_float32
+
+
+def ascent_settings(meta: dict[str, Any]) -> tuple[AscentConfig, torch.dtype] | None:
+    """The ascent's settings and arithmetic the model's training cache was written with (None: not an
+    ascent cache)."""
+    teacher = meta.get("cache_teacher") or {}
+    if not isinstance(teacher, dict) or not isinstance(teacher.get("ascent"), dict):
+        return None
+    dtype = torch.float64 if teacher.get("dtype") == "float64" else torch.float32
+    return AscentConfig.from_dict(teacher["ascent"]), dtype
+
+
+def ascent_refine(
+    teacher: Any, visible: torch.Tensor, thermal: torch.Tensor, seeds: Sequence[int], start: torch.Tensor
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The ``refine`` of ddim_sample for one pair (visible 3×H×W, thermal 1×H×W; ``start`` the start's
+    1×3×h×w maps): ``teacher.guide_steps`` Adam steps on each x0 estimate. Adam's moments carry over from
+    step to step: it is the ascent's own optimiser, spread over the DDIM steps."""
+    found = ascent_settings(teacher.meta)
+    if found is None:
+        raise ValueError("the model's provenance holds no ascent settings")
+    cfg, dtype = found
+    scale = teacher.scale
+    objective = AscentObjective(teacher.student, visible, thermal, list(seeds), cfg, dtype)
+    h, w = start.shape[-2:]
+    coef = objective.start.expand(len(seeds), -1, -1, -1).clone().requires_grad_(True)
+    opt = torch.optim.Adam([coef], lr=cfg.lr)
+
+    def refine(x0: torch.Tensor) -> torch.Tensor:
+        with torch.enable_grad(), full_float32():
+            coef.data.copy_(scale.decode(x0[..., :h, :w], start))
+            for _ in range(teacher.guide_steps):
+                loss = objective.loss(coef)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        out = x0.clone()
+        out[..., :h, :w] = scale.encode(coef.detach().float(), start)
+        return out
+
+    return refine
