@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The coefficient teacher guided by the metric ascent inside its DDIM (sample-cond --guide-steps), start to
+# end on one GPU machine, as the DRIVER of scripts/device_ablation.sh (called again until it exits 0; every
+# stage skips what an earlier call finished). The plan and its rules, written before any score:
+# docs/results/session20_guided_plan.md.
+#   1. the guided teacher (K, 50 DDIM steps, eta 1, GUIDE Adam steps a step: fixed in the plan) on RoadScene
+#      val and LLVIP, SHARDS processes on the one GPU, scored (score_cache.py, spread_error.py) and judged by
+#      scripts/teacher_rule.py;
+#   2. only if it is worth distilling: its dn cache (samples kept), row (d) students, SEEDS, the bundled
+#      recipe (ascent_ablation --dn-cache), scored with scripts/evaluate_students.py.
+#
+# The model (runs/coef20.tar, 56 MB) cannot travel beside .gpu (64 MiB a call): a first call carries it alone,
+#   run(carry=[".whl", "runs/coef20.tar"]): mkdir -p /tmp/w && tar -xf runs/coef20.tar -C /tmp/w
+# and the next, at once (the machine and /tmp stay while calls come back to back),
+#   run(carry=[".gpu", ".whl"]): mkdir -p /tmp/w && { [ -d /tmp/w/prior ] || tar -xf .gpu/prior1540.tar -C /tmp/w; } && \
+#   DRIVER=scripts/guided_chain.sh ROWS=d PACK="guided_llvip_spread_maps.jpg guided_rsval_spread_maps.jpg" \
+#       START=.gpu/start.safetensors bash scripts/device_ablation.sh 540
+set -euo pipefail
+: "${W:?}" "${SLOTS:=16}" "${JITTER:=0.3}" "${START:?}" "${SEEDS:=0,1,2}"
+RS=${RS:-/tmp/data/roadscene_train}
+LLVIP=${LLVIP:-/tmp/data/llvip_sample}
+DEVICE=${DEVICE:-cuda}
+COEF=${COEF:-$W/coef}
+K=${K:-6} STEPS=${STEPS:-50} ETA=${ETA:-1} GUIDE=${GUIDE:-2} # fixed by the plan
+SHARDS=${SHARDS:-8}
+source scripts/chain_lib.sh # log, judge_teacher, distil_students, score_students
+[ -f "$COEF/edgefuse_conditional.json" ] || {
+    log "no coefficient teacher in $COEF (the first call unpacks runs/coef20.tar)"
+    exit 1
+}
+# guided NAME FOLDER: the guided teacher's cache of FOLDER in $W/asc_NAME (sharded, then merged as
+# ascent_ablation.py merges its shards); resumable pair by pair
+guided() {
+    local name=$1 folder=$2 d pids=() p
+    [ -f "$W/asc_$name/manifest.json" ] && return 0
+    python3 - "$W" "$name" "$folder" "$SHARDS" <<'PY'
+import sys
+from pathlib import Path
+
+sys.path.insert(0, "scripts")
+from ascent_ablation import shard
+
+shard(Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), None, int(sys.argv[4]))
+PY
+    for d in "$W/$name"[0-9]*; do
+        [ -f "$W/asc_${d##*/}/manifest.json" ] && continue
+        python3 -m edgefuse teacher sample-cond --model "$COEF" --data "$d" -o "$W/asc_${d##*/}" --k "$K" \
+            --steps "$STEPS" --eta "$ETA" --guide-steps "$GUIDE" --device "$DEVICE" --resume ${SAMPLE_EXTRA:-} \
+            2>&1 | tr '\r' '\n' | sed '/━/d' >"$W/${d##*/}.log" &
+        pids+=($!)
+    done
+    for p in "${pids[@]}"; do wait "$p" || exit 3; done
+    python3 - "$W" "$name" "$folder" <<'PY'
+import sys
+from pathlib import Path
+
+sys.path.insert(0, "scripts")
+from ascent_ablation import merge
+
+work, name = Path(sys.argv[1]), sys.argv[2]
+merge(work, name, sorted(work.glob(f"{name}[0-9]*")), Path(sys.argv[3]))
+PY
+    log "sampled $name: $(grep -h wrote "$W/$name"[0-9]*.log | tail -n 1)"
+}
+[ -d "$W/data_rsval" ] || python3 scripts/val_folder.py "$RS" "$W/data_rsval"
+for set in rsval llvip; do
+    [ -f "$W/guided_teacher_$set.json" ] && continue
+    folder=$([ $set = rsval ] && echo "$W/data_rsval" || echo "$LLVIP")
+    data=$([ $set = rsval ] && echo "$RS" || echo "$LLVIP")
+    val=$([ $set = rsval ] && echo "--val-split" || true)
+    guided "g_$set" "$folder"
+    # does its spread predict the shipped student's error (Spearman rho), and where is it (maps)
+    python3 scripts/spread_error.py --cache "$W/asc_g_$set" --data "$folder" --student d=fusionproxy-s \
+        --json "$W/guided_spread_$set.json" --maps "$W/guided_${set}_spread_maps.jpg" >"$W/guided_spread_$set.log" 2>&1
+    python3 scripts/score_cache.py --cache "$W/asc_g_$set" --data "$data" $val --workers 12 --sample-metrics \
+        --json "$W/guided_teacher_$set.json.tmp" >"$W/guided_score_$set.log" 2>&1
+    mv "$W/guided_teacher_$set.json.tmp" "$W/guided_teacher_$set.json"
+    log "$set: $(tail -n 1 "$W/guided_score_$set.log")"
+done
+judge_teacher guided
+[ -d "$W/dn" ] || python3 scripts/night_copies.py --data "$RS" --out "$W/dn" --dark-thermal >/dev/null
+guided g_dn "$W/dn"
+distil_students d "$W/asc_g_dn"
+score_students guided d
+log "guided chain done"
