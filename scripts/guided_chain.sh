@@ -3,7 +3,7 @@
 # end on one GPU machine, as the DRIVER of scripts/device_ablation.sh (called again until it exits 0; every
 # stage skips what an earlier call finished). The plan and its rules, written before any score:
 # docs/results/session20_guided_plan.md.
-#   1. the guided teacher (K, 50 DDIM steps, eta 1, GUIDE Adam steps a step: fixed in the plan) on RoadScene
+#   1. the guided teacher (K, 30 DDIM steps, eta 1, GUIDE Adam steps a step: fixed in the plan) on RoadScene
 #      val and LLVIP, SHARDS processes on the one GPU, scored (score_cache.py, spread_error.py) and judged by
 #      scripts/teacher_rule.py;
 #   2. only if it is worth distilling: its dn cache (samples kept), row (d) students, SEEDS, the bundled
@@ -21,7 +21,7 @@ RS=${RS:-/tmp/data/roadscene_train}
 LLVIP=${LLVIP:-/tmp/data/llvip_sample}
 DEVICE=${DEVICE:-cuda}
 COEF=${COEF:-$W/coef}
-K=${K:-6} STEPS=${STEPS:-50} ETA=${ETA:-1} GUIDE=${GUIDE:-2} # fixed by the plan
+K=${K:-6} STEPS=${STEPS:-30} ETA=${ETA:-1} GUIDE=${GUIDE:-2} # fixed by the plan
 SHARDS=${SHARDS:-8}
 source scripts/chain_lib.sh # log, judge_teacher, distil_students, score_students
 [ -f "$COEF/edgefuse_conditional.json" ] || {

@@ -128,10 +128,9 @@ class AscentObjective:
         cfg: AscentConfig,
         dtype: torch.dtype,
     ) -> None:
-        self.model, self.cfg, self.dtype = model, cfg, dtype
+        self.model, self.cfg = model, cfg
         self.h, self.w = h, w = visible.shape[-2:]
         v, t = pad16(visible, thermal)
-        self.v, self.t = v, t
         with torch.no_grad():
             self.start = model.coefficients(v, t).to(dtype)
         logw = (

@@ -21,14 +21,12 @@ import torch
 from edgefuse.teacher.ascent import AscentConfig, AscentObjective, full_float32
 
 
-def ascent_settings(meta: dict[str, Any]) -> tuple[AscentConfig, torch.dtype] | None:
-    """The ascent's settings and arithmetic the model's training cache was written with (None: not an
-    ascent cache)."""
+def ascent_settings(meta: dict[str, Any]) -> AscentConfig | None:
+    """The ascent settings the model's training cache was written with (None: not an ascent cache)."""
     teacher = meta.get("cache_teacher") or {}
     if not isinstance(teacher, dict) or not isinstance(teacher.get("ascent"), dict):
         return None
-    dtype = torch.float64 if teacher.get("dtype") == "float64" else torch.float32
-    return AscentConfig.from_dict(teacher["ascent"]), dtype
+    return AscentConfig.from_dict(teacher["ascent"])
 
 
 def ascent_refine(
@@ -37,10 +35,12 @@ def ascent_refine(
     """The ``refine`` of ddim_sample for one pair (visible 3×H×W, thermal 1×H×W; ``start`` the start's
     1×3×h×w maps): ``teacher.guide_steps`` Adam steps on each x0 estimate. Adam's moments carry over from
     step to step: it is the ascent's own optimiser, spread over the DDIM steps."""
-    found = ascent_settings(teacher.meta)
-    if found is None:
+    cfg = ascent_settings(teacher.meta)
+    if cfg is None:
         raise ValueError("the model's provenance holds no ascent settings")
-    cfg, dtype = found
+    # float32 on a GPU (TF32 off), float64 on a CPU, where it runs faster here (2.1 s against 3.3 s a step of
+    # K = 6 at 500×329): the split scripts/ascent_ablation.py makes; the two agree to 5e-4 on VIF/Qabf/SSIM
+    dtype = torch.float32 if visible.device.type == "cuda" else torch.float64
     scale = teacher.scale
     objective = AscentObjective(teacher.student, visible, thermal, list(seeds), cfg, dtype)
     h, w = start.shape[-2:]
