@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What the device chains (cond_chain.sh, mix_chain.sh, coef_chain.sh) share; source it after setting W (the
+# What the device chains (cond_chain.sh, mix_chain.sh, coef_chain.sh, guided_chain.sh) share; source it after setting W (the
 # work folder), and RS / LLVIP for score_students.
 log() { echo "[$(date +%T)] $*" >>"$W/progress.txt"; }
 # json_true FILE KEY: succeeds when FILE holds a JSON object whose KEY is true (fails if FILE is missing)
@@ -20,6 +20,20 @@ judge_teacher() {
         log "$1 chain done: not worth distilling, no students"
         exit 0
     fi
+}
+# score_teacher NAME SET CACHE: a teacher's CACHE of a held-out SET (rsval: RoadScene's val split in
+# $W/data_rsval; llvip) scored into $W/NAME_teacher_SET.json, and its spread against the shipped student's
+# error (Spearman rho, item 2) into $W/NAME_spread_SET.json with maps; needs RS and LLVIP
+score_teacher() {
+    local name=$1 set=$2 cache=$3 folder=$LLVIP data=$LLVIP val=()
+    [ "$set" = rsval ] && folder=$W/data_rsval data=$RS val=(--val-split)
+    python3 scripts/spread_error.py --cache "$cache" --data "$folder" --student d=fusionproxy-s \
+        --json "$W/${name}_spread_$set.json" --maps "$W/${name}_${set}_spread_maps.jpg" \
+        >"$W/${name}_spread_$set.log" 2>&1
+    python3 scripts/score_cache.py --cache "$cache" --data "$data" "${val[@]}" --workers 12 --sample-metrics \
+        --json "$W/${name}_teacher_$set.json.tmp" >"$W/${name}_score_$set.log" 2>&1
+    mv "$W/${name}_teacher_$set.json.tmp" "$W/${name}_teacher_$set.json"
+    log "$set: $(tail -n 1 "$W/${name}_score_$set.log")"
 }
 # score_students NAME ROWS: the students $W/<row>_s*.safetensors of ROWS (a glob class, e.g. cd) beside the
 # shipped one, on RoadScene val and LLVIP, into $W/NAME_students.json

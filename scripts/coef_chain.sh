@@ -22,7 +22,7 @@ DEVICE=${DEVICE:-cuda}
 K=${K:-6}
 STEPS=${STEPS:-50} ETA=${ETA:-1} # fixed by the plan (the seventeenth session's choice for the pixel model)
 EF=(python3 -m edgefuse)
-source scripts/chain_lib.sh # log, train_teacher, judge_teacher, distil_students, score_students
+source scripts/chain_lib.sh # log, train_teacher, score_teacher, judge_teacher, distil_students, score_students
 # ASC_EXTRA / COEF_EXTRA / SAMPLE_EXTRA / STUDENT_EXTRA: options appended for a quick check on a CPU;
 # GATE=off (checks only) starts the students whatever the rule says
 if [ ! -f "$W/ascent.done" ]; then
@@ -56,18 +56,9 @@ sample() { # sample NAME FOLDER: the coefficient teacher's cache of FOLDER
 }
 for set in rsval llvip; do
     [ -f "$W/coef_teacher_$set.json" ] && continue
-    folder=$([ $set = rsval ] && echo "$W/data_rsval" || echo "$LLVIP")
-    data=$([ $set = rsval ] && echo "$RS" || echo "$LLVIP")
-    val=$([ $set = rsval ] && echo "--val-split" || true)
-    sample $set "$folder"
+    sample $set "$([ $set = rsval ] && echo "$W/data_rsval" || echo "$LLVIP")"
     log "sampled $set: $(grep wrote "$W/coef_sample.log" | tail -n 1)"
-    # item 2: does the spread predict the shipped student's error (Spearman rho), and where is it (maps)
-    python3 scripts/spread_error.py --cache "$W/coef_$set" --data "$folder" --student d=fusionproxy-s \
-        --json "$W/coef_spread_$set.json" --maps "$W/coef_${set}_spread_maps.jpg" >"$W/coef_spread_$set.log" 2>&1
-    python3 scripts/score_cache.py --cache "$W/coef_$set" --data "$data" $val --workers 12 --sample-metrics \
-        --json "$W/coef_teacher_$set.json.tmp" >"$W/coef_score_$set.log" 2>&1
-    mv "$W/coef_teacher_$set.json.tmp" "$W/coef_teacher_$set.json"
-    log "$set: $(tail -n 1 "$W/coef_score_$set.log")"
+    score_teacher coef $set "$W/coef_$set"
 done
 judge_teacher coef
 if [ ! -f "$W/coef_dn/manifest.json" ]; then
