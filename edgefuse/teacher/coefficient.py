@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from edgefuse.errors import CheckpointError, DataError
-from edgefuse.teacher.ascent import pad16
+from edgefuse.teacher.ascent import AscentConfig, pad16
 from edgefuse.teacher.conditional import COND_META, KIND, ConditionalTeacher, DiffusionTeacher, ddim_sample
 from edgefuse.teacher.ddfm import luma, pad_to_multiple
 from edgefuse.teacher.denoiser import DenoiserConfig, fit_denoiser
@@ -207,6 +207,7 @@ class CoefficientTeacher(DiffusionTeacher):
     LABEL = "coefficient teacher"
     target = TARGET
     guide_steps = 0  # Adam steps of the metric ascent per DDIM step (guided(); 0: the model alone)
+    guide: AscentConfig | None = None  # the ascent settings it guides with (from its provenance)
 
     def __init__(
         self,
@@ -229,11 +230,12 @@ class CoefficientTeacher(DiffusionTeacher):
         """Guide every DDIM step with ``steps`` Adam steps of the metric ascent (0: off; guide.py)."""
         if steps < 0:
             raise DataError(f"guide steps {steps}: must be 0 or more")
-        if steps and ascent_settings(self.meta) is None:
+        guide = ascent_settings(self.meta) if steps else None
+        if steps and guide is None:
             raise CheckpointError(
                 f"{self.path / COND_META}: no ascent settings in its provenance to guide with"
             )
-        self.guide_steps = steps
+        self.guide_steps, self.guide = steps, guide
         return self
 
     @classmethod
@@ -265,8 +267,11 @@ class CoefficientTeacher(DiffusionTeacher):
         cond = torch.cat([fold(torch.cat([luma(v), t], dim=1)), self.scale.condition(start)], dim=1)
         h, w = start.shape[-2:]
         refine = None
-        if self.guide_steps:
-            refine = ascent_refine(self, visible.to(self.device), thermal.to(self.device), seeds, start)
+        if self.guide is not None:  # guided(): the metric ascent's steps on every x0 estimate
+            vis, ir = visible.to(self.device), thermal.to(self.device)
+            refine = ascent_refine(
+                self.student, self.scale, self.guide, self.guide_steps, vis, ir, seeds, start
+            )
         x0 = ddim_sample(
             self.unet,
             self.scheduler_config,

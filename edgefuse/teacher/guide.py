@@ -30,19 +30,23 @@ def ascent_settings(meta: dict[str, Any]) -> AscentConfig | None:
 
 
 def ascent_refine(
-    teacher: Any, visible: torch.Tensor, thermal: torch.Tensor, seeds: Sequence[int], start: torch.Tensor
+    student: Any,
+    scale: Any,
+    cfg: AscentConfig,
+    steps: int,
+    visible: torch.Tensor,
+    thermal: torch.Tensor,
+    seeds: Sequence[int],
+    start: torch.Tensor,
 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The ``refine`` of ddim_sample for one pair (visible 3×H×W, thermal 1×H×W; ``start`` the start's
-    1×3×h×w maps): ``teacher.guide_steps`` Adam steps on each x0 estimate. Adam's moments carry over from
-    step to step: it is the ascent's own optimiser, spread over the DDIM steps."""
-    cfg = ascent_settings(teacher.meta)
-    if cfg is None:
-        raise ValueError("the model's provenance holds no ascent settings")
+    """The ``refine`` of ddim_sample for one pair (visible 3×H×W, thermal 1×H×W; ``start`` the start
+    student's 1×3×h×w maps, ``scale`` the model's CoefficientScale): ``steps`` Adam steps of the ascent
+    ``cfg`` on each x0 estimate. Adam's moments carry over from step to step: it is the ascent's own
+    optimiser, spread over the DDIM steps."""
     # float32 on a GPU (TF32 off), float64 on a CPU, where it runs faster here (2.1 s against 3.3 s a step of
     # K = 6 at 500×329): the split scripts/ascent_ablation.py makes; the two agree to 5e-4 on VIF/Qabf/SSIM
     dtype = torch.float32 if visible.device.type == "cuda" else torch.float64
-    scale = teacher.scale
-    objective = AscentObjective(teacher.student, visible, thermal, list(seeds), cfg, dtype)
+    objective = AscentObjective(student, visible, thermal, list(seeds), cfg, dtype)
     h, w = start.shape[-2:]
     coef = objective.start.expand(len(seeds), -1, -1, -1).clone().requires_grad_(True)
     opt = torch.optim.Adam([coef], lr=cfg.lr)
@@ -50,7 +54,7 @@ def ascent_refine(
     def refine(x0: torch.Tensor) -> torch.Tensor:
         with torch.enable_grad(), full_float32():
             coef.data.copy_(scale.decode(x0[..., :h, :w], start))
-            for _ in range(teacher.guide_steps):
+            for _ in range(steps):
                 loss = objective.loss(coef)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
