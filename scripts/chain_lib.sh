@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
-# What the device chains (cond_chain.sh, mix_chain.sh, coef_chain.sh, guided_chain.sh) share; source it after setting W (the
-# work folder), and RS / LLVIP for score_students.
+# What the device chains (cond_chain.sh, mix_chain.sh, coef_chain.sh, guided_chain.sh) share; source it first.
+# The settings every chain reads: W (the work folder), START and the ascent's SLOTS / JITTER / SEEDS from
+# scripts/device_ablation.sh; the device's copies of the data (RS, LLVIP) and DEVICE, overridable for a CPU check
+: "${W:?}" "${SLOTS:=16}" "${JITTER:=0.3}" "${START:?}" "${SEEDS:=0,1,2}"
+RS=${RS:-/tmp/data/roadscene_train}
+LLVIP=${LLVIP:-/tmp/data/llvip_sample}
+DEVICE=${DEVICE:-cuda}
+EF=(python3 -m edgefuse)
 log() { echo "[$(date +%T)] $*" >>"$W/progress.txt"; }
 # json_true FILE KEY: succeeds when FILE holds a JSON object whose KEY is true (fails if FILE is missing)
 json_true() {

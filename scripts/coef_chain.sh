@@ -15,14 +15,9 @@
 #   DRIVER=scripts/coef_chain.sh ROWS=d PACK="coef.tar coef_llvip_spread_maps.jpg coef_rsval_spread_maps.jpg" \
 #       START=.gpu/start.safetensors bash scripts/device_ablation.sh 540
 set -euo pipefail
-: "${W:?}" "${SLOTS:=16}" "${JITTER:=0.3}" "${START:?}" "${SEEDS:=0,1,2}"
-RS=${RS:-/tmp/data/roadscene_train}
-LLVIP=${LLVIP:-/tmp/data/llvip_sample}
-DEVICE=${DEVICE:-cuda}
+source scripts/chain_lib.sh # log, train_teacher, score_teacher, judge_teacher, distil_students, score_students
 K=${K:-6}
 STEPS=${STEPS:-50} ETA=${ETA:-1} # fixed by the plan (the seventeenth session's choice for the pixel model)
-EF=(python3 -m edgefuse)
-source scripts/chain_lib.sh # log, train_teacher, score_teacher, judge_teacher, distil_students, score_students
 # ASC_EXTRA / COEF_EXTRA / SAMPLE_EXTRA / STUDENT_EXTRA: options appended for a quick check on a CPU;
 # GATE=off (checks only) starts the students whatever the rule says
 if [ ! -f "$W/ascent.done" ]; then

@@ -13,13 +13,8 @@
 #   DRIVER=scripts/cond_chain.sh ROWS=none PACK="cond.tar cond_llvip_spread_maps.jpg" START=.gpu/start.safetensors \
 #       bash scripts/device_ablation.sh 540
 set -euo pipefail
-: "${W:?}" "${SLOTS:=16}" "${JITTER:=0.3}" "${START:?}" "${SEEDS:=0,1,2}"
-RS=${RS:-/tmp/data/roadscene_train}
-LLVIP=${LLVIP:-/tmp/data/llvip_sample}
-DEVICE=${DEVICE:-cuda}
-K=${K:-6}
-EF=(python3 -m edgefuse)
 source scripts/chain_lib.sh # log, train_teacher
+K=${K:-6}
 # ASC_EXTRA / COND_EXTRA / TUNE_EXTRA / SAMPLE_EXTRA: options appended for a quick check on a CPU
 # ASC_SETS=dn: only the conditional teacher's training data (the ascent teacher's held-out scores of an
 # earlier run of the same recipe stand; saves ~150 s of a GPU session)

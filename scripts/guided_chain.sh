@@ -17,14 +17,10 @@
 #   DRIVER=scripts/guided_chain.sh ROWS=d PACK="guided_llvip_spread_maps.jpg guided_rsval_spread_maps.jpg" \
 #       START=.gpu/start.safetensors bash scripts/device_ablation.sh 540
 set -euo pipefail
-: "${W:?}" "${SLOTS:=16}" "${JITTER:=0.3}" "${START:?}" "${SEEDS:=0,1,2}"
-RS=${RS:-/tmp/data/roadscene_train}
-LLVIP=${LLVIP:-/tmp/data/llvip_sample}
-DEVICE=${DEVICE:-cuda}
+source scripts/chain_lib.sh # log, score_teacher, judge_teacher, distil_students, score_students
 COEF=${COEF:-$W/coef}
 K=${K:-6} STEPS=${STEPS:-30} ETA=${ETA:-1} GUIDE=${GUIDE:-2} # fixed by the plan
 SHARDS=${SHARDS:-8}
-source scripts/chain_lib.sh # log, score_teacher, judge_teacher, distil_students, score_students
 [ -f "$COEF/edgefuse_conditional.json" ] || {
     log "no coefficient teacher in $COEF (the first call unpacks runs/coef20.tar)"
     exit 1

@@ -14,15 +14,11 @@
 #   COND_MODEL=.gpu/cond17.tar DRIVER=scripts/mix_chain.sh ROWS=c,d PACK="mix_llvip_spread_maps.jpg" \
 #       START=.gpu/start.safetensors bash scripts/device_ablation.sh 540
 set -euo pipefail
-: "${W:?}" "${SLOTS:=16}" "${JITTER:=0.3}" "${START:?}" "${SEEDS:=0,1,2}" "${COND_MODEL:?}"
-RS=${RS:-/tmp/data/roadscene_train}
-LLVIP=${LLVIP:-/tmp/data/llvip_sample}
-DEVICE=${DEVICE:-cuda}
+source scripts/chain_lib.sh # log, judge_teacher, distil_students, score_students
+: "${COND_MODEL:?}"
 GPUS=${GPUS:-1}
 K_COND=${K_COND:-3}                               # the ascent teacher's K is 3: equal shares
 COND_STEPS=${COND_STEPS:-50} COND_ETA=${COND_ETA:-1} # chosen on the tuning pairs in the seventeenth session
-EF=(python3 -m edgefuse)
-source scripts/chain_lib.sh # log, judge_teacher, distil_students, score_students
 # ASC_EXTRA / SAMPLE_EXTRA / STUDENT_EXTRA: options appended for a quick check on a CPU;
 # GATE=off (checks only) starts the students whatever the rule says
 [ -d "$W/cond" ] || tar -xf "$COND_MODEL" -C "$W"
