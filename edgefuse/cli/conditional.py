@@ -182,6 +182,14 @@ def sample_cond(
             "estimate (DDFM's likelihood step; the ascent settings its targets were climbed with). 0: off.",
         ),
     ] = 0,
+    polish_steps: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Coefficient teachers only: Adam steps of the same metric ascent from each finished sample "
+            "(the likelihood step once, at the end). 0: off.",
+        ),
+    ] = 0,
 ) -> None:
     """Fuse every pair K times with the conditional teacher; write mean, variance and samples per pair."""
     from edgefuse.errors import DataError
@@ -190,11 +198,13 @@ def sample_cond(
 
     def teacher(dev: str) -> Any:
         loaded = load_conditional(model, device=dev, precision=precision)
-        if not guide_steps:
+        if not guide_steps and not polish_steps:
             return loaded
         if not isinstance(loaded, CoefficientTeacher):
-            raise DataError("--guide-steps: for coefficient teachers only (train-cond --target coefficients)")
-        return loaded.guided(guide_steps)
+            raise DataError(
+                "--guide-steps / --polish-steps: for coefficient teachers only (train-cond --target coefficients)"
+            )
+        return loaded.guided(guide_steps, polish_steps)
 
     write_cache(
         "conditional teacher",

@@ -80,11 +80,13 @@ def ascend_coefficients(
     seeds: list[int],
     cfg: AscentConfig,
     dtype: torch.dtype = torch.float64,
+    init: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(start 1×3×h×w, climbed K×3×h×w coefficient maps, float32, at 1/4 of the frame padded to a multiple
-    of 16 as :func:`pad16` pads it; the fused frames K×3×H×W of :func:`ascend_pair`)."""
-    with full_float32():
-        return _ascend(model, visible, thermal, seeds, cfg, dtype)
+    of 16 as :func:`pad16` pads it; the fused frames K×3×H×W of :func:`ascend_pair`). ``init`` (K×3×h×w):
+    climb from these maps instead of the start's; the objective stays relative to the start."""
+    with full_float32(), torch.enable_grad():
+        return _ascend(model, visible, thermal, seeds, cfg, dtype, init)
 
 
 @contextmanager
@@ -180,9 +182,13 @@ def _ascend(
     seeds: list[int],
     cfg: AscentConfig,
     dtype: torch.dtype,
+    init: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     objective = AscentObjective(model, visible, thermal, seeds, cfg, dtype)
-    coef = objective.start.expand(len(seeds), -1, -1, -1).clone().requires_grad_(True)
+    first = objective.start.expand(len(seeds), -1, -1, -1) if init is None else init.to(objective.start)
+    if first.shape != (len(seeds), *objective.start.shape[1:]):
+        raise DataError(f"ascent start maps {tuple(first.shape)} do not fit {len(seeds)} samples of the pair")
+    coef = first.clone().requires_grad_(True)
     opt = torch.optim.Adam([coef], lr=cfg.lr)
     for _ in range(cfg.steps):
         loss = objective.loss(coef)

@@ -33,7 +33,7 @@ from edgefuse.teacher.ascent import AscentConfig, pad16
 from edgefuse.teacher.conditional import COND_META, KIND, ConditionalTeacher, DiffusionTeacher, ddim_sample
 from edgefuse.teacher.ddfm import luma, pad_to_multiple
 from edgefuse.teacher.denoiser import DenoiserConfig, fit_denoiser
-from edgefuse.teacher.guide import ascent_refine, ascent_settings
+from edgefuse.teacher.guide import ascent_polish, ascent_refine, ascent_settings
 
 TARGET = "coefficients"
 START_FILE = "start.safetensors"  # the ascent's start student: its maps condition, its blend renders
@@ -207,7 +207,8 @@ class CoefficientTeacher(DiffusionTeacher):
     LABEL = "coefficient teacher"
     target = TARGET
     guide_steps = 0  # Adam steps of the metric ascent per DDIM step (guided(); 0: the model alone)
-    guide: AscentConfig | None = None  # the ascent settings it guides with (from its provenance)
+    polish_steps = 0  # Adam steps of the metric ascent from each sample after DDIM (polished(); 0: off)
+    guide: AscentConfig | None = None  # the ascent settings it guides and polishes with (from its provenance)
 
     def __init__(
         self,
@@ -226,16 +227,17 @@ class CoefficientTeacher(DiffusionTeacher):
         except (KeyError, TypeError, ValueError):
             raise CheckpointError(f"{path / COND_META}: no valid coefficient scale") from None
 
-    def guided(self, steps: int) -> CoefficientTeacher:
-        """Guide every DDIM step with ``steps`` Adam steps of the metric ascent (0: off; guide.py)."""
-        if steps < 0:
-            raise DataError(f"guide steps {steps}: must be 0 or more")
-        guide = ascent_settings(self.meta) if steps else None
-        if steps and guide is None:
+    def guided(self, steps: int, polish: int = 0) -> CoefficientTeacher:
+        """Guide every DDIM step with ``steps`` Adam steps of the metric ascent, and climb ``polish`` more
+        from each sample after the last (0: off; guide.py)."""
+        if min(steps, polish) < 0:
+            raise DataError(f"guide steps {steps} / polish steps {polish}: must be 0 or more")
+        guide = ascent_settings(self.meta) if steps or polish else None
+        if (steps or polish) and guide is None:
             raise CheckpointError(
                 f"{self.path / COND_META}: no ascent settings in its provenance to guide with"
             )
-        self.guide_steps, self.guide = steps, guide
+        self.guide_steps, self.polish_steps, self.guide = steps, polish, guide
         return self
 
     @classmethod
@@ -255,6 +257,8 @@ class CoefficientTeacher(DiffusionTeacher):
         rec = {**super().record(steps, eta), "start_weights_sha256": self.start_sha256}
         if self.guide_steps:
             rec["sampler"]["guide_steps"] = self.guide_steps
+        if self.polish_steps:
+            rec["sampler"]["polish_steps"] = self.polish_steps
         return rec
 
     @torch.no_grad()
@@ -267,8 +271,8 @@ class CoefficientTeacher(DiffusionTeacher):
         cond = torch.cat([fold(torch.cat([luma(v), t], dim=1)), self.scale.condition(start)], dim=1)
         h, w = start.shape[-2:]
         refine = None
-        if self.guide is not None:  # guided(): the metric ascent's steps on every x0 estimate
-            vis, ir = visible.to(self.device), thermal.to(self.device)
+        vis, ir = visible.to(self.device), thermal.to(self.device)
+        if self.guide is not None and self.guide_steps:  # guided(): the ascent's steps on every x0 estimate
             refine = ascent_refine(
                 self.student, self.scale, self.guide, self.guide_steps, vis, ir, seeds, start
             )
@@ -284,7 +288,10 @@ class CoefficientTeacher(DiffusionTeacher):
             self.precision,
             refine,
         )
-        return v, t, self.scale.decode(x0[..., :h, :w], start)
+        maps = self.scale.decode(x0[..., :h, :w], start)
+        if self.guide is not None and self.polish_steps:
+            maps = ascent_polish(self.student, self.guide, self.polish_steps, vis, ir, seeds, maps)
+        return v, t, maps
 
     def fuse(
         self, visible: torch.Tensor, thermal: torch.Tensor, seeds: Sequence[int], steps: int, eta: float

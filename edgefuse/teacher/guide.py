@@ -9,6 +9,10 @@ maps. The model proposes and spreads; the pair's own metrics, SSIM floor include
 pair in front of it, whatever domain it comes from. The objective is the one the model's targets were climbed
 with (the ascent settings in the model's provenance), so guiding adds one setting only: the Adam steps per
 DDIM step. With the diffusion off (no model) it is the ascent teacher; with the guide off, the model alone.
+
+``--polish-steps`` takes the likelihood step once instead, after sampling: each sample's maps climb the same
+objective from where the model put them. With the model off that is the ascent teacher, so whether the
+diffusion does work is whether its samples are better places to climb from than the start.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 
 import torch
 
-from edgefuse.teacher.ascent import AscentConfig, AscentObjective, full_float32
+from edgefuse.teacher.ascent import AscentConfig, AscentObjective, ascend_coefficients, full_float32
 
 
 def ascent_settings(meta: dict[str, Any]) -> AscentConfig | None:
@@ -27,6 +31,29 @@ def ascent_settings(meta: dict[str, Any]) -> AscentConfig | None:
     if not isinstance(teacher, dict) or not isinstance(teacher.get("ascent"), dict):
         return None
     return AscentConfig.from_dict(teacher["ascent"])
+
+
+def ascent_dtype(like: torch.Tensor) -> torch.dtype:
+    # float32 on a GPU (TF32 off), float64 on a CPU, where it runs faster here (2.1 s against 3.3 s a step of
+    # K = 6 at 500×329): the split scripts/ascent_ablation.py makes; the two agree to 5e-4 on VIF/Qabf/SSIM
+    return torch.float32 if like.device.type == "cuda" else torch.float64
+
+
+def ascent_polish(
+    student: Any,
+    cfg: AscentConfig,
+    steps: int,
+    visible: torch.Tensor,
+    thermal: torch.Tensor,
+    seeds: Sequence[int],
+    maps: torch.Tensor,
+) -> torch.Tensor:
+    """The sampled K×3×h×w ``maps`` of one pair after ``steps`` Adam steps of the ascent ``cfg`` from each
+    (``sample-cond --polish-steps``): the likelihood step once, at the end, from the sample rather than from
+    the start. The objective is still relative to the start's own metrics, its SSIM floor included."""
+    polish = AscentConfig(**{**cfg.to_dict(), "steps": steps})
+    dtype = ascent_dtype(visible)
+    return ascend_coefficients(student, visible, thermal, list(seeds), polish, dtype, init=maps)[1]
 
 
 def ascent_refine(
@@ -43,10 +70,7 @@ def ascent_refine(
     student's 1×3×h×w maps, ``scale`` the model's CoefficientScale): ``steps`` Adam steps of the ascent
     ``cfg`` on each x0 estimate. Adam's moments carry over from step to step: it is the ascent's own
     optimiser, spread over the DDIM steps."""
-    # float32 on a GPU (TF32 off), float64 on a CPU, where it runs faster here (2.1 s against 3.3 s a step of
-    # K = 6 at 500×329): the split scripts/ascent_ablation.py makes; the two agree to 5e-4 on VIF/Qabf/SSIM
-    dtype = torch.float32 if visible.device.type == "cuda" else torch.float64
-    objective = AscentObjective(student, visible, thermal, list(seeds), cfg, dtype)
+    objective = AscentObjective(student, visible, thermal, list(seeds), cfg, ascent_dtype(visible))
     h, w = start.shape[-2:]
     coef = objective.start.expand(len(seeds), -1, -1, -1).clone().requires_grad_(True)
     opt = torch.optim.Adam([coef], lr=cfg.lr)

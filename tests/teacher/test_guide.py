@@ -12,7 +12,7 @@ import torch
 
 from edgefuse.errors import CheckpointError, DataError
 from edgefuse.model import create_model
-from edgefuse.teacher.ascent import AscentConfig, AscentObjective, pad16
+from edgefuse.teacher.ascent import AscentConfig, AscentObjective, ascend_coefficients, pad16
 from edgefuse.teacher.coefficient import FOLD, CoefficientScale, CoefficientTeacher
 from edgefuse.teacher.conditional import clean_estimate, ddim_sample, model_output
 
@@ -112,3 +112,32 @@ def test_a_guided_sample_climbs_the_ascents_objective() -> None:
         teacher.guided(-1)
     with pytest.raises(CheckpointError, match="no ascent settings"):
         _teacher(student, None).guided(1)
+
+
+@pytest.mark.teacher
+def test_polishing_climbs_from_each_sample_and_with_the_model_off_is_the_ascent() -> None:
+    torch.manual_seed(0)
+    student = create_model("n").eval().requires_grad_(False)
+    with torch.no_grad():
+        student.head.weight.normal_(0, 0.1)
+    gen = torch.Generator().manual_seed(3)
+    v, t = torch.rand(3, 40, 56, generator=gen), torch.rand(1, 40, 56, generator=gen)
+    cfg = AscentConfig(steps=60, lr=0.01, loss_weight=5.0)
+    teacher = _teacher(student, cfg.to_dict())
+    # the still 'UNet' proposes the start itself: polishing it is the ascent teacher, step for step
+    polished = teacher.guided(0, polish=5).coefficients(v, t, [0, 1], steps=4, eta=1.0)[2]
+    ascent = AscentConfig(**{**cfg.to_dict(), "steps": 5})
+    climbed = ascend_coefficients(student, v, t, [0, 1], ascent, torch.float64)[1]
+    torch.testing.assert_close(polished, climbed)
+    assert teacher.record(4, 1.0)["sampler"] == {"steps": 4, "eta": 1.0, "polish_steps": 5}
+    # from maps of its own it climbs from them, not from the start; the objective stays the start's
+    objective = AscentObjective(student, v, t, [0, 1], ascent, torch.float64)
+    init = objective.start.expand(2, -1, -1, -1) + 0.05 * torch.randn(2, 3, 12, 16, generator=gen).double()
+    after = ascend_coefficients(student, v, t, [0, 1], ascent, torch.float64, init=init)[1]
+    with torch.no_grad():
+        assert float(objective.loss(after.double())) < float(objective.loss(init)) - 0.01
+    assert not torch.allclose(after, climbed, atol=1e-3)
+    with pytest.raises(DataError, match="do not fit 3 samples"):
+        ascend_coefficients(student, v, t, [0, 1, 2], ascent, torch.float64, init=init)
+    with pytest.raises(DataError, match="must be 0 or more"):
+        teacher.guided(0, polish=-1)
