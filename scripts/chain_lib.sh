@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# What the device chains (cond_chain.sh, mix_chain.sh, coef_chain.sh, guided_chain.sh) share; source it first.
+# What the device chains (cond_chain.sh, mix_chain.sh, coef_chain.sh, guided_chain.sh, polish_chain.sh) share;
+# source it first.
 # The settings every chain reads: W (the work folder), START and the ascent's SLOTS / JITTER / SEEDS from
 # scripts/device_ablation.sh; the device's copies of the data (RS, LLVIP) and DEVICE, overridable for a CPU check
 : "${W:?}" "${SLOTS:=16}" "${JITTER:=0.3}" "${START:?}" "${SEEDS:=0,1,2}"
@@ -76,4 +77,38 @@ distil_students() {
         >>"$W/students_chain.log" 2>&1 || exit 3
     touch "$W/students.done"
     log "students done"
+}
+# sample_sharded NAME FOLDER ARGS...: `teacher sample-cond ARGS...` on FOLDER into $W/asc_NAME, in SHARDS
+# processes on the one GPU (split and merged as ascent_ablation.py splits and merges); resumable pair by pair
+sample_sharded() {
+    local name=$1 folder=$2 d pids=() p
+    shift 2
+    [ -f "$W/asc_$name/manifest.json" ] && return 0
+    python3 - "$W" "$name" "$folder" "${SHARDS:-8}" <<'PY'
+import sys
+from pathlib import Path
+
+sys.path.insert(0, "scripts")
+from ascent_ablation import shard
+
+shard(Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), None, int(sys.argv[4]))
+PY
+    for d in "$W/$name"[0-9]*; do
+        [ -f "$W/asc_${d##*/}/manifest.json" ] && continue
+        python3 -m edgefuse teacher sample-cond --data "$d" -o "$W/asc_${d##*/}" --device "$DEVICE" --resume "$@" \
+            2>&1 | tr '\r' '\n' | sed '/━/d' >"$W/${d##*/}.log" &
+        pids+=($!)
+    done
+    for p in "${pids[@]}"; do wait "$p" || exit 3; done
+    python3 - "$W" "$name" "$folder" <<'PY'
+import sys
+from pathlib import Path
+
+sys.path.insert(0, "scripts")
+from ascent_ablation import merge
+
+work, name = Path(sys.argv[1]), sys.argv[2]
+merge(work, name, sorted(work.glob(f"{name}[0-9]*")), Path(sys.argv[3]))
+PY
+    log "sampled $name: $(grep -h wrote "$W/$name"[0-9]*.log | tail -n 1)"
 }

@@ -3,7 +3,8 @@
 # 34 tuning pairs of RoadScene's training split: no held-out pair is read), score side by side: its ensemble
 # mean, the metric-ascent teacher it learnt from (same recipe: K = 3, rho 5, jitter 0.3, 60 steps) and the
 # ascent's start alone. If it keeps most of the ascent's gain here but not on held-out pairs, it overfits;
-# if it keeps as little here, it underfits. CPU is enough (~20 minutes on 2 cores).
+# if it keeps as little here, it underfits. CPU is enough (~20 minutes on 2 cores). SAMPLE_EXTRA: more
+# sample-cond options (the polished teacher: --polish-steps 60).
 #
 #   COEF=/tmp/coef START=.gpu/start.safetensors bash scripts/coef_fit_check.sh ../shared/data/roadscene_train /tmp/fit
 set -euo pipefail
@@ -29,7 +30,7 @@ for i in tuning_indices(src)[::3]:
         os.symlink(f.resolve(), dst / sub / f.name)
 EOF
 [ -f "$W/coef/manifest.json" ] || "${EF[@]}" teacher sample-cond --model "$COEF" --data "$W/pairs" -o "$W/coef" \
-    --k "$K" --steps 50 --eta 1 --device "$DEVICE" --resume
+    --k "$K" --steps 50 --eta 1 --device "$DEVICE" --resume ${SAMPLE_EXTRA:-}
 # the dtype ascent_ablation.py gives the ascent: float64 on a CPU, float32 on a GPU (they agree to 5e-4)
 DTYPE=$([ "$DEVICE" = cpu ] && echo float64 || echo float32)
 [ -f "$W/asc/manifest.json" ] || "${EF[@]}" teacher ascend --data "$W/pairs" -o "$W/asc" --student "$START" --k 3 \

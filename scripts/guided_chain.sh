@@ -17,7 +17,7 @@
 #   DRIVER=scripts/guided_chain.sh ROWS=d PACK="guided_llvip_spread_maps.jpg guided_rsval_spread_maps.jpg" \
 #       START=.gpu/start.safetensors bash scripts/device_ablation.sh 540
 set -euo pipefail
-source scripts/chain_lib.sh # log, score_teacher, judge_teacher, distil_students, score_students
+source scripts/chain_lib.sh # log, sample_sharded, score_teacher, judge_teacher, distil_students, score_students
 COEF=${COEF:-$W/coef}
 K=${K:-6} STEPS=${STEPS:-30} ETA=${ETA:-1} GUIDE=${GUIDE:-2} # fixed by the plan
 SHARDS=${SHARDS:-8}
@@ -25,39 +25,10 @@ SHARDS=${SHARDS:-8}
     log "no coefficient teacher in $COEF (the first call unpacks runs/coef20.tar)"
     exit 1
 }
-# guided NAME FOLDER: the guided teacher's cache of FOLDER in $W/asc_NAME (sharded, then merged as
-# ascent_ablation.py merges its shards); resumable pair by pair
+# guided NAME FOLDER: the guided teacher's cache of FOLDER in $W/asc_NAME
 guided() {
-    local name=$1 folder=$2 d pids=() p
-    [ -f "$W/asc_$name/manifest.json" ] && return 0
-    python3 - "$W" "$name" "$folder" "$SHARDS" <<'PY'
-import sys
-from pathlib import Path
-
-sys.path.insert(0, "scripts")
-from ascent_ablation import shard
-
-shard(Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), None, int(sys.argv[4]))
-PY
-    for d in "$W/$name"[0-9]*; do
-        [ -f "$W/asc_${d##*/}/manifest.json" ] && continue
-        python3 -m edgefuse teacher sample-cond --model "$COEF" --data "$d" -o "$W/asc_${d##*/}" --k "$K" \
-            --steps "$STEPS" --eta "$ETA" --guide-steps "$GUIDE" --device "$DEVICE" --resume ${SAMPLE_EXTRA:-} \
-            2>&1 | tr '\r' '\n' | sed '/━/d' >"$W/${d##*/}.log" &
-        pids+=($!)
-    done
-    for p in "${pids[@]}"; do wait "$p" || exit 3; done
-    python3 - "$W" "$name" "$folder" <<'PY'
-import sys
-from pathlib import Path
-
-sys.path.insert(0, "scripts")
-from ascent_ablation import merge
-
-work, name = Path(sys.argv[1]), sys.argv[2]
-merge(work, name, sorted(work.glob(f"{name}[0-9]*")), Path(sys.argv[3]))
-PY
-    log "sampled $name: $(grep -h wrote "$W/$name"[0-9]*.log | tail -n 1)"
+    sample_sharded "$1" "$2" --model "$COEF" --k "$K" --steps "$STEPS" --eta "$ETA" --guide-steps "$GUIDE" \
+        ${SAMPLE_EXTRA:-}
 }
 [ -d "$W/data_rsval" ] || python3 scripts/val_folder.py "$RS" "$W/data_rsval"
 for set in rsval llvip; do

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The coefficient teacher polished by the metric ascent (sample-cond --polish-steps), start to end on one GPU
+# machine, as the DRIVER of scripts/device_ablation.sh (called again until it exits 0; every stage skips what
+# an earlier call finished). The plan and its rules, written before any score: docs/results/
+# session21_polish_plan.md.
+#   1. the training-pair gate (its rule 1b): the polished teacher against the ascent teacher on the 12 day
+#      pairs of the fit check (scripts/coef_fit_check.sh, scripts/fit_gate.py --above-ascent 0.01);
+#   2. the polished teacher (K, 50 DDIM steps, eta 1, POLISH Adam steps: fixed in the plan) on RoadScene val
+#      and LLVIP, SHARDS processes on the one GPU, scored and judged by scripts/teacher_rule.py;
+#   3. only if it is worth distilling: its dn cache (samples kept), row (d) students, SEEDS, the bundled
+#      recipe, scored with scripts/evaluate_students.py.
+#
+# The model travels alone in a first call (runs/coef20.tar, 56 MB, and .gpu pass 64 MiB together):
+#   run(carry=[".whl", "runs/coef20.tar"]): mkdir -p /tmp/w && tar -xf runs/coef20.tar -C /tmp/w
+# and the next, at once (the machine and /tmp stay while calls come back to back),
+#   run(carry=[".gpu", ".whl"]): mkdir -p /tmp/w && { [ -d /tmp/w/prior ] || tar -xf .gpu/prior1540.tar -C /tmp/w; } && \
+#   DRIVER=scripts/polish_chain.sh ROWS=d PACK="polish_llvip_spread_maps.jpg polish_rsval_spread_maps.jpg" \
+#       START=.gpu/start.safetensors bash scripts/device_ablation.sh 540
+set -euo pipefail
+source scripts/chain_lib.sh # log, sample_sharded, score_teacher, judge_teacher, distil_students, score_students
+COEF=${COEF:-$W/coef}
+K=${K:-6} STEPS=${STEPS:-50} ETA=${ETA:-1} POLISH=${POLISH:-60} # fixed by the plan
+SHARDS=${SHARDS:-16}
+[ -f "$COEF/edgefuse_conditional.json" ] || {
+    log "no coefficient teacher in $COEF (the first call unpacks runs/coef20.tar)"
+    exit 1
+}
+if [ ! -f "$W/polish_gate.json" ]; then
+    COEF=$COEF START=$START DEVICE=$DEVICE WORKERS=12 SAMPLE_EXTRA="--polish-steps $POLISH ${SAMPLE_EXTRA:-}" \
+        bash scripts/coef_fit_check.sh "$RS" "$W/fit" >"$W/fit_check.log" 2>&1
+    python3 scripts/fit_gate.py "$W/fit" --above-ascent 0.01 --json "$W/polish_gate.json" >>"$W/fit_check.log" \
+        2>&1 || true
+    log "training-pair gate: $(tail -n 1 "$W/fit_check.log")"
+fi
+if ! json_true "$W/polish_gate.json" pass; then
+    log "polish chain done: the training-pair gate stops it before the held-out sets"
+    exit 0
+fi
+# polished NAME FOLDER: the polished teacher's cache of FOLDER in $W/asc_NAME
+polished() {
+    sample_sharded "$1" "$2" --model "$COEF" --k "$K" --steps "$STEPS" --eta "$ETA" --polish-steps "$POLISH" \
+        ${SAMPLE_EXTRA:-}
+}
+[ -d "$W/data_rsval" ] || python3 scripts/val_folder.py "$RS" "$W/data_rsval"
+for set in rsval llvip; do
+    [ -f "$W/polish_teacher_$set.json" ] && continue
+    polished "p_$set" "$([ $set = rsval ] && echo "$W/data_rsval" || echo "$LLVIP")"
+    score_teacher polish $set "$W/asc_p_$set"
+done
+judge_teacher polish
+[ -d "$W/dn" ] || python3 scripts/night_copies.py --data "$RS" --out "$W/dn" --dark-thermal >/dev/null
+polished p_dn "$W/dn"
+distil_students d "$W/asc_p_dn"
+score_students polish d
+log "polish chain done"
