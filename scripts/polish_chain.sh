@@ -10,12 +10,21 @@
 #   3. only if it is worth distilling: its dn cache (samples kept), row (d) students, SEEDS, the bundled
 #      recipe, scored with scripts/evaluate_students.py.
 #
-# The model travels alone in a first call (runs/coef20.tar, 56 MB, and .gpu pass 64 MiB together):
-#   run(carry=[".whl", "runs/coef20.tar"]): mkdir -p /tmp/w && tar -xf runs/coef20.tar -C /tmp/w
+# The model travels alone in a first call (runs/coef20.tar, 55 MB, passes 64 MiB with .gpu or .whl beside it):
+#   run(carry=["runs/coef20.tar"]): mkdir -p /tmp/w && tar -xf runs/coef20.tar -C /tmp/w
 # and the next, at once (the machine and /tmp stay while calls come back to back),
 #   run(carry=[".gpu", ".whl"]): mkdir -p /tmp/w && { [ -d /tmp/w/prior ] || tar -xf .gpu/prior1540.tar -C /tmp/w; } && \
 #   DRIVER=scripts/polish_chain.sh ROWS=d PACK="polish_llvip_spread_maps.jpg polish_rsval_spread_maps.jpg" \
 #       START=.gpu/start.safetensors bash scripts/device_ablation.sh 540
+# The twenty-first session ran this until its device time ran out with the students at epoch 33 of 60; their
+# states and the chain's judged scores are in runs/polish21/ (ignored). To resume (the plan's amendment): the
+# first call as above, then the second with them unpacked first, so the gate and the held-out sets are skipped,
+# the dn cache is sampled again (same model, seeds, settings) and the students continue from their states:
+#   run(carry=[".gpu", ".whl", "runs/polish21"]): mkdir -p /tmp/w && tar -xf .gpu/prior1540.tar -C /tmp/w && \
+#   tar -xzf runs/polish21/progress.tgz -C /tmp/w ./polish_gate.json ./polish_rule.json \
+#       ./polish_teacher_rsval.json ./polish_teacher_llvip.json && \
+#   for s in 0 1 2; do tar -xzf runs/polish21/d_s$s.tgz -C /tmp/w; done && \
+#   DRIVER=scripts/polish_chain.sh ROWS=d START=.gpu/start.safetensors bash scripts/device_ablation.sh 540
 set -euo pipefail
 source scripts/chain_lib.sh # log, sample_sharded, score_teacher, judge_teacher, distil_students, score_students
 COEF=${COEF:-$W/coef}
