@@ -33,7 +33,8 @@ def above_ascent(folder: Path, slack: float, out: Path | None) -> int:
     if out:
         out.write_text(json.dumps({"minus_ascent": diff, "ssim_slack": slack, "pass": ok}, indent=1) + "\n")
     word = "pass" if ok else "stop"
-    print(f"against the ascent: VIF {diff['VIF']:+.4f}, Qabf {diff['Qabf']:+.4f}, SSIM {diff['SSIM']:+.4f}: {word}")
+    vif, qabf, ssim = diff["VIF"], diff["Qabf"], diff["SSIM"]
+    print(f"against the ascent: VIF {vif:+.4f}, Qabf {qabf:+.4f}, SSIM {ssim:+.4f}: {word}")
     return 0 if ok else 1
 
 
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("folder", type=Path, help="coef_fit_check.sh's work folder")
     ap.add_argument("--vif", type=float, default=0.60, help="VIF share floor (0.50 kept in session 19)")
     ap.add_argument("--qabf", type=float, default=0.49, help="Qabf share floor (0.39 kept in session 19)")
-    ap.add_argument("--above-ascent", type=float, metavar="S", help="above the ascent, SSIM within S, instead")
+    ap.add_argument("--above-ascent", type=float, metavar="S", help="above the ascent, SSIM within S")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
     if a.above_ascent is not None:

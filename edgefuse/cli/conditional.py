@@ -202,7 +202,8 @@ def sample_cond(
             return loaded
         if not isinstance(loaded, CoefficientTeacher):
             raise DataError(
-                "--guide-steps / --polish-steps: for coefficient teachers only (train-cond --target coefficients)"
+                "--guide-steps / --polish-steps: for coefficient teachers only "
+                "(train-cond --target coefficients)"
             )
         return loaded.guided(guide_steps, polish_steps)
 
