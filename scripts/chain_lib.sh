@@ -112,3 +112,21 @@ merge(work, name, sorted(work.glob(f"{name}[0-9]*")), Path(sys.argv[3]))
 PY
     log "sampled $name: $(grep -h wrote "$W/$name"[0-9]*.log | tail -n 1)"
 }
+# sampled_teacher_chain NAME PREFIX SAMPLER: what a sampled teacher's chain does after its own stages. SAMPLER
+# PREFIX_SET FOLDER writes $W/asc_PREFIX_SET; RoadScene val and LLVIP are sampled, scored and judged
+# (judge_teacher ends the chain unless it is worth distilling), then dn and the row (d) students
+sampled_teacher_chain() {
+    local name=$1 prefix=$2 sampler=$3 set
+    [ -d "$W/data_rsval" ] || python3 scripts/val_folder.py "$RS" "$W/data_rsval"
+    for set in rsval llvip; do
+        [ -f "$W/${name}_teacher_$set.json" ] && continue
+        "$sampler" "${prefix}_$set" "$([ $set = rsval ] && echo "$W/data_rsval" || echo "$LLVIP")"
+        score_teacher "$name" $set "$W/asc_${prefix}_$set"
+    done
+    judge_teacher "$name"
+    [ -d "$W/dn" ] || python3 scripts/night_copies.py --data "$RS" --out "$W/dn" --dark-thermal >/dev/null
+    "$sampler" "${prefix}_dn" "$W/dn"
+    distil_students d "$W/asc_${prefix}_dn"
+    score_students "$name" d
+    log "$name chain done"
+}

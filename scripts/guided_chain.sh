@@ -17,7 +17,7 @@
 #   DRIVER=scripts/guided_chain.sh ROWS=d PACK="guided_llvip_spread_maps.jpg guided_rsval_spread_maps.jpg" \
 #       START=.gpu/start.safetensors bash scripts/device_ablation.sh 540
 set -euo pipefail
-source scripts/chain_lib.sh # log, sample_sharded, score_teacher, judge_teacher, distil_students, score_students
+source scripts/chain_lib.sh # log, json_true, sample_sharded, sampled_teacher_chain
 COEF=${COEF:-$W/coef}
 K=${K:-6} STEPS=${STEPS:-30} ETA=${ETA:-1} GUIDE=${GUIDE:-2} # fixed by the plan
 SHARDS=${SHARDS:-8}
@@ -30,15 +30,4 @@ guided() {
     sample_sharded "$1" "$2" --model "$COEF" --k "$K" --steps "$STEPS" --eta "$ETA" --guide-steps "$GUIDE" \
         ${SAMPLE_EXTRA:-}
 }
-[ -d "$W/data_rsval" ] || python3 scripts/val_folder.py "$RS" "$W/data_rsval"
-for set in rsval llvip; do
-    [ -f "$W/guided_teacher_$set.json" ] && continue
-    guided "g_$set" "$([ $set = rsval ] && echo "$W/data_rsval" || echo "$LLVIP")"
-    score_teacher guided $set "$W/asc_g_$set"
-done
-judge_teacher guided
-[ -d "$W/dn" ] || python3 scripts/night_copies.py --data "$RS" --out "$W/dn" --dark-thermal >/dev/null
-guided g_dn "$W/dn"
-distil_students d "$W/asc_g_dn"
-score_students guided d
-log "guided chain done"
+sampled_teacher_chain guided g guided

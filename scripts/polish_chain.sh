@@ -26,7 +26,7 @@
 #   for s in 0 1 2; do tar -xzf runs/polish21/d_s$s.tgz -C /tmp/w; done && \
 #   DRIVER=scripts/polish_chain.sh ROWS=d START=.gpu/start.safetensors bash scripts/device_ablation.sh 540
 set -euo pipefail
-source scripts/chain_lib.sh # log, sample_sharded, score_teacher, judge_teacher, distil_students, score_students
+source scripts/chain_lib.sh # log, json_true, sample_sharded, sampled_teacher_chain
 COEF=${COEF:-$W/coef}
 K=${K:-6} STEPS=${STEPS:-50} ETA=${ETA:-1} POLISH=${POLISH:-60} # fixed by the plan
 SHARDS=${SHARDS:-16}
@@ -50,15 +50,4 @@ polished() {
     sample_sharded "$1" "$2" --model "$COEF" --k "$K" --steps "$STEPS" --eta "$ETA" --polish-steps "$POLISH" \
         ${SAMPLE_EXTRA:-}
 }
-[ -d "$W/data_rsval" ] || python3 scripts/val_folder.py "$RS" "$W/data_rsval"
-for set in rsval llvip; do
-    [ -f "$W/polish_teacher_$set.json" ] && continue
-    polished "p_$set" "$([ $set = rsval ] && echo "$W/data_rsval" || echo "$LLVIP")"
-    score_teacher polish $set "$W/asc_p_$set"
-done
-judge_teacher polish
-[ -d "$W/dn" ] || python3 scripts/night_copies.py --data "$RS" --out "$W/dn" --dark-thermal >/dev/null
-polished p_dn "$W/dn"
-distil_students d "$W/asc_p_dn"
-score_students polish d
-log "polish chain done"
+sampled_teacher_chain polish p polished

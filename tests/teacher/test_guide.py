@@ -89,16 +89,21 @@ def _teacher(student: Any, ascent: dict[str, Any] | None) -> CoefficientTeacher:
     return teacher
 
 
-@pytest.mark.teacher
-def test_a_guided_sample_climbs_the_ascents_objective() -> None:
+def _pair(seed: int) -> tuple[Any, torch.Tensor, torch.Tensor, AscentConfig, CoefficientTeacher]:
+    """A small student with a live head, a random pair, the ascent settings and a still teacher over them."""
     torch.manual_seed(0)
     student = create_model("n").eval().requires_grad_(False)
     with torch.no_grad():
         student.head.weight.normal_(0, 0.1)
-    gen = torch.Generator().manual_seed(2)
+    gen = torch.Generator().manual_seed(seed)
     v, t = torch.rand(3, 40, 56, generator=gen), torch.rand(1, 40, 56, generator=gen)
     cfg = AscentConfig(steps=60, lr=0.01, loss_weight=5.0)
-    teacher = _teacher(student, cfg.to_dict())
+    return student, v, t, cfg, _teacher(student, cfg.to_dict())
+
+
+@pytest.mark.teacher
+def test_a_guided_sample_climbs_the_ascents_objective() -> None:
+    student, v, t, cfg, teacher = _pair(2)
     alone = teacher.coefficients(v, t, [0, 1], steps=8, eta=1.0)[2]
     vp, tp = pad16(v, t)
     torch.testing.assert_close(alone, student.coefficients(vp, tp).expand(2, -1, -1, -1))  # the start
@@ -116,14 +121,8 @@ def test_a_guided_sample_climbs_the_ascents_objective() -> None:
 
 @pytest.mark.teacher
 def test_polishing_climbs_from_each_sample_and_with_the_model_off_is_the_ascent() -> None:
-    torch.manual_seed(0)
-    student = create_model("n").eval().requires_grad_(False)
-    with torch.no_grad():
-        student.head.weight.normal_(0, 0.1)
-    gen = torch.Generator().manual_seed(3)
-    v, t = torch.rand(3, 40, 56, generator=gen), torch.rand(1, 40, 56, generator=gen)
-    cfg = AscentConfig(steps=60, lr=0.01, loss_weight=5.0)
-    teacher = _teacher(student, cfg.to_dict())
+    student, v, t, cfg, teacher = _pair(3)
+    gen = torch.Generator().manual_seed(4)
     # the still 'UNet' proposes the start itself: polishing it is the ascent teacher, step for step
     polished = teacher.guided(0, polish=5).coefficients(v, t, [0, 1], steps=4, eta=1.0)[2]
     ascent = AscentConfig(**{**cfg.to_dict(), "steps": 5})
