@@ -79,7 +79,8 @@ distil_students() {
     log "students done"
 }
 # sample_sharded NAME FOLDER ARGS...: `teacher sample-cond ARGS...` on FOLDER into $W/asc_NAME, in SHARDS
-# processes on the one GPU (split and merged as ascent_ablation.py splits and merges); resumable pair by pair
+# processes on the one GPU (split and merged as ascent_ablation.py splits and merges); resumable pair by pair.
+# TEACHER=ascend runs `teacher ascend ARGS...` instead
 sample_sharded() {
     local name=$1 folder=$2 d pids=() p
     shift 2
@@ -95,7 +96,8 @@ shard(Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3]), None, int(sys.argv[4]))
 PY
     for d in "$W/$name"[0-9]*; do
         [ -f "$W/asc_${d##*/}/manifest.json" ] && continue
-        python3 -m edgefuse teacher sample-cond --data "$d" -o "$W/asc_${d##*/}" --device "$DEVICE" --resume "$@" \
+        python3 -m edgefuse teacher "${TEACHER:-sample-cond}" --data "$d" -o "$W/asc_${d##*/}" --device "$DEVICE" \
+            --resume "$@" \
             2>&1 | tr '\r' '\n' | sed '/━/d' >"$W/${d##*/}.log" &
         pids+=($!)
     done

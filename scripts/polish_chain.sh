@@ -8,7 +8,9 @@
 #   2. the polished teacher (K, 50 DDIM steps, eta 1, POLISH Adam steps: fixed in the plan) on RoadScene val
 #      and LLVIP, SHARDS processes on the one GPU, scored and judged by scripts/teacher_rule.py;
 #   3. only if it is worth distilling: its dn cache (samples kept), row (d) students, SEEDS, the bundled
-#      recipe, scored with scripts/evaluate_students.py.
+#      recipe, scored with scripts/evaluate_students.py;
+#   4. report only, after the students (the plan's K check): the ascent teacher at K = 6 on both held-out sets,
+#      scored beside the polished teacher, for a like-for-like spread and rho.
 #
 # The model travels alone in a first call (runs/coef20.tar, 55 MB, passes 64 MiB with .gpu or .whl beside it):
 #   run(carry=["runs/coef20.tar"]): mkdir -p /tmp/w && tar -xf runs/coef20.tar -C /tmp/w
@@ -51,3 +53,15 @@ polished() {
         ${SAMPLE_EXTRA:-}
 }
 sampled_teacher_chain polish p polished
+# (4) the ascent teacher of the recipe (the dn cache's settings: rho 5, 60 steps, float32) at the polished K
+ascent_k() {
+    TEACHER=ascend sample_sharded "$1" "$2" --student "$START" --k "$K" --steps 60 --loss-weight 5 \
+        --jitter "$JITTER" --dtype float32
+}
+for set in rsval llvip; do
+    [ -f "$W/asck_teacher_$set.json" ] && continue
+    ascent_k "a${K}_$set" "$([ $set = rsval ] && echo "$W/data_rsval" || echo "$LLVIP")"
+    score_teacher asck $set "$W/asc_a${K}_$set"
+done
+log "K check done"
+
