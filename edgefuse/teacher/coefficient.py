@@ -207,7 +207,7 @@ class CoefficientTeacher(DiffusionTeacher):
     LABEL = "coefficient teacher"
     target = TARGET
     guide_steps = 0  # Adam steps of the metric ascent per DDIM step (guided(); 0: the model alone)
-    polish_steps = 0  # Adam steps of the metric ascent from each sample after DDIM (polished(); 0: off)
+    polish_steps = 0  # Adam steps of the metric ascent from each sample after DDIM (guided(); 0: off)
     guide: AscentConfig | None = None  # the ascent settings it guides and polishes with (from its provenance)
 
     def __init__(

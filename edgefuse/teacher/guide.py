@@ -18,6 +18,7 @@ diffusion does work is whether its samples are better places to climb from than 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -51,8 +52,7 @@ def ascent_polish(
     """The sampled K×3×h×w ``maps`` of one pair after ``steps`` Adam steps of the ascent ``cfg`` from each
     (``sample-cond --polish-steps``): the likelihood step once, at the end, from the sample rather than from
     the start. The objective is still relative to the start's own metrics, its SSIM floor included."""
-    polish = AscentConfig(**{**cfg.to_dict(), "steps": steps})
-    dtype = ascent_dtype(visible)
+    polish, dtype = replace(cfg, steps=steps), ascent_dtype(visible)
     return ascend_coefficients(student, visible, thermal, list(seeds), polish, dtype, init=maps)[1]
 
 
