@@ -132,3 +132,10 @@ sampled_teacher_chain() {
     score_students "$name" d
     log "$name chain done"
 }
+# need_coef: the coefficient teacher in $COEF (default $W/coef), or the chain ends (exit 1)
+need_coef() {
+    COEF=${COEF:-$W/coef}
+    [ -f "$COEF/edgefuse_conditional.json" ] && return 0
+    log "no coefficient teacher in $COEF (the first call unpacks runs/coef20.tar)"
+    exit 1
+}

@@ -17,14 +17,10 @@
 #   DRIVER=scripts/guided_chain.sh ROWS=d PACK="guided_llvip_spread_maps.jpg guided_rsval_spread_maps.jpg" \
 #       START=.gpu/start.safetensors bash scripts/device_ablation.sh 540
 set -euo pipefail
-source scripts/chain_lib.sh # log, json_true, sample_sharded, sampled_teacher_chain
-COEF=${COEF:-$W/coef}
+source scripts/chain_lib.sh # log, json_true, need_coef, sample_sharded, sampled_teacher_chain
 K=${K:-6} STEPS=${STEPS:-30} ETA=${ETA:-1} GUIDE=${GUIDE:-2} # fixed by the plan
 SHARDS=${SHARDS:-8}
-[ -f "$COEF/edgefuse_conditional.json" ] || {
-    log "no coefficient teacher in $COEF (the first call unpacks runs/coef20.tar)"
-    exit 1
-}
+need_coef
 # guided NAME FOLDER: the guided teacher's cache of FOLDER in $W/asc_NAME
 guided() {
     sample_sharded "$1" "$2" --model "$COEF" --k "$K" --steps "$STEPS" --eta "$ETA" --guide-steps "$GUIDE" \

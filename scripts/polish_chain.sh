@@ -28,14 +28,10 @@
 #   for s in 0 1 2; do tar -xzf runs/polish21/d_s$s.tgz -C /tmp/w; done && \
 #   DRIVER=scripts/polish_chain.sh ROWS=d START=.gpu/start.safetensors bash scripts/device_ablation.sh 540
 set -euo pipefail
-source scripts/chain_lib.sh # log, json_true, sample_sharded, sampled_teacher_chain
-COEF=${COEF:-$W/coef}
+source scripts/chain_lib.sh # log, json_true, need_coef, sample_sharded, sampled_teacher_chain
 K=${K:-6} STEPS=${STEPS:-50} ETA=${ETA:-1} POLISH=${POLISH:-60} # fixed by the plan
 SHARDS=${SHARDS:-16}
-[ -f "$COEF/edgefuse_conditional.json" ] || {
-    log "no coefficient teacher in $COEF (the first call unpacks runs/coef20.tar)"
-    exit 1
-}
+need_coef
 if [ ! -f "$W/polish_gate.json" ]; then
     COEF=$COEF START=$START DEVICE=$DEVICE WORKERS=12 SAMPLE_EXTRA="--polish-steps $POLISH ${SAMPLE_EXTRA:-}" \
         bash scripts/coef_fit_check.sh "$RS" "$W/fit" >"$W/fit_check.log" 2>&1
