@@ -86,7 +86,7 @@ def ascend_coefficients(
     of 16 as :func:`pad16` pads it; the fused frames K×3×H×W of :func:`ascend_pair`). ``init`` (K×3×h×w):
     climb from these maps instead of the start's; the objective stays relative to the start."""
     with full_float32(), torch.enable_grad():
-        return _ascend(model, visible, thermal, seeds, cfg, dtype, init)
+        return _ascend(AscentObjective(model, visible, thermal, seeds, cfg, dtype), init)
 
 
 @contextmanager
@@ -174,27 +174,24 @@ class AscentObjective:
             loss = loss + cfg.loss_weight * torch.relu(self._own_loss(f) - ref["loss"]) / ref["loss"]
         return loss.sum()
 
+    def climb(self, coef: torch.Tensor, opt: torch.optim.Optimizer, steps: int) -> None:
+        """``steps`` steps of ``opt`` (over ``coef``, K×3×h×w with grad) down :meth:`loss`."""
+        for _ in range(steps):
+            loss = self.loss(coef)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
 
 def _ascend(
-    model: FusionProxy,
-    visible: torch.Tensor,
-    thermal: torch.Tensor,
-    seeds: list[int],
-    cfg: AscentConfig,
-    dtype: torch.dtype,
-    init: torch.Tensor | None = None,
+    objective: AscentObjective, init: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    objective = AscentObjective(model, visible, thermal, seeds, cfg, dtype)
-    first = objective.start.expand(len(seeds), -1, -1, -1) if init is None else init.to(objective.start)
-    if first.shape != (len(seeds), *objective.start.shape[1:]):
-        raise DataError(f"ascent start maps {tuple(first.shape)} do not fit {len(seeds)} samples of the pair")
+    k = objective.weight.shape[0]
+    first = objective.start.expand(k, -1, -1, -1) if init is None else init.to(objective.start)
+    if first.shape != (k, *objective.start.shape[1:]):
+        raise DataError(f"ascent start maps {tuple(first.shape)} do not fit {k} samples of the pair")
     coef = first.clone().requires_grad_(True)
-    opt = torch.optim.Adam([coef], lr=cfg.lr)
-    for _ in range(cfg.steps):
-        loss = objective.loss(coef)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    objective.climb(coef, torch.optim.Adam([coef], lr=objective.cfg.lr), objective.cfg.steps)
     with torch.no_grad():
         out = objective.fused(coef).float()
     if not torch.isfinite(out).all():

@@ -78,11 +78,7 @@ def ascent_refine(
     def refine(x0: torch.Tensor) -> torch.Tensor:
         with torch.enable_grad(), full_float32():
             coef.data.copy_(scale.decode(x0[..., :h, :w], start))
-            for _ in range(steps):
-                loss = objective.loss(coef)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+            objective.climb(coef, opt, steps)
         out = x0.clone()
         out[..., :h, :w] = scale.encode(coef.detach().float(), start)
         return out

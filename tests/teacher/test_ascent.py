@@ -90,13 +90,18 @@ def test_ascent_turns_tf32_convolutions_off_and_restores_the_setting(monkeypatch
 
     seen = []
 
-    def spy(*a: object) -> tuple:
-        seen.append(torch.backends.cudnn.allow_tf32)
-        return None, None, None
+    class Seen(Exception):
+        pass
 
-    monkeypatch.setattr(ascent, "_ascend", spy)
+    def spy(*a: object) -> None:  # the objective is built, and the ascent run, inside the setting
+        seen.append(torch.backends.cudnn.allow_tf32)
+        raise Seen
+
+    monkeypatch.setattr(ascent, "AscentObjective", spy)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
-    ascent.ascend_pair(create_model("n"), torch.rand(3, 16, 16), torch.rand(1, 16, 16), [0], AscentConfig())
+    v, t = torch.rand(3, 16, 16), torch.rand(1, 16, 16)
+    with pytest.raises(Seen):
+        ascent.ascend_pair(create_model("n"), v, t, [0], AscentConfig())
     assert seen == [False] and torch.backends.cudnn.allow_tf32 is True
 
 
