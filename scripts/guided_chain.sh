@@ -10,8 +10,9 @@
 #   2. only if it is worth distilling: its dn cache (samples kept), row (d) students, SEEDS, the bundled
 #      recipe (ascent_ablation --dn-cache), scored with scripts/evaluate_students.py.
 #
-# The model (runs/coef20.tar, 56 MB) cannot travel beside .gpu (64 MiB a call): a first call carries it alone,
-#   run(carry=[".whl", "runs/coef20.tar"]): mkdir -p /tmp/w && tar -xf runs/coef20.tar -C /tmp/w
+# The model (runs/coef20.tar, 55 MB) cannot travel beside .gpu or .whl (64 MiB a call, the tracked tree
+# included: refused in the twenty-first session): a first call carries it alone,
+#   run(carry=["runs/coef20.tar"]): mkdir -p /tmp/w && tar -xf runs/coef20.tar -C /tmp/w
 # and the next, at once (the machine and /tmp stay while calls come back to back),
 #   run(carry=[".gpu", ".whl"]): mkdir -p /tmp/w && { [ -d /tmp/w/prior ] || tar -xf .gpu/prior1540.tar -C /tmp/w; } && \
 #   DRIVER=scripts/guided_chain.sh ROWS=d PACK="guided_llvip_spread_maps.jpg guided_rsval_spread_maps.jpg" \
