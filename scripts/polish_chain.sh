@@ -19,7 +19,8 @@
 #   DRIVER=scripts/polish_chain.sh ROWS=d PACK="polish_llvip_spread_maps.jpg polish_rsval_spread_maps.jpg" \
 #       START=.gpu/start.safetensors bash scripts/device_ablation.sh 540
 # The twenty-first session ran this until its device time ran out with the students at epoch 33 of 60; their
-# states and the chain's judged scores are in runs/polish21/ (ignored). To resume (the plan's amendment): the
+# states and the chain's judged scores are in runs/polish21/ (ignored). The twenty-second session resumed them
+# (the plan's amendment) and ran the last stage, in three calls after the model's, as follows: the
 # first call as above, then the second with them unpacked first, so the gate and the held-out sets are skipped,
 # the dn cache is sampled again (same model, seeds, settings) and the students continue from their states:
 #   run(carry=[".gpu", ".whl", "runs/polish21"]): mkdir -p /tmp/w && tar -xf .gpu/prior1540.tar -C /tmp/w && \
@@ -27,6 +28,7 @@
 #       ./polish_teacher_rsval.json ./polish_teacher_llvip.json && \
 #   for s in 0 1 2; do tar -xzf runs/polish21/d_s$s.tgz -C /tmp/w; done && \
 #   DRIVER=scripts/polish_chain.sh ROWS=d START=.gpu/start.safetensors bash scripts/device_ablation.sh 540
+# and twice more with the DRIVER line alone (unpacking the states again would put the students back to 33).
 set -euo pipefail
 source scripts/chain_lib.sh # log, json_true, need_coef, sample_sharded, sampled_teacher_chain
 K=${K:-6} STEPS=${STEPS:-50} ETA=${ETA:-1} POLISH=${POLISH:-60} # fixed by the plan
