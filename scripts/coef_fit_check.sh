@@ -4,7 +4,7 @@
 # mean, the metric-ascent teacher it learnt from (same recipe: K = 3, rho 5, jitter 0.3, 60 steps) and the
 # ascent's start alone. If it keeps most of the ascent's gain here but not on held-out pairs, it overfits;
 # if it keeps as little here, it underfits. CPU is enough (~20 minutes on 2 cores). SAMPLE_EXTRA: more
-# sample-cond options (the polished teacher: --polish-steps 60).
+# sample-cond options (the polished teacher: --polish-steps 60). SAMPLE_ONLY=1 stops after the teacher's cache.
 #
 #   COEF=/tmp/coef START=.gpu/start.safetensors bash scripts/coef_fit_check.sh ../shared/data/roadscene_train /tmp/fit
 set -euo pipefail
@@ -31,6 +31,7 @@ for i in tuning_indices(src)[::3]:
 EOF
 [ -f "$W/coef/manifest.json" ] || "${EF[@]}" teacher sample-cond --model "$COEF" --data "$W/pairs" -o "$W/coef" \
     --k "$K" --steps 50 --eta 1 --device "$DEVICE" --resume ${SAMPLE_EXTRA:-}
+[ -n "${SAMPLE_ONLY:-}" ] && exit 0 # scripts/follow_chain.sh needs the teacher's cache alone
 # the dtype ascent_ablation.py gives the ascent: float64 on a CPU, float32 on a GPU (they agree to 5e-4)
 DTYPE=$([ "$DEVICE" = cpu ] && echo float64 || echo float32)
 [ -f "$W/asc/manifest.json" ] || "${EF[@]}" teacher ascend --data "$W/pairs" -o "$W/asc" --student "$START" --k 3 \
