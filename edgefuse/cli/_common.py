@@ -68,6 +68,13 @@ ThermalLevelOpt = Annotated[
         "0.45), contrast kept, 8-bit): cold night backgrounds under the camera's gain control.",
     ),
 ]
+InitOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Start from this checkpoint's weights (a fine-tune: give a smaller --lr); it must be of "
+        "--size and --select's form."
+    ),
+]
 
 
 def _mro_class(name: str) -> Any:
@@ -361,3 +368,32 @@ def quiet_third_party() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def student_from(size: str, select: bool, init: str | None) -> tuple[Any, dict[str, Any] | None]:
+    """The student ``train`` and ``distill`` fit: a fresh one of ``size``/``select``, or one holding
+    ``init``'s weights. Returns (model, what provenance records of the start, or None)."""
+    from edgefuse.model import create_model
+
+    try:
+        student = create_model(size, select=select)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--size") from None
+    if not init:
+        return student, None
+    from edgefuse.checkpoint import load_model
+    from edgefuse.errors import CheckpointError
+
+    loaded = load_model(init)  # safetensors, names/shapes/dtypes checked: never unpickles
+    try:
+        student.load_state_dict(loaded.model.state_dict())
+    except RuntimeError:
+        form = f"size {size}" + (" with --select" if select else "")
+        raise CheckpointError(f"{init}: --init is not a {form} student") from None
+    # the start's own provenance travels along: `edgefuse info` shows the whole chain of a fine-tune
+    start = {
+        "checkpoint": loaded.info.path,
+        "weights_sha256": loaded.info.weights_sha256,
+        "provenance": loaded.info.provenance,
+    }
+    return student, start

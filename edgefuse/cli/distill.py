@@ -12,6 +12,7 @@ from edgefuse.cli._common import (
     BatchOpt,
     CropOpt,
     EpochsOpt,
+    InitOpt,
     LrOpt,
     NightOpt,
     RepeatOpt,
@@ -25,6 +26,7 @@ from edgefuse.cli._common import (
     WorkersOpt,
     cli_command,
     console,
+    student_from,
 )
 
 
@@ -84,6 +86,7 @@ def distill(
     device: Annotated[str, typer.Option(help="cpu or cuda (under torchrun: one GPU per process).")] = "cpu",
     workers: WorkersOpt = 2,
     resume: ResumeOpt = False,
+    init: InitOpt = None,
 ) -> None:
     """Distil the student from the teacher ensemble: confidence-weighted pixels + routed features.
 
@@ -94,7 +97,6 @@ def distill(
     from edgefuse.distill import DistillConfig, DistillDataset, DistillLoss, mean_variance
     from edgefuse.distributed import init_distributed, rank_and_world, shutdown_distributed
     from edgefuse.errors import DataError
-    from edgefuse.model import create_model
     from edgefuse.teacher.cache import TeacherCache
     from edgefuse.training import TrainConfig, Trainer, seed_everything
 
@@ -162,6 +164,8 @@ def distill(
                 + (f" ({getattr(net, 'name', backbone)})" if net is not None else "")
                 + (f", {world} processes" if world > 1 else "")
             )
+        # made where it always was, after the backbone and the data: the same seed gives the same start
+        student, start = student_from(size, select, init)
         provenance = {
             "method": f"distill (pixels {cfg.pixel_weighting}, routing {cfg.routing})",
             "data": f"{source.name} (real)",
@@ -185,6 +189,7 @@ def distill(
             }
             if net is not None
             else None,
+            "init": start,
         }
         train_cfg = TrainConfig(
             epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, workers=workers
@@ -195,7 +200,7 @@ def distill(
             console.print(f"epoch {epoch}: loss {logs['loss']:.4f}{val} ({logs['seconds']:.0f} s)")
 
         trainer = Trainer(
-            create_model(size, select=select),
+            student,
             DistillLoss(cfg, tau_used, net),
             train_set,
             out,

@@ -11,6 +11,7 @@ from edgefuse.cli._common import (
     BatchOpt,
     CropOpt,
     EpochsOpt,
+    InitOpt,
     LrOpt,
     NightOpt,
     RepeatOpt,
@@ -25,6 +26,7 @@ from edgefuse.cli._common import (
     check_writable,
     cli_command,
     console,
+    student_from,
     warn_unpaired,
 )
 
@@ -63,13 +65,7 @@ def train(
     workers: WorkersOpt = 2,
     synthetic_pairs: Annotated[int, typer.Option(min=2, help="Pairs generated when --data is absent.")] = 16,
     resume: ResumeOpt = False,
-    init: Annotated[
-        str | None,
-        typer.Option(
-            help="Start from this checkpoint's weights (a fine-tune: give a smaller --lr); it must be of "
-            "--size and --select's form."
-        ),
-    ] = None,
+    init: InitOpt = None,
 ) -> None:
     """Train a student with the unsupervised fusion objective (intensity max, gradient max, SSIM)."""
     import torch
@@ -77,32 +73,11 @@ def train(
     from edgefuse.data import FusionDataset, open_pairs, split_indices
     from edgefuse.distributed import init_distributed, shutdown_distributed
     from edgefuse.losses import fusion_loss
-    from edgefuse.model import create_model
     from edgefuse.training import TrainConfig, Trainer, seed_everything
 
     if crop % 16:
         raise typer.BadParameter("--crop must be a multiple of 16", param_hint="--crop")
-    try:
-        student = create_model(size, select=select)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--size") from None
-    start = None
-    if init:
-        from edgefuse.checkpoint import load_model
-        from edgefuse.errors import CheckpointError
-
-        loaded = load_model(init)  # safetensors, names/shapes/dtypes checked: never unpickles
-        try:
-            student.load_state_dict(loaded.model.state_dict())
-        except RuntimeError:
-            form = f"size {size}" + (" with --select" if select else "")
-            raise CheckpointError(f"{init}: --init is not a {form} student") from None
-        # the start's own provenance travels along: `edgefuse info` shows the whole chain of a fine-tune
-        start = {
-            "checkpoint": loaded.info.path,
-            "weights_sha256": loaded.info.weights_sha256,
-            "provenance": loaded.info.provenance,
-        }
+    student, start = student_from(size, select, init)
     # before the data loads and the epochs run: a read-only or invalid -o must not cost a training run
     check_writable(out, "checkpoint")
     check_writable(out.with_name(out.name + ".state.pt"), "training state")

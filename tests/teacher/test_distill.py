@@ -241,6 +241,30 @@ def test_distill_cli_uniform_no_routing_records_provenance(tiny_pairs: Path, tmp
     assert res.exit_code == 2 and "give --prior DIR" in res.output
 
 
+def test_distill_init_starts_from_a_checkpoint(tiny_pairs: Path, tmp_path: Path) -> None:
+    from edgefuse.checkpoint import load_model
+
+    _make_cache(find_pairs(tiny_pairs), tmp_path / "cache")
+    first, tuned = tmp_path / "first.safetensors", tmp_path / "tuned.safetensors"
+    assert (
+        runner.invoke(app, distill_args(tmp_path / "cache", tiny_pairs, first, "--routing", "none")).exit_code
+        == 0
+    )
+    start = load_model(first)
+    # lr 0: the fine-tune keeps the start's weights exactly, so they did come from --init
+    args = distill_args(tmp_path / "cache", tiny_pairs, tuned, "--routing", "none", "--init", str(first))
+    res = runner.invoke(app, [*args, "--lr", "0"])
+    assert res.exit_code == 0, res.output
+    after = load_model(tuned)
+    assert after.info.provenance["init"]["weights_sha256"] == start.info.weights_sha256
+    assert after.info.weights_sha256 == start.info.weights_sha256
+    res = runner.invoke(
+        app, [*args[:-2], "--init", str(first), "--size", "s", "-o", str(tmp_path / "s.safetensors")]
+    )
+    assert res.exit_code != 0 and "--init is not a size s student" in res.output
+    assert not (tmp_path / "s.safetensors").exists()
+
+
 @pytest.mark.teacher
 @pytest.mark.slow
 def test_distill_two_process_gloo(tiny_pairs: Path, tiny_backbone_prior: Path, tmp_path: Path) -> None:
