@@ -12,7 +12,8 @@
    (d) + routed feature alignment: ``edgefuse distill`` on the union with ``--val-fraction 0`` (the val pairs
    are not in it) and ``--repeat`` halved (twice the pairs: the same steps as the bundled recipe), with the
    bundled recipe's teacher-free weights (intensity 0.5, gradient 10, source SSIM 1).
-   ``--variant NAME=ROW:ARGS`` adds a distilled row: ROW's command with ARGS appended (a changed setting).
+   ``--variant NAME=ROW:ARGS`` adds a distilled row: ROW's command with ARGS appended (a changed setting;
+   ``{seed}`` in ARGS is each student's seed).
 4. ``scripts/evaluate_students.py`` on RoadScene val + LLVIP, ``scripts/seed_compare.py`` for the verdicts,
    ``scripts/score_cache.py`` for the teacher's rows.
 
@@ -146,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="NAME=ROW:ARGS",
-        help="an extra distilled row: row b, c or d's command plus ARGS (e.g. 'd2=d:--w-source-ssim 2')",
+        help="an extra distilled row: row b, c or d's command plus ARGS (e.g. 'd2=d:--w-source-ssim 2'); "
+        "{seed} in ARGS is each student's seed (e.g. 't=d:--init runs/d_s{seed}.safetensors')",
     )
     ap.add_argument(
         "--sets", default="dn,rsval,llvip", help="teacher caches to build (dn: the students' training cache)"
@@ -245,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
             d += ["--pixel-weighting", "uniform" if base == "b" else "variance"]
             d += ["--routing", "feature", "--prior", args.prior] if base == "d" else ["--routing", "none"]
             for seed in seeds:  # a variant's ARGS come last: the last value of an option wins
-                student(row, seed, [*d, *recipe, *extra])
+                student(row, seed, [*d, *recipe, *seeded(extra, seed)])
 
     dtype = "float32" if args.device != "cpu" else "float64"
     asc = f"--k 3 --steps {args.steps} --loss-weight {args.loss_weight} --jitter {args.jitter}".split()
@@ -322,6 +324,11 @@ def parse_variants(
             ap.error(f"--variant {spec!r}: want NAME=ROW:ARGS, a new NAME and ROW one of b, c, d")
         out[name] = (base, extra.split())
     return out
+
+
+def seeded(extra: list[str], seed: str) -> list[str]:
+    """A variant's ARGS for one student, {seed} replaced by its seed (to fine-tune each seed's own start)."""
+    return [x.replace("{seed}", seed) for x in extra]
 
 
 def run(script_and_args: list[str]) -> None:

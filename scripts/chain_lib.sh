@@ -67,13 +67,14 @@ train_teacher() {
     tar -cf "$W/$name.tar" -C "$W" "$name"
     log "trained: $(tail -n 1 "$W/${name}_train.log")"
 }
-# distil_students ROWS CACHE [GPUS]: ascent_ablation.py's students of ROWS (e.g. c,d) from the dn CACHE, with
-# the bundled recipe and the diffusion prior $W/prior routing row (d); resumable, exits 3 until done
+# distil_students ROWS CACHE [GPUS [ARGS...]]: ascent_ablation.py's students of ROWS (e.g. c,d) from the dn
+# CACHE, with the bundled recipe and the diffusion prior $W/prior routing row (d); ARGS go to ascent_ablation.py
+# as they are (e.g. --variant 't=d:...'); resumable, exits 3 until done
 distil_students() {
     [ -f "$W/students.done" ] && return 0
     python3 scripts/ascent_ablation.py --work "$W" --rs "$RS" --llvip "$LLVIP" --gpus "${3:-1}" --slots "$SLOTS" \
         --rows "$1" --sets '' --dn-cache "$2" --prior "$W/prior" --thermal-level 0.5 --jitter "$JITTER" \
-        --start "$START" --seeds "$SEEDS" --no-eval --device "$DEVICE" --resume ${STUDENT_EXTRA:-} \
+        --start "$START" --seeds "$SEEDS" --no-eval --device "$DEVICE" --resume ${STUDENT_EXTRA:-} "${@:4}" \
         >>"$W/students_chain.log" 2>&1 || exit 3
     touch "$W/students.done"
     log "students done"
@@ -113,6 +114,12 @@ work, name = Path(sys.argv[1]), sys.argv[2]
 merge(work, name, sorted(work.glob(f"{name}[0-9]*")), Path(sys.argv[3]))
 PY
     log "sampled $name: $(grep -h wrote "$W/$name"[0-9]*.log | tail -n 1)"
+}
+# sample_polished NAME FOLDER: the polished coefficient teacher ($COEF; K, STEPS, ETA, POLISH) of FOLDER in
+# $W/asc_NAME (sample_sharded's processes)
+sample_polished() {
+    sample_sharded "$1" "$2" --model "$COEF" --k "$K" --steps "$STEPS" --eta "$ETA" --polish-steps "$POLISH" \
+        ${SAMPLE_EXTRA:-}
 }
 # sampled_teacher_chain NAME PREFIX SAMPLER: what a sampled teacher's chain does after its own stages. SAMPLER
 # PREFIX_SET FOLDER writes $W/asc_PREFIX_SET; RoadScene val and LLVIP are sampled, scored and judged

@@ -30,7 +30,7 @@
 #   DRIVER=scripts/polish_chain.sh ROWS=d START=.gpu/start.safetensors bash scripts/device_ablation.sh 540
 # and twice more with the DRIVER line alone (unpacking the states again would put the students back to 33).
 set -euo pipefail
-source scripts/chain_lib.sh # log, json_true, need_coef, sample_sharded, sampled_teacher_chain
+source scripts/chain_lib.sh # log, json_true, need_coef, sample_polished, sampled_teacher_chain
 K=${K:-6} STEPS=${STEPS:-50} ETA=${ETA:-1} POLISH=${POLISH:-60} # fixed by the plan
 SHARDS=${SHARDS:-16}
 need_coef
@@ -45,12 +45,7 @@ if ! json_true "$W/polish_gate.json" pass; then
     log "polish chain done: the training-pair gate stops it before the held-out sets"
     exit 0
 fi
-# polished NAME FOLDER: the polished teacher's cache of FOLDER in $W/asc_NAME
-polished() {
-    sample_sharded "$1" "$2" --model "$COEF" --k "$K" --steps "$STEPS" --eta "$ETA" --polish-steps "$POLISH" \
-        ${SAMPLE_EXTRA:-}
-}
-sampled_teacher_chain polish p polished
+sampled_teacher_chain polish p sample_polished
 # (4) the ascent teacher of the recipe (the dn cache's settings: rho 5, 60 steps, float32) at the polished K
 ascent_k() {
     TEACHER=ascend sample_sharded "$1" "$2" --student "$START" --k "$K" --steps 60 --loss-weight 5 \

@@ -53,6 +53,10 @@ def test_variants_extend_the_distilled_rows() -> None:
     for bad in ("a=d:--x 1", "c=c:", "e1=e:", "1x=d:"):
         with pytest.raises(SystemExit):
             ascent_ablation.parse_variants(ap, [bad], ["a", "c"])
+    (_, extra), *_ = ascent_ablation.parse_variants(
+        ap, ["t=d:--init w/d_s{seed}.safetensors --lr 5e-4"], []
+    ).values()
+    assert ascent_ablation.seeded(extra, "2") == ["--init", "w/d_s2.safetensors", "--lr", "5e-4"]
 
 
 def _scores(rsval: tuple[float, float, float], llvip: tuple[float, float, float]) -> dict:
