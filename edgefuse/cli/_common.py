@@ -20,13 +20,16 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from edgefuse.errors import EdgefuseError, RuntimeUnavailableError
+
+if TYPE_CHECKING:  # the model module imports torch: not at CLI start-up
+    from edgefuse.model import FusionProxy
 
 console = Console()
 err_console = Console(stderr=True)
@@ -370,7 +373,7 @@ def quiet_third_party() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def student_from(size: str, select: bool, init: str | None) -> tuple[Any, dict[str, Any] | None]:
+def student_from(size: str, select: bool, init: str | None) -> tuple[FusionProxy, dict[str, Any] | None]:
     """The student ``train`` and ``distill`` fit: a fresh one of ``size``/``select``, or one holding
     ``init``'s weights. Returns (model, what provenance records of the start, or None)."""
     from edgefuse.model import create_model
