@@ -3,8 +3,9 @@
 # scripts/device_ablation.sh (called again until it says "driver done"; every stage skips what an earlier call
 # finished): the polished coefficient teacher's dn cache, sampled again (K, 50 DDIM steps, eta 1, POLISH: the
 # twenty-first session's settings), then the polished teacher's row (d) students (runs/polish22/d_s*.tgz)
-# fine-tuned on it with the teacher's terms only (distill --init, lr 5e-4, 20 epochs; variance pixels and
-# routed features kept, the teacher-free terms and --thermal-level off), then scored on both held-out sets.
+# fine-tuned on it with the teacher's terms (distill --init, lr 5e-4, 20 epochs; variance pixels and routed
+# features kept, source SSIM at 0.05, the gradient and intensity terms and --thermal-level off), then scored on
+# both held-out sets.
 #
 # The model travels alone in a first call (runs/coef20.tar, 55 MB; 64 MiB with anything beside it):
 #   run(carry=["runs/coef20.tar"]): mkdir -p /tmp/w && tar -xf runs/coef20.tar -C /tmp/w
@@ -24,7 +25,9 @@ for s in ${SEEDS//,/ }; do
 done
 [ -d "$W/dn" ] || python3 scripts/night_copies.py --data "$RS" --out "$W/dn" --dark-thermal >/dev/null
 sample_polished p_dn "$W/dn"
-TERMS="--w-source-ssim 0 --w-gradient 0 --w-intensity 0 --thermal-level 0"
+# the teacher's terms and a small source-SSIM term (0.05: session22_follow.md chose it on training pairs, its
+# fourth amendment), the gradient and intensity terms off
+TERMS=${TERMS:-"--w-source-ssim 0.05 --w-gradient 0 --w-intensity 0 --thermal-level 0"}
 distil_students t "$W/asc_p_dn" 1 --variant "t=d:--init $W/d_s{seed}.safetensors --lr 5e-4 --epochs 20 $TERMS"
 score_students follow t
 log "follow chain done"
