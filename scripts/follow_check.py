@@ -18,18 +18,9 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
+from score_cache import _score, mean_scores  # a teacher cache's scoring, for the same numbers
 
 HEADLINE = ("VIF", "Qabf", "SSIM")
-
-
-def _score(args: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict[str, float]:
-    from edgefuse.metrics import fusion_metrics
-
-    return fusion_metrics(*args)
-
-
-def _mean(rows: list[dict[str, float]]) -> dict[str, float]:
-    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             dist[n].append(float(np.abs(out - mean).mean()) * 255.0)
             triples[n].append((to_uint8(out), ir, vis))
     with ProcessPoolExecutor(args.workers) as pool:
-        scores = {n: _mean(list(pool.map(_score, t))) for n, t in triples.items()}
+        scores = {n: mean_scores(list(pool.map(_score, t))) for n, t in triples.items()}
     result: dict = {"cache": args.cache, "data": args.data, "pairs": len(idx), "scores": scores}
     result["l1_to_teacher_levels"] = {n: float(np.mean(d)) for n, d in dist.items()}
     print(f"{len(idx)} pairs | " + " | ".join(HEADLINE) + " | L1 to teacher mean (levels)")

@@ -26,6 +26,11 @@ def _score(args: tuple[np.ndarray, np.ndarray, np.ndarray]) -> dict[str, float]:
     return fusion_metrics(*args)
 
 
+def mean_scores(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Each metric's mean over the pairs' rows."""
+    return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+
+
 def _sample_rgb(lum: np.ndarray, vis: np.ndarray) -> np.ndarray:
     """A sample's luminance (H×W float in [0, 1]) as RGB with the visible frame's chroma, as the teacher
     wrote its mean."""
@@ -78,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     with ProcessPoolExecutor(args.workers) as pool:
         rows = list(pool.map(_score, triples))
         single_rows = list(pool.map(_score, singles))
-    metrics = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+    metrics = mean_scores(rows)
     spread = dict(
         zip(("p50", "p90", "p99"), np.percentile(np.concatenate(stds), [50, 90, 99]).tolist(), strict=True)
     )
@@ -90,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         "std_levels": spread,
     }
     if single_rows:
-        out["sample0_metrics"] = {k: float(np.mean([r[k] for r in single_rows])) for k in single_rows[0]}
+        out["sample0_metrics"] = mean_scores(single_rows)
     print(json.dumps(out, indent=1))
     print(summary(out))  # the last line: what the GPU chains log
     if args.json:
