@@ -69,15 +69,16 @@ train_teacher() {
 }
 # distil_students ROWS CACHE [GPUS [ARGS...]]: ascent_ablation.py's students of ROWS (e.g. c,d) from the dn
 # CACHE, with the bundled recipe and the diffusion prior $W/prior routing row (d); ARGS go to ascent_ablation.py
-# as they are (e.g. --variant 't=d:...'); resumable, exits 3 until done
+# as they are (e.g. --variant 't=d:...'); resumable, exits 3 until done; one done mark per ROWS (a chain may
+# train one row from another's students)
 distil_students() {
-    [ -f "$W/students.done" ] && return 0
+    [ -f "$W/students_$1.done" ] && return 0
     python3 scripts/ascent_ablation.py --work "$W" --rs "$RS" --llvip "$LLVIP" --gpus "${3:-1}" --slots "$SLOTS" \
         --rows "$1" --sets '' --dn-cache "$2" --prior "$W/prior" --thermal-level 0.5 --jitter "$JITTER" \
         --start "$START" --seeds "$SEEDS" --no-eval --device "$DEVICE" --resume ${STUDENT_EXTRA:-} "${@:4}" \
         >>"$W/students_chain.log" 2>&1 || exit 3
-    touch "$W/students.done"
-    log "students done"
+    touch "$W/students_$1.done"
+    log "students $1 done"
 }
 # sample_sharded NAME FOLDER ARGS...: `teacher sample-cond ARGS...` on FOLDER into $W/asc_NAME, in SHARDS
 # processes on the one GPU (split and merged as ascent_ablation.py splits and merges); resumable pair by pair.
@@ -125,13 +126,8 @@ sample_polished() {
 # PREFIX_SET FOLDER writes $W/asc_PREFIX_SET; RoadScene val and LLVIP are sampled, scored and judged
 # (judge_teacher ends the chain unless it is worth distilling), then dn and the row (d) students
 sampled_teacher_chain() {
-    local name=$1 prefix=$2 sampler=$3 set
-    [ -d "$W/data_rsval" ] || python3 scripts/val_folder.py "$RS" "$W/data_rsval"
-    for set in rsval llvip; do
-        [ -f "$W/${name}_teacher_$set.json" ] && continue
-        "$sampler" "${prefix}_$set" "$([ $set = rsval ] && echo "$W/data_rsval" || echo "$LLVIP")"
-        score_teacher "$name" $set "$W/asc_${prefix}_$set"
-    done
+    local name=$1 prefix=$2 sampler=$3
+    heldout_teacher "$@"
     judge_teacher "$name"
     [ -d "$W/dn" ] || python3 scripts/night_copies.py --data "$RS" --out "$W/dn" --dark-thermal >/dev/null
     "$sampler" "${prefix}_dn" "$W/dn"
@@ -139,10 +135,21 @@ sampled_teacher_chain() {
     score_students "$name" d
     log "$name chain done"
 }
+# heldout_teacher NAME PREFIX SAMPLER: SAMPLER's caches of RoadScene val and LLVIP ($W/asc_PREFIX_SET), each
+# scored (score_teacher) into $W/NAME_teacher_SET.json
+heldout_teacher() {
+    local name=$1 prefix=$2 sampler=$3 set
+    [ -d "$W/data_rsval" ] || python3 scripts/val_folder.py "$RS" "$W/data_rsval"
+    for set in rsval llvip; do
+        [ -f "$W/${name}_teacher_$set.json" ] && continue
+        "$sampler" "${prefix}_$set" "$([ $set = rsval ] && echo "$W/data_rsval" || echo "$LLVIP")"
+        score_teacher "$name" $set "$W/asc_${prefix}_$set"
+    done
+}
 # need_coef: the coefficient teacher in $COEF (default $W/coef), or the chain ends (exit 1)
 need_coef() {
     COEF=${COEF:-$W/coef}
     [ -f "$COEF/edgefuse_conditional.json" ] && return 0
-    log "no coefficient teacher in $COEF (the first call unpacks runs/coef20.tar)"
+    log "no coefficient teacher in $COEF (the first call unpacks the model: runs/coef23.tar)"
     exit 1
 }

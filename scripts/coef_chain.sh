@@ -14,6 +14,9 @@
 #   mkdir -p /tmp/w && { [ -d /tmp/w/prior ] || tar -xf .gpu/prior1540.tar -C /tmp/w; } && \
 #   DRIVER=scripts/coef_chain.sh ROWS=d PACK="coef.tar coef_llvip_spread_maps.jpg coef_rsval_spread_maps.jpg" \
 #       START=.gpu/start.safetensors bash scripts/device_ablation.sh 540
+# The twenty-third session's rebuild of the twentieth session's model (docs/results/session23_rebuild.md):
+#   COEF_MINUTES=15 COEF_ONLY=1 DRIVER=scripts/coef_chain.sh ROWS=d PACK=coef.tar \
+#       START=.gpu/start.safetensors bash scripts/device_ablation.sh 540
 set -euo pipefail
 source scripts/chain_lib.sh # log, train_teacher, score_teacher, judge_teacher, distil_students, score_students
 K=${K:-6}
@@ -29,6 +32,12 @@ if [ ! -f "$W/ascent.done" ]; then
 fi
 train_teacher coef --target coefficients --crop "${COEF_CROP:-32}" --channels "${COEF_CHANNELS:-32,64,128,256}" \
     --batch-size "${COEF_BATCH:-128}" --minutes "${COEF_MINUTES:-7}" ${COEF_EXTRA:-}
+# COEF_ONLY=1: stop once the model is trained (the twenty-third session rebuilt the model for
+# scripts/polish_chain.sh, which has its own gate, after the development VM lost runs/coef20.tar)
+if [ "${COEF_ONLY:-0}" = 1 ]; then
+    log "coef chain done: trained, COEF_ONLY"
+    exit 0
+fi
 # FIT_GATE=1 (the written-down rerun, not the nineteenth session's run): sample the held-out sets only if the
 # teacher keeps enough of the ascent's gain on 12 training pairs it learnt from (scripts/fit_gate.py)
 if [ "${FIT_GATE:-0}" = 1 ]; then
