@@ -129,7 +129,7 @@ sampled_teacher_chain() {
     local name=$1 prefix=$2 sampler=$3
     heldout_teacher "$@"
     judge_teacher "$name"
-    [ -d "$W/dn" ] || python3 scripts/night_copies.py --data "$RS" --out "$W/dn" --dark-thermal >/dev/null
+    dn_copies
     "$sampler" "${prefix}_dn" "$W/dn"
     distil_students d "$W/asc_${prefix}_dn"
     score_students "$name" d
@@ -145,6 +145,10 @@ heldout_teacher() {
         "$sampler" "${prefix}_$set" "$([ $set = rsval ] && echo "$W/data_rsval" || echo "$LLVIP")"
         score_teacher "$name" $set "$W/asc_${prefix}_$set"
     done
+}
+# dn_copies: $W/dn, RoadScene's training pairs and their dark-thermal night copies (the students' set)
+dn_copies() {
+    [ -d "$W/dn" ] || python3 scripts/night_copies.py --data "$RS" --out "$W/dn" --dark-thermal >/dev/null
 }
 # need_coef: the coefficient teacher in $COEF (default $W/coef), or the chain ends (exit 1)
 need_coef() {

@@ -18,11 +18,11 @@
 # t_s*.tgz); a later session unpacks them into /tmp/w before its DRIVER line, and the cache is sampled again.
 # Budget: ~450 s the cache, ~1150 s row (d), ~380 s the fine-tunes, ~70 s scoring, ~250 s the teacher.
 set -euo pipefail
-source scripts/chain_lib.sh # log, need_coef, sample_polished, distil_students, score_students
+source scripts/chain_lib.sh # log, need_coef, dn_copies, sample_polished, distil_students, score_students
 K=${K:-6} STEPS=${STEPS:-50} ETA=${ETA:-1} POLISH=${POLISH:-60} # the polished teacher's, fixed
 SHARDS=${SHARDS:-16}
 need_coef
-[ -d "$W/dn" ] || python3 scripts/night_copies.py --data "$RS" --out "$W/dn" --dark-thermal >/dev/null
+dn_copies
 sample_polished p_dn "$W/dn"
 distil_students d "$W/asc_p_dn" # p: the bundled recipe (the twenty-first session's row (d))
 # the teacher's terms and a small source-SSIM term (0.05: session22_follow.md chose it on training pairs, its
